@@ -1,0 +1,94 @@
+"""Assemble the generated project: CI files, environments, answers file, git."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ANSWERS = json.loads(
+    r"""
+{{ cookiecutter | tojson }}
+"""
+)
+
+TASKS = ("binary", "multiclass", "regression")
+CI_FILES = {
+    "github": [".github"],
+    "gitlab": [".gitlab-ci.yml"],
+}
+
+
+def drop_unused_ci(project, ci):
+    """Remove the CI files of any platform that was not chosen."""
+    chosen = set(ci.split("+"))
+    for platform, paths in CI_FILES.items():
+        if platform in chosen:
+            continue
+        for name in paths:
+            path = project / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+
+
+def template_dir(repo_dir):
+    """The template checkout. Cookiecutter passes a path relative to the directory
+    it was started in when given a relative one, while hooks run in the project."""
+    path = Path(repo_dir)
+    if not path.is_absolute():
+        path = Path(os.environ.get("PWD", ".")) / path
+    if not (path / "environments").is_dir():
+        sys.exit("cannot find the template's environments/ under {} (from _repo_dir {!r}); "
+                 "run cookiecutter with an absolute template path".format(path, repo_dir))
+    return path
+
+
+def copy_environments(template, project):
+    """Copy the template's environment catalogue, the single source of truth."""
+    target = project / "environments"
+    target.mkdir(exist_ok=True)
+    for source in sorted((template / "environments").glob("*.yaml")):
+        shutil.copyfile(str(source), str(target / source.name))
+
+
+def keep_task_suite(project, task):
+    """Keep the expectation suite profiled for the chosen task's default data."""
+    suites = project / "expectations"
+    (suites / "{}.json".format(task)).rename(suites / "raw.json")
+    for other in TASKS:
+        (suites / "{}.json".format(other)).unlink(missing_ok=True)
+
+
+def write_answers(project, answers):
+    """Record the public answers so the project can be replayed or updated."""
+    public = {key: value for key, value in answers.items() if not key.startswith("_")}
+    public["_template"] = answers.get("_template", "")
+    text = json.dumps(public, indent=2, ensure_ascii=False) + "\n"
+    (project / ".cookiecutter.json").write_text(text, encoding="utf-8")
+
+
+def git_init(project):
+    """Start a repository on branch main with every file staged."""
+    if shutil.which("git") is None:
+        print("git not found: skipping git init")
+        return
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=project, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+
+
+def main():
+    project = Path.cwd()
+    template = template_dir(ANSWERS["_repo_dir"])
+    drop_unused_ci(project, ANSWERS["ci"])
+    copy_environments(template, project)
+    keep_task_suite(project, ANSWERS["task"])
+    write_answers(project, ANSWERS)
+    if ANSWERS["git_init"]:
+        git_init(project)
+
+
+if __name__ == "__main__":
+    main()

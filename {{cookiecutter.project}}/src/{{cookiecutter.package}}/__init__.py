@@ -1,0 +1,3 @@
+"""{{ cookiecutter.project }}: a LightGBM model, from pull request to production."""
+
+__version__ = "0.1.0"

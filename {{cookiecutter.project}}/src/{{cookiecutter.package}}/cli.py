@@ -1,0 +1,158 @@
+"""`{{ cookiecutter.project }}` command: one subcommand per stage, each behind a make target."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .config import Paths, load_params, use_project_stores
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+
+
+def _setup() -> tuple:
+    """Find the project, load params.yaml, point BentoML and MLflow at project stores."""
+    paths = Paths.discover()
+    use_project_stores(paths)
+    return load_params(paths.params), paths
+
+
+def _fail(message: str) -> None:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def data() -> None:
+    """Materialise the dataset into data/raw/ and fingerprint it."""
+    from . import data as stage
+
+    params, paths = _setup()
+    record = stage.materialise(params, paths)
+    typer.echo(f"{record['rows']} rows, {len(record['columns'])} columns -> {record['path']}")
+    typer.echo(f"fingerprint sha256:{record['sha256']}")
+
+
+@app.command()
+def profile(
+    output: Annotated[Path | None, typer.Option(help="Suite file to write")] = None,
+) -> None:
+    """Profile the data into a starting expectation suite for a human to review."""
+    from . import validation
+
+    params, paths = _setup()
+    target = validation.profile(params, paths, output or paths.suite)
+    typer.echo(f"wrote {target}: review it, then commit it")
+
+
+@app.command()
+def validate(
+    data_file: Annotated[Path | None, typer.Option("--data", help="CSV/Parquet to validate")] = None,
+) -> None:
+    """Run the expectation suite on the data; exit 1 naming each failing column."""
+    from . import validation
+
+    params, paths = _setup()
+    outcome = validation.validate(params, paths, data_file)
+    typer.echo(validation.format_table(outcome))
+    if not outcome["success"]:
+        _fail(validation.format_failures(outcome))
+
+
+@app.command()
+def train() -> None:
+    """Train LightGBM (seeded), log it to MLflow and register a new model version."""
+    from . import train as stage
+
+    params, paths = _setup()
+    card = stage.train(params, paths)
+    typer.echo(f"model version {card['model_version']} (run {card['run_id']}) -> {paths.model_file}")
+
+
+@app.command()
+def evaluate() -> None:
+    """Score the model against the gates; exit 1 naming any failed gate."""
+    from . import evaluate as stage
+
+    params, paths = _setup()
+    report = stage.evaluate(params, paths)
+    typer.echo(stage.format_report(report))
+    if not report["passed"]:
+        _fail("evaluation gates failed: " + "; ".join(report["failures"]))
+
+
+@app.command()
+def package() -> None:
+    """Build the bento (model + service + pinned deps) and export it to dist/."""
+    from . import package as stage
+
+    params, paths = _setup()
+    result = stage.build(params, paths)
+    typer.echo(f"bento {result['tag']} -> {result['archive']}")
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] = 3000,
+    bento: Annotated[str | None, typer.Option(help="Bento tag (default: latest built)")] = None,
+) -> None:
+    """Serve the bento on 127.0.0.1 in the foreground."""
+    from . import package as stage
+
+    params, paths = _setup()
+    stage.serve_foreground(paths, bento, port)
+
+
+@app.command()
+def smoke(
+    url: Annotated[str, typer.Option(help="Base URL of a running service")] = "http://127.0.0.1:3000",
+) -> None:
+    """Send held-out rows to a running service; fail unless it answers like the in-process model."""
+    from . import package as stage
+
+    params, paths = _setup()
+    result = stage.smoke(params, paths, url)
+    typer.echo(json.dumps(result, indent=2))
+    if not result["matches"]:
+        _fail(f"service at {url} disagrees with the in-process model")
+
+
+@app.command()
+def pipeline(
+    port: Annotated[int, typer.Option(help="Port for the smoke-test server")] = 3000,
+) -> None:
+    """The whole journey: data, validate, train, evaluate, package, serve and check."""
+    from . import package as package_stage
+
+    timings: list[tuple[str, float]] = []
+    for name, command in [
+        ("data", data),
+        ("validate", lambda: validate(None)),
+        ("train", train),
+        ("evaluate", evaluate),
+        ("package", package),
+    ]:
+        typer.secho(f"== {name}", bold=True)
+        started = time.perf_counter()
+        command()
+        timings.append((name, time.perf_counter() - started))
+    typer.secho("== serve + smoke", bold=True)
+    params, paths = _setup()
+    started = time.perf_counter()
+    result = package_stage.serve_and_smoke(params, paths, port)
+    timings.append(("serve + smoke", time.perf_counter() - started))
+    typer.echo(f"\n{'stage':<16}{'seconds':>9}")
+    for name, seconds in timings:
+        typer.echo(f"{name:<16}{seconds:>9.1f}")
+    typer.echo(f"{'total':<16}{sum(s for _, s in timings):>9.1f}")
+    if not result["matches"]:
+        _fail("served bento disagrees with the in-process model")
+    typer.secho(f"bento {result['bento']} answered {result['rows']} rows like the in-process model", fg="green")
+
+
+if __name__ == "__main__":
+    app()

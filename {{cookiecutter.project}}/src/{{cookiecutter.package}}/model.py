@@ -1,0 +1,42 @@
+"""The trained model as every stage sees it: a LightGBM booster plus its feature spec."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from .features import FeatureSpec, to_features
+
+
+@dataclass(frozen=True)
+class Model:
+    booster: lgb.Booster
+    spec: FeatureSpec
+
+    @classmethod
+    def load(cls, model_file: Path, card_file: Path) -> Model:
+        """Load models/model.txt and the spec from models/model.json."""
+        card = json.loads(Path(card_file).read_text())
+        return cls(lgb.Booster(model_file=str(model_file)), FeatureSpec.model_validate(card["spec"]))
+
+    def raw(self, frame: pd.DataFrame) -> np.ndarray:
+        """Booster output: P(positive) for binary, (n, k) probabilities, or values."""
+        return self.booster.predict(to_features(frame, self.spec))
+
+    def predict(self, frame: pd.DataFrame) -> dict[str, list]:
+        """Labels (or values), plus class probabilities for classification."""
+        return outputs_from_raw(self.raw(frame), self.spec)
+
+
+def outputs_from_raw(raw: np.ndarray, spec: FeatureSpec) -> dict[str, list]:
+    """Turn booster output into the response every consumer shares (service, batch, smoke)."""
+    if spec.task == "regression":
+        return {"predictions": raw.astype(float).tolist()}
+    probabilities = np.column_stack([1.0 - raw, raw]) if spec.task == "binary" else raw
+    labels = np.asarray(spec.classes, dtype=object)[probabilities.argmax(axis=1)]
+    return {"predictions": labels.tolist(), "probabilities": probabilities.astype(float).tolist()}

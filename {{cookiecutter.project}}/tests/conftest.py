@@ -1,0 +1,86 @@
+"""Shared fixtures: each session runs the real stages in an isolated copy of the project.
+
+The copy has its own data/, models/, MLflow SQLite store and BentoML home, so tests
+never touch the developer's stores and always exercise real MLflow, GX, LightGBM
+and BentoML. Test modules must import bentoml lazily: BENTOML_HOME is set here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package }}.config import Paths, load_params
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def paths(tmp_path_factory: pytest.TempPathFactory) -> Paths:
+    """A throwaway project root with the real params, suites and environments."""
+    root = tmp_path_factory.mktemp("project")
+    shutil.copy(PROJECT_ROOT / "params.yaml", root / "params.yaml")
+    for folder in ("expectations", "environments"):
+        shutil.copytree(PROJECT_ROOT / folder, root / folder)
+    os.environ["PROJECT_ROOT"] = str(root)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlruns.db'}"
+    os.environ["BENTOML_HOME"] = str(root / ".bentoml")
+    os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+    return Paths(root)
+
+
+@pytest.fixture(scope="session")
+def params(paths: Paths):
+    return load_params(paths.params)
+
+
+@pytest.fixture(scope="session")
+def raw_data(paths: Paths, params):
+    """`make data`: the materialised dataset."""
+    from {{ cookiecutter.package }} import data
+
+    data.materialise(params, paths)
+    return data.load_raw(paths)
+
+
+@pytest.fixture(scope="session")
+def trained(paths: Paths, params, raw_data) -> dict:
+    """`make train`: the model card of a freshly trained, registered model."""
+    from {{ cookiecutter.package }} import train
+
+    return train.train(params, paths)
+
+
+@pytest.fixture(scope="session")
+def evaluated(paths: Paths, params, trained) -> dict:
+    """`make evaluate`: the evaluation report."""
+    from {{ cookiecutter.package }} import evaluate
+
+    return evaluate.evaluate(params, paths)
+
+
+@pytest.fixture(scope="session")
+def model(paths: Paths, trained):
+    from {{ cookiecutter.package }}.model import Model
+
+    return Model.load(paths.model_file, paths.model_card)
+
+
+@pytest.fixture(scope="session")
+def bento(paths: Paths, params, evaluated) -> dict:
+    """`make package`: the built bento and its exported archive."""
+    from {{ cookiecutter.package }} import package
+
+    return package.build(params, paths)
+
+
+@pytest.fixture(scope="session")
+def server(paths: Paths, bento):
+    """The bento served by `bentoml serve` on a free port of 127.0.0.1."""
+    from {{ cookiecutter.package }} import package
+
+    with package.running_server(paths, bento["tag"]) as url:
+        yield url
