@@ -1,0 +1,34 @@
+# Tasks for the template itself. `make help` lists them.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+UV ?= uv
+RUN := $(UV) run --no-sync
+DEMO := build/demo
+PORT ?= 3000
+
+.PHONY: help install lint test test-fast demo clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+install: ## create .venv with the template's dev tools (cookiecutter, pytest, pre-commit)
+	$(UV) sync --locked
+
+lint: install ## run pre-commit on the template's own files
+	$(RUN) pre-commit run --all-files --show-diff-on-failure
+
+test: install ## run every template test, the slow end-to-end pipelines included
+	$(RUN) pytest --durations=15
+
+test-fast: install ## run the template tests except the slow end-to-end ones
+	$(RUN) pytest -m "not slow" --durations=10
+
+demo: install ## bake the default project into build/demo/ and run its whole pipeline
+	rm -rf $(DEMO)
+	$(RUN) cookiecutter --no-input -o $(DEMO) "$(CURDIR)"
+	env -u VIRTUAL_ENV $(MAKE) -C $(DEMO)/churn-model install pipeline PORT=$(PORT)
+
+clean: ## remove build/ and test caches
+	rm -rf build .pytest_cache .ruff_cache

@@ -1,0 +1,78 @@
+"""Shared helpers: answers as Cookiecutter computes them, hooks rendered as it renders them."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from cookiecutter.generate import generate_context
+from cookiecutter.prompt import prompt_for_config
+from cookiecutter.utils import create_env_with_context
+
+TEMPLATE = Path(__file__).resolve().parents[1]
+
+# Valid, but everything that breaks naive quoting: quotes, apostrophes, backslashes, non-ASCII.
+HOSTILE = {
+    "project_name": 'Zoë\'s "Quoted" Modèle',
+    "description": 'Predicts "churn" for Zoë\'s team \\ back\\slash, naïve café, 東京 ✓',
+    "author": "O'Brien Łukasz",
+    "email": "o.brien+ml@example.co.uk",
+}
+
+
+def answers(**overrides) -> dict:
+    """The full answers Cookiecutter would pass to the hooks for --no-input plus overrides.
+
+    Derived answers (project, package) are rendered from project_name unless overridden.
+    Choice and boolean answers are set afterwards, unconverted: Cookiecutter refuses an
+    unknown choice itself, but a replay or an edited .cookiecutter.json can still bring one.
+    """
+    questions = json.loads((TEMPLATE / "cookiecutter.json").read_text(encoding="utf-8"))
+    choices = {
+        key: value for key, value in overrides.items() if isinstance(questions[key], list | bool)
+    }
+    free = {key: value for key, value in overrides.items() if key not in choices}
+    context = generate_context(context_file=str(TEMPLATE / "cookiecutter.json"), extra_context=free)
+    rendered = dict(prompt_for_config(context, no_input=True))
+    rendered.update(choices)
+    rendered.update({"_template": str(TEMPLATE), "_repo_dir": str(TEMPLATE), "_output_dir": "."})
+    return rendered
+
+
+def render_hook(name: str, hook_answers: dict, folder: Path) -> ModuleType:
+    """Render hooks/<name>.py with Cookiecutter's own Jinja environment and import it."""
+    context = {"cookiecutter": hook_answers}
+    environment = create_env_with_context(context)
+    source = (TEMPLATE / "hooks" / f"{name}.py").read_text(encoding="utf-8")
+    target = folder / f"{name}.py"
+    target.write_text(environment.from_string(source).render(**context), encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(f"rendered_{name}", target)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def clean_env() -> dict:
+    """The environment for commands run inside a baked project: never this repo's venv."""
+    env = dict(os.environ)
+    for name in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "PYTHONPATH", "PROJECT_ROOT"):
+        env.pop(name, None)
+    env.update({"BENTOML_DO_NOT_TRACK": "true", "PYTHONDONTWRITEBYTECODE": "1"})
+    return env
+
+
+def run(command: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a command, capturing output; the caller asserts on the return code."""
+    return subprocess.run(
+        command, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def make_answers():
+    return answers

@@ -1,0 +1,199 @@
+"""The hooks, rendered the way Cookiecutter renders them, then imported and exercised."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import HOSTILE, TEMPLATE, answers, render_hook
+from cookiecutter.exceptions import FailedHookException
+
+# (answers, the answer the message must name, words the message must contain)
+REJECTED = {
+    "empty-name": ({"project_name": ""}, "project_name", "letter or digit"),
+    "symbol-only-name": ({"project_name": "!!! ???"}, "project_name", "letter or digit"),
+    "package-starts-with-digit": ({"project_name": "3D Model"}, "package", "identifier"),
+    "package-not-ascii": ({"package": "modèle"}, "package", "identifier"),
+    "package-keyword": ({"project_name": "Class"}, "package", "keyword"),
+    "package-soft-keyword": ({"project_name": "Match"}, "package", "keyword"),
+    "package-shadows-lightgbm": ({"project_name": "LightGBM"}, "package", "shadow"),
+    "package-shadows-mlflow": ({"project_name": "MLflow"}, "package", "shadow"),
+    "package-shadows-stdlib-json": ({"project_name": "JSON"}, "package", "shadow"),
+    "project-with-underscore": ({"project": "churn_model"}, "project", "hyphens"),
+    "email-without-at": ({"email": "ml-team.example.com"}, "email", "name@example.com"),
+    "email-with-space": ({"email": "ml team@example.com"}, "email", "name@example.com"),
+    "email-without-domain-dot": ({"email": "ml@localhost"}, "email", "name@example.com"),
+    "unknown-ci": ({"ci": "jenkins"}, "ci", "github+gitlab, github, gitlab"),
+    "unknown-task": ({"task": "clustering"}, "task", "binary, multiclass, regression"),
+    "unknown-python": ({"python_version": "2.7"}, "python_version", "3.11"),
+    "git-init-as-text": ({"git_init": "yes"}, "git_init", "true or false"),
+}
+
+
+@pytest.fixture
+def pre_hook(tmp_path):
+    """Render the pre-generation hook for given answers and import it."""
+
+    def load(hook_answers):
+        return render_hook("pre_gen_project", hook_answers, tmp_path)
+
+    return load
+
+
+@pytest.fixture
+def post_hook(tmp_path):
+    folder = tmp_path / "hook"
+    folder.mkdir()
+    return render_hook("post_gen_project", answers(), folder)
+
+
+@pytest.mark.parametrize(("overrides", "name", "words"), REJECTED.values(), ids=REJECTED.keys())
+def test_pre_hook_rejects_a_bad_answer_with_a_message_naming_it(pre_hook, overrides, name, words):
+    hook_answers = answers(**overrides)
+    errors = pre_hook(hook_answers).validate(hook_answers)
+    named = [error for error in errors if error.startswith(f"{name} ")]
+    assert named, f"no error names {name!r}: {errors}"
+    assert any(words in error for error in named), errors
+
+
+@pytest.mark.parametrize("extra", [{}, HOSTILE], ids=["defaults", "hostile-but-valid"])
+def test_pre_hook_accepts_valid_answers(pre_hook, extra):
+    hook_answers = answers(**extra)
+    assert pre_hook(hook_answers).validate(hook_answers) == []
+
+
+def test_pre_hook_sees_hostile_answers_exactly_as_given(pre_hook):
+    """Answers reach the hook as JSON data: quotes and backslashes cannot break the script."""
+    hook_answers = answers(**HOSTILE)
+    module = pre_hook(hook_answers)
+    for key, value in HOSTILE.items():
+        assert module.ANSWERS[key] == value
+
+
+def test_pre_hook_main_exits_non_zero_printing_every_error(pre_hook, capsys):
+    hook_answers = answers(project_name="JSON", email="nobody")
+    with pytest.raises(SystemExit) as stopped:
+        pre_hook(hook_answers).main()
+    assert stopped.value.code == 1
+    printed = capsys.readouterr().err
+    assert "ERROR: package 'json' would shadow" in printed
+    assert "ERROR: email must look like name@example.com, got 'nobody'" in printed
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"project_name": "LightGBM"}, "ERROR: package 'lightgbm' would shadow"),
+        ({"email": "not an email"}, "ERROR: email must look like name@example.com"),
+        ({"project_name": "3D Model"}, "ERROR: package must be an ASCII Python identifier"),
+    ],
+    ids=["shadowing-package", "malformed-email", "package-starts-with-digit"],
+)
+def test_baking_with_a_bad_answer_fails_and_writes_nothing(
+    cookies, tmp_path, capfd, overrides, message
+):
+    result = cookies.bake(extra_context=overrides)
+    assert result.exit_code != 0
+    assert isinstance(result.exception, FailedHookException)
+    assert message in capfd.readouterr().err
+    leftovers = [path for path in (tmp_path / "cookies").rglob("*") if path.is_file()]
+    assert leftovers == []
+
+
+@pytest.mark.parametrize(
+    ("ci", "kept", "dropped"),
+    [
+        ("github+gitlab", [".github", ".gitlab-ci.yml"], []),
+        ("github", [".github"], [".gitlab-ci.yml"]),
+        ("gitlab", [".gitlab-ci.yml"], [".github"]),
+    ],
+)
+def test_post_hook_drops_the_ci_files_of_an_unchosen_platform(
+    post_hook, tmp_path, ci, kept, dropped
+):
+    project = tmp_path / "project"
+    (project / ".github" / "workflows").mkdir(parents=True)
+    (project / ".github" / "workflows" / "ci.yml").write_text("name: CI\n")
+    (project / ".gitlab-ci.yml").write_text("stages: [test]\n")
+    post_hook.drop_unused_ci(project, ci)
+    assert all((project / name).exists() for name in kept)
+    assert not any((project / name).exists() for name in dropped)
+
+
+def test_post_hook_copies_every_environment_of_the_template(post_hook, tmp_path):
+    post_hook.copy_environments(TEMPLATE, tmp_path)
+    copied = sorted(path.name for path in (tmp_path / "environments").iterdir())
+    assert copied == sorted(path.name for path in (TEMPLATE / "environments").glob("*.yaml"))
+    for name in copied:
+        assert (tmp_path / "environments" / name).read_bytes() == (
+            TEMPLATE / "environments" / name
+        ).read_bytes()
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_post_hook_keeps_only_the_suite_of_the_chosen_task(post_hook, tmp_path, task):
+    suites = tmp_path / "expectations"
+    suites.mkdir()
+    for name in ("binary", "multiclass", "regression"):
+        (suites / f"{name}.json").write_text(json.dumps({"task": name}))
+    post_hook.keep_task_suite(tmp_path, task)
+    assert [path.name for path in suites.iterdir()] == ["raw.json"]
+    assert json.loads((suites / "raw.json").read_text()) == {"task": task}
+
+
+def test_post_hook_records_public_answers_verbatim(post_hook, tmp_path):
+    given = answers(**HOSTILE)
+    post_hook.write_answers(tmp_path, given)
+    recorded = json.loads((tmp_path / ".cookiecutter.json").read_text(encoding="utf-8"))
+    for key, value in given.items():
+        if not key.startswith("_"):
+            assert recorded[key] == value
+    assert not [key for key in recorded if key.startswith("_") and key != "_template"]
+    # Written as UTF-8 text, not \u escapes, so a person can read and diff it.
+    assert "Zoë" in (tmp_path / ".cookiecutter.json").read_text("utf-8")
+
+
+def test_post_hook_finds_the_template_from_an_absolute_path(post_hook):
+    assert post_hook.template_dir(str(TEMPLATE)) == TEMPLATE
+
+
+def test_post_hook_resolves_a_relative_template_path_against_the_start_folder(
+    post_hook, monkeypatch
+):
+    monkeypatch.setenv("PWD", str(TEMPLATE.parent))
+    assert post_hook.template_dir(TEMPLATE.name) == TEMPLATE.parent / TEMPLATE.name
+
+
+def test_post_hook_stops_naming_the_path_when_the_template_is_not_found(post_hook, tmp_path):
+    with pytest.raises(SystemExit) as stopped:
+        post_hook.template_dir(str(tmp_path))
+    assert "cannot find the template's environments/" in str(stopped.value.code)
+    assert str(tmp_path) in str(stopped.value.code)
+
+
+def test_hostile_but_valid_answers_bake_and_round_trip(cookies):
+    result = cookies.bake(extra_context={**HOSTILE, "git_init": False})
+    assert result.exit_code == 0, result.exception
+    project: Path = result.project_path
+    assert project.name == "zoe-s-quoted-modele"
+
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["description"] == HOSTILE["description"]
+    assert pyproject["project"]["authors"] == [
+        {"name": HOSTILE["author"], "email": HOSTILE["email"]}
+    ]
+    assert "zoe-s-quoted-modele" in pyproject["project"]["scripts"]
+
+    recorded = json.loads((project / ".cookiecutter.json").read_text(encoding="utf-8"))
+    assert {key: recorded[key] for key in HOSTILE} == HOSTILE
+
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    assert readme.startswith(f"# {HOSTILE['project_name']}\n")
+    for value in HOSTILE.values():
+        assert value in readme
+
+    for path in project.rglob("*.y*ml"):
+        assert yaml.safe_load(path.read_text(encoding="utf-8")) is not None, path
