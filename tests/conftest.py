@@ -60,7 +60,11 @@ def render_hook(name: str, hook_answers: dict, folder: Path) -> ModuleType:
 def clean_env() -> dict:
     """The environment for commands run inside a baked project: never this repo's venv."""
     env = dict(os.environ)
-    for name in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "PYTHONPATH", "PROJECT_ROOT"):
+    inherited = (
+        *("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "PYTHONPATH", "PROJECT_ROOT"),
+        *("MLFLOW_TRACKING_URI", "BENTOML_HOME", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"),
+    )
+    for name in inherited:
         env.pop(name, None)
     env.update({"BENTOML_DO_NOT_TRACK": "true", "PYTHONDONTWRITEBYTECODE": "1"})
     return env
@@ -76,3 +80,18 @@ def run(command: list[str], cwd: Path, timeout: float = 600) -> subprocess.Compl
 @pytest.fixture
 def make_answers():
     return answers
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Show the generated pipelines' stage timings recorded by the end-to-end tests."""
+    recorded = [
+        value
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        for name, value in getattr(report, "user_properties", [])
+        if name == "pipeline" and getattr(report, "when", "") == "call"
+    ]
+    if recorded:
+        terminalreporter.write_sep("-", "generated pipelines: seconds per stage")
+        for text in recorded:
+            terminalreporter.write_line(text + "\n")

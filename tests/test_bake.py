@@ -1,0 +1,215 @@
+"""Bake every supported ci x task combination and check what comes out, file by file."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import run
+
+CIS = ["github+gitlab", "github", "gitlab"]
+TASKS = ["binary", "multiclass", "regression"]
+COMBINATIONS = [(ci, task) for ci in CIS for task in TASKS]
+
+# Every file a baked project holds ({package} is the import name). When the template gains
+# a file, add it here: this list is the reviewed contract of what a user receives.
+COMMON_FILES = [
+    ".cookiecutter.json",
+    ".gitignore",
+    ".pre-commit-config.yaml",
+    ".python-version",
+    "Makefile",
+    "README.md",
+    "environments/preprod.yaml",
+    "environments/production.yaml",
+    "environments/test.yaml",
+    "expectations/raw.json",
+    "params.yaml",
+    "pyproject.toml",
+    "src/{package}/__init__.py",
+    "src/{package}/cli.py",
+    "src/{package}/config.py",
+    "src/{package}/data.py",
+    "src/{package}/evaluate.py",
+    "src/{package}/features.py",
+    "src/{package}/model.py",
+    "src/{package}/package.py",
+    "src/{package}/plots.py",
+    "src/{package}/registry.py",
+    "src/{package}/schema.py",
+    "src/{package}/service.py",
+    "src/{package}/train.py",
+    "src/{package}/validation.py",
+    "tests/conftest.py",
+]
+CI_FILES = {
+    "github": [".github/workflows/ci.yml"],
+    "gitlab": [".gitlab-ci.yml"],
+}
+# Jinja left in a file means a template bug; GitHub's own ${{ }} expressions are legitimate.
+JINJA_LEFTOVER = re.compile(r"(?<!\$)\{\{|\{%|\{#")
+PINNED_ACTION = re.compile(r"^[\w.-]+/[\w.-]+@[0-9a-f]{40}$")
+
+
+def expected_files(ci: str, package: str) -> set[str]:
+    files = [name.format(package=package) for name in COMMON_FILES]
+    for platform in ci.split("+"):
+        files += CI_FILES[platform]
+    return set(files)
+
+
+def project_files(project: Path) -> list[Path]:
+    return sorted(
+        path
+        for path in project.rglob("*")
+        if path.is_file() and ".git" not in path.relative_to(project).parts[:1]
+    )
+
+
+def staged_cleanly(project: Path) -> list[str]:
+    """Lines of `git status --porcelain` that are anything but a staged, unmodified file."""
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [line for line in status.splitlines() if not (line[0] == "A" and line[1] == " ")]
+
+
+@pytest.fixture(
+    scope="module",
+    params=COMBINATIONS,
+    ids=[f"{ci}-{task}" for ci, task in COMBINATIONS],
+)
+def baked(request, cookies_session):
+    """One project per combination, baked once and shared by this module's tests."""
+    ci, task = request.param
+    result = cookies_session.bake(extra_context={"ci": ci, "task": task, "git_init": True})
+    assert result.exit_code == 0, result.exception
+    return result
+
+
+def test_bake_produces_exactly_the_expected_files(baked):
+    answers = baked.context
+    project = baked.project_path
+    actual = {path.relative_to(project).as_posix() for path in project_files(project)}
+    expected = expected_files(answers["ci"], answers["package"])
+    missing, unexpected = sorted(expected - actual), sorted(actual - expected)
+    assert not missing and not unexpected, f"missing: {missing}\nunexpected: {unexpected}"
+
+
+def test_no_file_keeps_jinja_syntax(baked):
+    leftovers = []
+    for path in project_files(baked.project_path):
+        text = path.read_text(encoding="utf-8")
+        for number, line in enumerate(text.splitlines(), start=1):
+            if JINJA_LEFTOVER.search(line):
+                leftovers.append(f"{path.name}:{number}: {line.strip()}")
+    assert leftovers == []
+
+
+def test_pyproject_parses_and_names_the_console_script(baked):
+    answers = baked.context
+    pyproject = tomllib.loads((baked.project_path / "pyproject.toml").read_text("utf-8"))
+    assert pyproject["project"]["name"] == answers["project"]
+    assert pyproject["project"]["scripts"] == {answers["project"]: f"{answers['package']}.cli:app"}
+    assert pyproject["project"]["requires-python"] == f">={answers['python_version']}"
+
+
+def test_every_yaml_file_parses(baked):
+    documents = list(baked.project_path.rglob("*.y*ml"))
+    assert documents
+    for path in documents:
+        assert isinstance(yaml.safe_load(path.read_text("utf-8")), dict), path
+
+
+def test_answers_file_records_the_answers_and_no_absolute_path(baked):
+    answers = baked.context
+    recorded = json.loads((baked.project_path / ".cookiecutter.json").read_text("utf-8"))
+    for key in ("project_name", "project", "package", "description", "author", "email"):
+        assert recorded[key] == answers[key]
+    assert (recorded["ci"], recorded["task"], recorded["git_init"]) == (
+        answers["ci"],
+        answers["task"],
+        True,
+    )
+    absolute = {key: value for key, value in recorded.items() if str(value).startswith("/")}
+    assert absolute == {}
+
+
+def test_environments_are_copied_from_the_template(baked):
+    environments = baked.project_path / "environments"
+    names = sorted(path.stem for path in environments.glob("*.yaml"))
+    assert names == ["preprod", "production", "test"]
+    for name in names:
+        assert yaml.safe_load((environments / f"{name}.yaml").read_text("utf-8"))["name"] == name
+
+
+def test_only_the_chosen_tasks_suite_is_kept_as_raw_json(baked):
+    suites = baked.project_path / "expectations"
+    assert [path.name for path in suites.iterdir()] == ["raw.json"]
+    assert json.loads((suites / "raw.json").read_text("utf-8"))
+
+
+def test_params_name_the_chosen_task(baked):
+    params = yaml.safe_load((baked.project_path / "params.yaml").read_text("utf-8"))
+    assert params["task"] == baked.context["task"]
+
+
+def ci_targets(project: Path) -> dict[str, list[str]]:
+    """The make targets each generated CI system runs, in order."""
+    targets = {}
+    github = project / ".github" / "workflows" / "ci.yml"
+    if github.exists():
+        workflow = yaml.safe_load(github.read_text("utf-8"))
+        steps = [step for job in workflow["jobs"].values() for step in job["steps"]]
+        for step in steps:
+            if "uses" in step:
+                assert PINNED_ACTION.match(step["uses"]), f"not pinned by SHA: {step['uses']}"
+        runs = [step.get("run", "") for step in steps]
+        targets["github"] = [t for run in runs for t in re.findall(r"^make (\S+)", run, re.M)]
+    gitlab = project / ".gitlab-ci.yml"
+    if gitlab.exists():
+        pipeline = yaml.safe_load(gitlab.read_text("utf-8"))
+        lines = list(pipeline["default"]["before_script"])
+        for stage in pipeline["stages"]:
+            for job in pipeline.values():
+                if isinstance(job, dict) and job.get("stage") == stage:
+                    lines += job["script"]
+        targets["gitlab"] = [t for line in lines for t in re.findall(r"^make (\S+)", line)]
+    return targets
+
+
+def test_ci_runs_make_targets_in_the_same_order_on_every_platform(baked):
+    targets = ci_targets(baked.project_path)
+    assert sorted(targets) == sorted(baked.context["ci"].split("+"))
+    for platform, called in targets.items():
+        assert called == ["install", "lint", "test"], platform
+
+
+def test_ci_targets_exist_in_the_makefile(baked):
+    makefile = (baked.project_path / "Makefile").read_text("utf-8")
+    for called in ci_targets(baked.project_path).values():
+        for target in called:
+            assert re.search(rf"^{target}:.*## ", makefile, re.M), target
+
+
+def test_git_init_stages_every_file(baked):
+    assert (baked.project_path / ".git").is_dir()
+    assert staged_cleanly(baked.project_path) == []
+
+
+def test_project_passes_its_own_pre_commit_without_changes(baked):
+    """The baked project is already clean: no fix-up commit after the first `make lint`."""
+    project = baked.project_path
+    checked = run([sys.executable, "-m", "pre_commit", "run", "--all-files"], cwd=project)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert staged_cleanly(project) == []

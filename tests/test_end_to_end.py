@@ -1,0 +1,48 @@
+"""Bake, install in a fresh uv environment, and run the generated project's own targets.
+
+Slow (minutes): each test installs the pinned stack and runs real GX, LightGBM, MLflow
+and a real BentoML server. Each test serves on its own port so they can run in parallel.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from conftest import run
+
+pytestmark = pytest.mark.slow
+
+ANSWERED = re.compile(r"bento \S+ answered \d+ rows like the in-process model")
+
+
+def stage_timings(output: str) -> str:
+    """The pipeline's closing table of seconds per stage, for the test report."""
+    match = re.search(r"^stage\s+seconds$.*?^total\s+\S+$", output, re.M | re.S)
+    return match.group(0) if match else "(no timing table in the output)"
+
+
+def bake_and_make(cookies, task: str, targets: list[str], port: int, record_property):
+    result = cookies.bake(extra_context={"task": task, "git_init": True})
+    assert result.exit_code == 0, result.exception
+    made = run(["make", *targets, f"PORT={port}"], cwd=result.project_path, timeout=2400)
+    output = made.stdout + made.stderr
+    assert made.returncode == 0, output[-6000:]
+    record_property("pipeline", f"{task}: make {' '.join(targets)}\n{stage_timings(output)}")
+    return output
+
+
+def test_default_project_installs_lints_tests_and_serves_a_matching_prediction(
+    cookies, record_property
+):
+    output = bake_and_make(
+        cookies, "binary", ["install", "lint", "test", "pipeline"], 3110, record_property
+    )
+    assert re.search(r"\b\d+ passed\b", output), "the project's own tests did not report"
+    assert ANSWERED.search(output), output[-3000:]
+
+
+@pytest.mark.parametrize(("task", "port"), [("multiclass", 3111), ("regression", 3112)])
+def test_pipeline_serves_a_matching_prediction_for_each_task(cookies, record_property, task, port):
+    output = bake_and_make(cookies, task, ["install", "pipeline"], port, record_property)
+    assert ANSWERED.search(output), output[-3000:]
