@@ -1,0 +1,276 @@
+"""Stage `package`: build the bento, serve it, and check it answers like the in-process model.
+
+BentoML reads BENTOML_HOME when first imported, so it is imported inside the functions,
+after `config.use_project_stores` (or the test fixtures) pointed it at the project store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from importlib.metadata import version
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from .config import PACKAGE, PROJECT, Params, Paths
+
+SERVICE = f"{PACKAGE}.service:ModelService"
+# What the service imports at runtime (directly or through features.py and model.py);
+# BentoML adds its own exact pin (bentoml==<installed version>) to the bento.
+RUNTIME_PACKAGES = (
+    "lightgbm",
+    "numpy",
+    "pandas",
+    "pydantic",
+    "pyyaml",
+    "scikit-learn",
+    "scipy",
+)
+READY_TIMEOUT = 120.0
+STOP_TIMEOUT = 15.0
+
+
+def _read_json(path: Path, missing: str) -> dict:
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: {missing}")
+    return json.loads(path.read_text())
+
+
+def pinned_requirements() -> list[str]:
+    """The service's runtime packages at the exact versions installed here."""
+    return [f"{name}=={version(name)}" for name in RUNTIME_PACKAGES]
+
+
+def _labels(card: dict) -> dict[str, str]:
+    return {
+        "model_version": str(card.get("model_version")),
+        "git_commit": str(card.get("git_commit") or "unknown"),
+        "data_sha256": str(card.get("data_sha256")),
+        "run_id": str(card.get("run_id")),
+    }
+
+
+def save_model(params: Params, paths: Paths) -> str:
+    """Copy booster, card and evaluation into a new version of the BentoML model."""
+    import bentoml
+
+    card = _read_json(paths.model_card, "run `make train` first")
+    evaluation = _read_json(paths.evaluation_report, "run `make evaluate` first")
+    if not evaluation.get("passed"):
+        raise RuntimeError(f"{paths.evaluation_report}: the model failed its gates; not packaging it")
+    evaluated = evaluation.get("model_version")
+    if evaluated is not None and str(evaluated) != str(card.get("model_version")):
+        raise RuntimeError(
+            f"{paths.evaluation_report} is for model version {evaluated}, but {paths.model_card} "
+            f"is version {card.get('model_version')}: run `make evaluate` again"
+        )
+    metadata = {
+        "max_batch_size": params.serving.max_batch_size,
+        "model_name": card.get("model_name"),
+        "trained_at": card.get("trained_at"),
+        "metrics": evaluation.get("metrics", {}),
+    }
+    with bentoml.models.create(PROJECT, labels=_labels(card), metadata=metadata) as stored:
+        folder = Path(stored.path)
+        shutil.copy(paths.model_file, folder / "model.txt")
+        shutil.copy(paths.model_card, folder / "model.json")
+        shutil.copy(paths.evaluation_report, folder / "evaluation.json")
+    return str(stored.tag)
+
+
+def build(params: Params, paths: Paths) -> dict:
+    """Save the model to the store, build the bento from the package source only, export it."""
+    import bentoml
+
+    model_tag = save_model(params, paths)
+    card = json.loads(paths.model_card.read_text())
+    source = Path(__file__).resolve().parent
+    # A clean build context: the bento gets the package, never data/, .venv/ or mlruns/.
+    with tempfile.TemporaryDirectory(prefix="bento-build-") as context:
+        shutil.copytree(
+            source, Path(context) / PACKAGE, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
+        bento = bentoml.bentos.build(
+            SERVICE,
+            name=PROJECT,
+            labels=_labels(card),
+            description=f"{PROJECT}: model version {card.get('model_version')}",
+            python={"packages": pinned_requirements(), "lock_packages": False},
+            build_ctx=context,
+            # Read by service.py at import: serve exactly this model version.
+            args={"model_tag": model_tag},
+        )
+    tag = str(bento.tag)
+    paths.dist.mkdir(parents=True, exist_ok=True)
+    archive = paths.dist / f"{bento.tag.name}-{bento.tag.version}.bento"
+    archive.unlink(missing_ok=True)
+    bentoml.export_bento(tag, str(archive))
+    result = {"tag": tag, "archive": str(archive), "model_tag": model_tag}
+    (paths.dist / "bento.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def latest_bento(paths: Paths) -> str:
+    """The tag of the bento `make package` built last."""
+    return _read_json(paths.dist / "bento.json", "run `make package` first")["tag"]
+
+
+def _serve_command(bento_tag: str, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "bentoml", "serve", bento_tag,
+        "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+
+
+def serve_foreground(paths: Paths, bento: str | None, port: int) -> None:
+    """Replace this process with `bentoml serve` (Ctrl-C stops it)."""
+    command = _serve_command(bento or latest_bento(paths), port)
+    os.execv(command[0], command)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Terminate the server's whole process group (it forks workers); kill if it lingers."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"bentoml serve exited with code {process.returncode} before it was ready:\n"
+                + log.read_text(errors="replace")[-5000:]
+            )
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.25)
+    raise TimeoutError(
+        f"bentoml serve not ready at {url} after {timeout:.0f}s:\n"
+        + log.read_text(errors="replace")[-5000:]
+    )
+
+
+@contextlib.contextmanager
+def running_server(
+    paths: Paths, bento_tag: str, port: int | None = None, timeout: float = READY_TIMEOUT
+) -> Iterator[str]:
+    """Serve the bento on 127.0.0.1 in a subprocess; yield its base URL; always stop it."""
+    port = port or _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="bentoml-serve-") as folder:
+        log = Path(folder) / "server.log"
+        with open(log, "wb") as output:
+            process = subprocess.Popen(
+                _serve_command(bento_tag, port),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                cwd=folder,
+                env={**os.environ, "BENTOML_HOME": str(paths.bentoml_home)},
+                start_new_session=True,
+            )
+            try:
+                _wait_ready(url, process, log, timeout)
+                yield url
+            finally:
+                _stop(process)
+
+
+def held_out_rows(params: Params, paths: Paths) -> pd.DataFrame:
+    """The test split: rows the model never saw in training."""
+    from . import data, features
+
+    return features.split(data.load_raw(paths), params)[1]
+
+
+def to_records(frame: pd.DataFrame, names: list[str]) -> list[dict]:
+    """Feature values as JSON-ready records (missing values as null)."""
+    values = frame[names].astype(object)
+    return values.where(values.notna(), None).to_dict(orient="records")
+
+
+def _max_abs_diff(served: list, local: list) -> float:
+    a, b = np.asarray(served, dtype=float), np.asarray(local, dtype=float)
+    if a.shape != b.shape:
+        return math.inf
+    return float(np.max(np.abs(a - b))) if a.size else 0.0
+
+
+def compare(served: dict, local: dict) -> tuple[bool, float]:
+    """Same keys, equal labels, probabilities (or regression values) within 1e-9."""
+    if "probabilities" in local:
+        diff = _max_abs_diff(served.get("probabilities", []), local["probabilities"])
+        labels_equal = served.get("predictions") == local["predictions"]
+    else:
+        diff = _max_abs_diff(served.get("predictions", []), local["predictions"])
+        labels_equal = True
+    return bool(served.keys() == local.keys() and labels_equal and diff <= 1e-9), diff
+
+
+def predict_over_http(client: httpx.Client, records: list[dict], batch: int) -> dict[str, list]:
+    """POST records to /predict in batches of at most `batch`; concatenate the answers."""
+    served: dict[str, list] = {}
+    for start in range(0, len(records), batch):
+        response = client.post("/predict", json={"records": records[start : start + batch]})
+        if response.status_code != 200:
+            raise RuntimeError(f"/predict answered {response.status_code}: {response.text}")
+        for key, values in response.json().items():
+            served.setdefault(key, []).extend(values)
+    return served
+
+
+def smoke(params: Params, paths: Paths, url: str) -> dict:
+    """POST the held-out rows to <url>/predict; compare with the model loaded in process."""
+    from .model import Model
+
+    model = Model.load(paths.model_file, paths.model_card)
+    rows = held_out_rows(params, paths)
+    local = model.predict(rows)
+    url = url.rstrip("/")
+    with httpx.Client(base_url=url, timeout=60) as client:
+        records = to_records(rows, model.spec.names)
+        served = predict_over_http(client, records, params.serving.max_batch_size)
+        metadata = client.post("/metadata", json={})
+    matches, diff = compare(served, local)
+    return {
+        "matches": matches,
+        "rows": len(rows),
+        "max_abs_diff": diff,
+        "bento": metadata.json().get("bento_tag", url) if metadata.is_success else url,
+        "url": url,
+    }
+
+
+def serve_and_smoke(params: Params, paths: Paths, port: int) -> dict:
+    """Serve the bento `make package` built last and smoke-test it."""
+    tag = latest_bento(paths)
+    with running_server(paths, tag, port) as url:
+        return {**smoke(params, paths, url), "bento": tag}
