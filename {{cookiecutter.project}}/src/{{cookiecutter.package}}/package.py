@@ -70,7 +70,9 @@ def save_model(params: Params, paths: Paths) -> str:
     card = _read_json(paths.model_card, "run `make train` first")
     evaluation = _read_json(paths.evaluation_report, "run `make evaluate` first")
     if not evaluation.get("passed"):
-        raise RuntimeError(f"{paths.evaluation_report}: the model failed its gates; not packaging it")
+        raise RuntimeError(
+            f"{paths.evaluation_report}: the model failed its gates; not packaging it"
+        )
     evaluated = evaluation.get("model_version")
     if evaluated is not None and str(evaluated) != str(card.get("model_version")):
         raise RuntimeError(

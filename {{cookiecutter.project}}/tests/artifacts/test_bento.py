@@ -1,0 +1,84 @@
+"""`make package` built a bento with the model, the package and pinned requirements."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package }}.config import PACKAGE, PROJECT
+
+pytestmark = pytest.mark.artifacts
+
+
+@pytest.fixture(scope="module")
+def stored_bento(bento):
+    import bentoml  # after conftest pointed BENTOML_HOME at the test project
+
+    return bentoml.get(bento["tag"])
+
+
+def test_the_bento_is_in_the_project_store_with_the_model_inside(stored_bento, bento, paths):
+    assert Path(stored_bento.path).is_relative_to(paths.bentoml_home)
+    assert bento["model_tag"] in [str(model.tag) for model in stored_bento.info.all_models]
+
+
+def test_the_packed_model_is_the_trained_booster_and_card(bento, paths):
+    import bentoml
+
+    folder = Path(bentoml.models.get(bento["model_tag"]).path)
+
+    assert (folder / "model.txt").read_bytes() == paths.model_file.read_bytes()
+    assert json.loads((folder / "model.json").read_text()) == json.loads(
+        paths.model_card.read_text()
+    )
+
+
+def test_the_bento_is_labelled_with_model_version_commit_and_data(stored_bento, trained):
+    labels = stored_bento.info.labels
+
+    assert labels["model_version"] == str(trained["model_version"])
+    assert labels["git_commit"] == str(trained["git_commit"] or "unknown")
+    assert labels["data_sha256"] == trained["data_sha256"]
+
+
+def test_python_requirements_are_pinned_to_the_installed_versions(stored_bento):
+    text = Path(stored_bento.path_of("env/python/requirements.txt")).read_text()
+    requirements = [line.strip() for line in text.splitlines() if line.strip()]
+
+    assert requirements and all("==" in line for line in requirements), requirements
+    for name in ("bentoml", "lightgbm", "numpy", "pandas", "pydantic", "scikit-learn"):
+        assert f"{name}=={version(name)}" in requirements
+
+
+def test_the_bento_holds_only_the_package_source(stored_bento):
+    source = Path(stored_bento.path_of("src"))
+
+    assert sorted(p.name for p in source.iterdir()) == sorted([PACKAGE, "bentofile.yaml"])
+    assert (source / PACKAGE / "service.py").is_file()
+    assert not list(source.rglob("__pycache__"))
+
+
+def test_the_archive_in_dist_carries_the_model(bento, paths):
+    archive = Path(bento["archive"])
+    name, bento_version = bento["tag"].split(":")
+    model_name, model_version = bento["model_tag"].split(":")
+
+    assert archive.parent == paths.dist
+    assert archive.name == f"{name}-{bento_version}.bento"
+    assert archive.stat().st_size > 10_000
+    with tarfile.open(archive) as tar:
+        members = {Path(member).as_posix().removeprefix("./") for member in tar.getnames()}
+    assert f"models/{model_name}/{model_version}/model.txt" in members
+    assert f"src/{PACKAGE}/service.py" in members
+
+
+def test_dist_bento_json_points_at_the_bento_just_built(bento, paths):
+    record = json.loads((paths.dist / "bento.json").read_text())
+
+    assert record == bento
+    assert record["tag"].startswith(f"{PROJECT}:")
+    assert Path(record["archive"]).exists()
