@@ -1,0 +1,55 @@
+"""The package stage refuses what should not ship and reports a server that cannot start."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from {{ cookiecutter.package }} import package
+from {{ cookiecutter.package }}.config import Paths
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def other_root(tmp_path, paths, trained) -> Paths:
+    """A project root holding a copy of the trained model, with no evaluation yet."""
+    other = Paths(tmp_path)
+    other.models.mkdir()
+    shutil.copy(paths.model_file, other.model_file)
+    shutil.copy(paths.model_card, other.model_card)
+    other.reports.mkdir()
+    return other
+
+
+def test_packaging_without_an_evaluation_asks_for_one(params, other_root):
+    with pytest.raises(FileNotFoundError, match="run `make evaluate` first"):
+        package.build(params, other_root)
+
+
+def test_packaging_a_model_that_failed_its_gates_is_refused(params, other_root, trained):
+    report = {"passed": False, "metrics": {}, "model_version": trained["model_version"]}
+    other_root.evaluation_report.write_text(json.dumps(report))
+
+    with pytest.raises(RuntimeError, match="failed its gates"):
+        package.build(params, other_root)
+
+
+def test_packaging_with_an_evaluation_of_another_version_is_refused(params, other_root):
+    report = {"passed": True, "metrics": {}, "model_version": "not-this-one"}
+    other_root.evaluation_report.write_text(json.dumps(report))
+
+    with pytest.raises(RuntimeError, match="version not-this-one"):
+        package.build(params, other_root)
+
+
+def test_a_server_that_cannot_start_reports_its_output(paths):
+    with (
+        pytest.raises(RuntimeError, match="exited with code") as caught,
+        package.running_server(paths, "no-such-bento:0", timeout=120),
+    ):
+        pass
+
+    assert "no-such-bento" in str(caught.value)
