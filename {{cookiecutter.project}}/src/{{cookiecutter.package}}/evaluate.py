@@ -183,7 +183,7 @@ def evaluate(params: Params, paths: Paths) -> dict:
         "model_version": card["model_version"],
         "run_id": card["run_id"],
         "rows": int(len(test_df)),
-        "plots": [str(path) for path in written],
+        "plots": [str(path.relative_to(paths.root)) for path in written],
     }
     paths.reports.mkdir(parents=True, exist_ok=True)
     paths.evaluation_report.write_text(json.dumps(report, indent=2) + "\n")
@@ -202,7 +202,7 @@ def log_to_mlflow(paths: Paths, card: dict, report: dict) -> None:
         mlflow.log_metric("gates_passed", float(report["passed"]))
         mlflow.log_artifact(str(paths.evaluation_report), artifact_path="evaluation")
         for plot in report["plots"]:
-            mlflow.log_artifact(plot, artifact_path="evaluation")
+            mlflow.log_artifact(str(paths.root / plot), artifact_path="evaluation")
     client = registry.client(paths)
     name = card.get("model_name", PROJECT)
     for key, value in test_metrics.items():

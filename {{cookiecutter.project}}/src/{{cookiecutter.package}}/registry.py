@@ -35,8 +35,9 @@ def configure(paths: Paths) -> None:
 def setup_experiment(paths: Paths, name: str = PROJECT) -> str:
     """Configure MLflow; create the experiment with its artifacts under mlruns/.
 
-    Returns the experiment id. The artifact location is fixed at creation so runs never
-    scatter artifacts into whatever folder the command happened to run from.
+    Returns the experiment id, which runs take explicitly: a global active experiment would
+    leak into the next store the process uses. The artifact location is fixed at creation
+    so runs never scatter artifacts into whatever folder the command ran from.
     """
     configure(paths)
     experiment = mlflow.get_experiment_by_name(name)
@@ -47,7 +48,6 @@ def setup_experiment(paths: Paths, name: str = PROJECT) -> str:
         )
     else:
         experiment_id = experiment.experiment_id
-    mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 
 

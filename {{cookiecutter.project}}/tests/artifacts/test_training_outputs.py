@@ -1,0 +1,99 @@
+"""`train` and `evaluate` wrote what they promised: files, MLflow run, registered version."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightgbm as lgb
+import mlflow
+import pytest
+
+from {{ cookiecutter.package }} import registry
+from {{ cookiecutter.package }}.config import PROJECT
+
+pytestmark = pytest.mark.artifacts
+
+CARD_KEYS = {
+    "spec",
+    "run_id",
+    "experiment_id",
+    "model_name",
+    "model_version",
+    "data_sha256",
+    "git_commit",
+    "trained_at",
+    "params",
+}
+PLOTS = {
+    "binary": {"roc_curve.png", "confusion_matrix.png", "feature_importance.png"},
+    "multiclass": {"confusion_matrix.png", "feature_importance.png"},
+    "regression": {"residuals.png", "feature_importance.png"},
+}
+
+
+@pytest.fixture(scope="module")
+def client(paths):
+    return registry.client(paths)
+
+
+def test_the_saved_booster_loads_and_expects_the_card_features(paths, trained):
+    booster = lgb.Booster(model_file=str(paths.model_file))
+    assert booster.feature_name() == [feature["name"] for feature in trained["spec"]["features"]]
+
+
+def test_the_model_card_names_spec_run_version_data_and_commit(paths, trained):
+    card = json.loads(paths.model_card.read_text())
+    assert set(card) >= CARD_KEYS
+    assert card == trained
+    assert card["model_name"] == PROJECT
+    assert isinstance(card["model_version"], str) and card["git_commit"]
+
+
+def test_the_run_records_params_data_fingerprint_and_commit(client, trained, params, paths):
+    run = client.get_run(trained["run_id"])
+    fingerprint = json.loads(paths.fingerprint.read_text())["sha256"]
+    assert run.info.experiment_id == trained["experiment_id"]
+    assert run.data.params["seed"] == str(params.seed)
+    assert run.data.params["task"] == params.task
+    assert run.data.params["data_source"] == params.data.source
+    for name, value in params.model.items():
+        assert run.data.params[name] == str(value)
+    assert run.data.params["data_sha256"] == fingerprint == trained["data_sha256"]
+    assert run.data.tags["data_sha256"] == fingerprint
+    assert run.data.tags["git_commit"] == trained["git_commit"]
+    assert any(name.startswith("train_") for name in run.data.metrics)
+
+
+def test_the_run_logged_a_model_with_a_signature_of_every_feature(trained, paths):
+    registry.configure(paths)
+    info = mlflow.models.get_model_info(trained["model_uri"])
+    assert info.run_id == trained["run_id"]
+    assert info.signature is not None
+    names = [feature["name"] for feature in trained["spec"]["features"]]
+    assert info.signature.inputs.input_names() == names
+
+
+def test_the_registered_model_has_the_version_in_the_card(client, trained):
+    version = client.get_model_version(PROJECT, trained["model_version"])
+    assert version.run_id == trained["run_id"]
+
+
+def test_evaluation_wrote_its_report_and_non_empty_plots(paths, params, evaluated):
+    assert json.loads(paths.evaluation_report.read_text()) == evaluated
+    written = {Path(plot).name: paths.root / plot for plot in evaluated["plots"]}
+    assert set(written) == PLOTS[params.task]
+    for path in written.values():
+        assert path.stat().st_size > 0, f"{path} is empty"
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+
+
+def test_the_evaluation_was_logged_to_the_training_run_and_version(client, trained, evaluated):
+    run = client.get_run(trained["run_id"])
+    for name, value in evaluated["metrics"].items():
+        assert run.data.metrics[f"test_{name}"] == pytest.approx(value)
+    assert run.data.metrics["gates_passed"] == 1.0
+    logged = {item.path for item in client.list_artifacts(trained["run_id"], "evaluation")}
+    assert "evaluation/evaluation.json" in logged
+    version = client.get_model_version(PROJECT, trained["model_version"])
+    assert version.tags["gates_passed"] == "true"
