@@ -71,9 +71,15 @@ def clean_env() -> dict:
 
 
 def run(command: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run a command, capturing output; the caller asserts on the return code."""
+    """Run a command with stderr merged into stdout, in order; the caller checks the code."""
     return subprocess.run(
-        command, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=timeout
+        command,
+        cwd=cwd,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
     )
 
 
