@@ -100,6 +100,9 @@ def build(params: Params, paths: Paths) -> dict:
     model_tag = save_model(params, paths)
     card = json.loads(paths.model_card.read_text())
     source = Path(__file__).resolve().parent
+    # BentoML imports the service to build it, and the service resolves its model at
+    # import: a copy imported by an earlier build would pack that build's model.
+    sys.modules.pop(SERVICE.partition(":")[0], None)
     # A clean build context: the bento gets the package, never data/, .venv/ or mlruns/.
     with tempfile.TemporaryDirectory(prefix="bento-build-") as context:
         shutil.copytree(

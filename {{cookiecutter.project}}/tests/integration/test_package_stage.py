@@ -53,3 +53,19 @@ def test_a_server_that_cannot_start_reports_its_output(paths):
         pass
 
     assert "no-such-bento" in str(caught.value)
+
+
+def test_a_second_build_in_the_same_process_packs_the_model_saved_for_it(
+    params, paths, bento, tmp_path
+):
+    import bentoml
+
+    other = Paths(tmp_path)
+    for folder in (paths.models, paths.reports):
+        shutil.copytree(folder, other.root / folder.name)
+
+    second = package.build(params, other)
+
+    assert second["model_tag"] != bento["model_tag"]
+    packed = [str(model.tag) for model in bentoml.get(second["tag"]).info.all_models]
+    assert packed == [second["model_tag"]]
