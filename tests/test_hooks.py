@@ -156,6 +156,27 @@ def test_post_hook_records_public_answers_verbatim(post_hook, tmp_path):
     assert "Zoë" in (tmp_path / ".cookiecutter.json").read_text("utf-8")
 
 
+@pytest.mark.parametrize(
+    ("template", "recorded"),
+    [
+        ("gh:acme/ml-gitops-template", "gh:acme/ml-gitops-template"),
+        (
+            "https://gitlab.com/acme/ml-gitops-template.git",
+            "https://gitlab.com/acme/ml-gitops-template.git",
+        ),
+        ("/home/someone/checkouts/ml-gitops-template", ""),
+        ("../ml-gitops-template", ""),
+    ],
+    ids=["github-shorthand", "https-url", "absolute-path", "relative-path"],
+)
+def test_post_hook_records_a_remote_template_but_never_a_local_path(
+    post_hook, tmp_path, template, recorded
+):
+    """A local path is meaningless on another machine and leaks the author's file system."""
+    post_hook.write_answers(tmp_path, {**answers(), "_template": template})
+    assert json.loads((tmp_path / ".cookiecutter.json").read_text("utf-8"))["_template"] == recorded
+
+
 def test_post_hook_finds_the_template_from_an_absolute_path(post_hook):
     assert post_hook.template_dir(str(TEMPLATE)) == TEMPLATE
 
