@@ -7,7 +7,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel
-from sklearn.model_selection import train_test_split
 
 from .config import Params
 
@@ -87,6 +86,9 @@ def encode_target(frame: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
 
 def split(frame: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Seeded train/test split, stratified for classification: the same on every run."""
+    # Imported here: scikit-learn pulls in SciPy, which the serving path never needs.
+    from sklearn.model_selection import train_test_split
+
     stratify = frame[params.data.target] if params.task != "regression" else None
     train, test = train_test_split(
         frame, test_size=params.data.test_size, random_state=params.seed, stratify=stratify
