@@ -1,0 +1,84 @@
+"""params.yaml is validated strictly and the project root is found from anywhere inside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from {{ cookiecutter.package }}.config import Paths, load_params
+
+pytestmark = pytest.mark.unit
+
+GOOD = {"task": "binary", "data": {"source": "sklearn:breast_cancer"}}
+
+
+def write_params(folder: Path, content: dict) -> Path:
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(content))
+    return path
+
+
+def test_valid_params_load_with_defaults(tmp_path):
+    params = load_params(write_params(tmp_path, GOOD))
+
+    assert params.task == "binary"
+    assert params.data.target == "target"
+    assert params.data.categorical == []
+
+
+def test_an_unknown_key_is_rejected_by_name(tmp_path):
+    path = write_params(tmp_path, {**GOOD, "data": {**GOOD["data"], "catgorical": ["plan"]}})
+
+    with pytest.raises(ValidationError, match="catgorical"):
+        load_params(path)
+
+
+def test_an_unknown_top_level_key_is_rejected_by_name(tmp_path):
+    with pytest.raises(ValidationError, match="sede"):
+        load_params(write_params(tmp_path, {**GOOD, "sede": 1}))
+
+
+def test_a_bad_task_is_rejected_naming_the_field_and_the_choices(tmp_path):
+    with pytest.raises(ValidationError) as error:
+        load_params(write_params(tmp_path, {**GOOD, "task": "clustering"}))
+
+    message = str(error.value)
+    assert "task" in message
+    assert "clustering" in message
+    assert "regression" in message
+
+
+def test_the_root_is_found_from_a_subfolder(tmp_path, monkeypatch):
+    monkeypatch.delenv("PROJECT_ROOT", raising=False)
+    write_params(tmp_path, GOOD)
+    nested = tmp_path / "src" / "deep"
+    nested.mkdir(parents=True)
+
+    assert Paths.discover(nested).root == tmp_path.resolve()
+
+
+def test_project_root_in_the_environment_wins(tmp_path, monkeypatch):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    write_params(tmp_path, GOOD)
+    monkeypatch.setenv("PROJECT_ROOT", str(elsewhere))
+
+    assert Paths.discover(tmp_path).root == elsewhere.resolve()
+
+
+def test_a_folder_outside_any_project_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("PROJECT_ROOT", raising=False)
+
+    with pytest.raises(FileNotFoundError, match="params.yaml"):
+        Paths.discover(tmp_path)
+
+
+def test_every_stage_path_lives_under_the_root(tmp_path):
+    paths = Paths(tmp_path)
+
+    assert paths.suite == tmp_path / "expectations" / "raw.json"
+    assert paths.raw_data.is_relative_to(tmp_path)
+    assert paths.validation_reports.is_relative_to(paths.reports)
