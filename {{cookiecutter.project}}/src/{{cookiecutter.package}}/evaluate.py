@@ -151,10 +151,29 @@ def score_production(paths: Paths, spec: FeatureSpec, test_df, y_true) -> dict |
     return {**found, "metrics": compute_metrics(spec, y_true, raw)}
 
 
+def check_same_split(card: dict, params: Params, paths: Paths) -> None:
+    """Refuse to score a model on rows it may have trained on (other data, seed or split)."""
+    current = data.load_fingerprint(paths)["sha256"]
+    if card["data_sha256"] != current:
+        raise ValueError(
+            f"{paths.model_card} was trained on data {card['data_sha256'][:12]}, but data/raw "
+            f"is now {current[:12]}: run `make train` before `make evaluate`"
+        )
+    trained = Params.model_validate(card["params"])
+    if (trained.seed, trained.data) != (params.seed, params.data):
+        raise ValueError(
+            f"params.yaml seed or data section changed since {paths.model_card} was trained, "
+            "so its held-out rows would differ: run `make train` before `make evaluate`"
+        )
+
+
 def evaluate(params: Params, paths: Paths) -> dict:
     """Score models/ on the held-out split, check every gate, write the report and plots."""
+    if not paths.model_file.exists():
+        raise FileNotFoundError(f"{paths.model_file} is missing: run `make train` first")
     model = Model.load(paths.model_file, paths.model_card)
     card = json.loads(paths.model_card.read_text())
+    check_same_split(card, params, paths)
     spec = model.spec
     train_df, test_df = features.split(data.load_raw(paths), params)
     y_true = features.encode_target(test_df, spec)

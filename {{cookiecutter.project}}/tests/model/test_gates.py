@@ -46,6 +46,15 @@ def test_the_text_report_shows_each_gated_metric_and_the_verdict(evaluated, para
     assert text.rstrip().endswith("PASSED")
 
 
+def test_evaluation_refuses_a_model_trained_with_another_seed_or_split(trained, params, paths):
+    reseeded = params.model_copy(update={"seed": params.seed + 1})
+    with pytest.raises(ValueError, match="seed or data section changed"):
+        evaluate.check_same_split(trained, reseeded, paths)
+    other_data = {**trained, "data_sha256": "0" * 64}
+    with pytest.raises(ValueError, match="was trained on data 000000000000"):
+        evaluate.check_same_split(other_data, params, paths)
+
+
 def test_an_impossible_threshold_fails_naming_the_gate_and_the_shortfall(isolated, params):
     metric = evaluate.PRIMARY[params.task]
     lower = metric in LOWER_IS_BETTER
