@@ -51,7 +51,9 @@ def profile(
 
 @app.command()
 def validate(
-    data_file: Annotated[Path | None, typer.Option("--data", help="CSV/Parquet to validate")] = None,
+    data_file: Annotated[
+        Path | None, typer.Option("--data", help="CSV/Parquet to validate")
+    ] = None,
 ) -> None:
     """Run the expectation suite on the data; exit 1 naming each failing column."""
     from . import validation
@@ -70,7 +72,9 @@ def train() -> None:
 
     params, paths = _setup()
     card = stage.train(params, paths)
-    typer.echo(f"model version {card['model_version']} (run {card['run_id']}) -> {paths.model_file}")
+    typer.echo(
+        f"model version {card['model_version']} (run {card['run_id']}) -> {paths.model_file}"
+    )
 
 
 @app.command()
@@ -109,7 +113,9 @@ def serve(
 
 @app.command()
 def smoke(
-    url: Annotated[str, typer.Option(help="Base URL of a running service")] = "http://127.0.0.1:3000",
+    url: Annotated[
+        str, typer.Option(help="Base URL of a running service")
+    ] = "http://127.0.0.1:3000",
 ) -> None:
     """Send held-out rows to a running service; fail unless it answers like the in-process model."""
     from . import package as stage
@@ -151,7 +157,10 @@ def pipeline(
     typer.echo(f"{'total':<16}{sum(s for _, s in timings):>9.1f}")
     if not result["matches"]:
         _fail("served bento disagrees with the in-process model")
-    typer.secho(f"bento {result['bento']} answered {result['rows']} rows like the in-process model", fg="green")
+    typer.secho(
+        f"bento {result['bento']} answered {result['rows']} rows like the in-process model",
+        fg="green",
+    )
 
 
 if __name__ == "__main__":

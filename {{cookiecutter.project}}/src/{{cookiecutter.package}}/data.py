@@ -33,7 +33,9 @@ def read_source(params: Params, root: Path) -> pd.DataFrame:
     if source.startswith("sklearn:"):
         name = source.removeprefix("sklearn:")
         if name not in BUNDLED:
-            raise ValueError(f"data.source: unknown bundled dataset {name!r}; use one of {sorted(BUNDLED)}")
+            raise ValueError(
+                f"data.source: unknown bundled dataset {name!r}; use one of {sorted(BUNDLED)}"
+            )
         frame = BUNDLED[name](as_frame=True).frame
     else:
         path = (root / source).resolve()
@@ -54,9 +56,15 @@ def normalise(frame: pd.DataFrame, params: Params) -> pd.DataFrame:
     if len(set(renamed.values())) != len(renamed):
         raise ValueError(f"columns collide after cleaning their names: {renamed}")
     frame = frame.rename(columns=renamed)
-    missing = [c for c in [params.data.target, *params.data.categorical, *params.data.id_columns] if c not in frame]
+    missing = [
+        c
+        for c in [params.data.target, *params.data.categorical, *params.data.id_columns]
+        if c not in frame
+    ]
     if missing:
-        raise ValueError(f"params.yaml names columns the data lacks: {missing}; columns are {list(frame.columns)}")
+        raise ValueError(
+            f"params.yaml names columns the data lacks: {missing}; columns are {list(frame.columns)}"
+        )
     for column in params.data.categorical:
         frame[column] = frame[column].astype("string").astype("category")
     return frame.reset_index(drop=True)

@@ -22,7 +22,9 @@ class Model:
     def load(cls, model_file: Path, card_file: Path) -> Model:
         """Load models/model.txt and the spec from models/model.json."""
         card = json.loads(Path(card_file).read_text())
-        return cls(lgb.Booster(model_file=str(model_file)), FeatureSpec.model_validate(card["spec"]))
+        return cls(
+            lgb.Booster(model_file=str(model_file)), FeatureSpec.model_validate(card["spec"])
+        )
 
     def raw(self, frame: pd.DataFrame) -> np.ndarray:
         """Booster output: P(positive) for binary, (n, k) probabilities, or values."""
