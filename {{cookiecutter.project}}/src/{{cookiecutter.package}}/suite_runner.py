@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -73,11 +74,24 @@ def run_suite(suite: dict, frame: pd.DataFrame, docs: Path) -> dict:
     run = checkpoint.run(batch_parameters={"dataframe": frame})
     (result,) = run.run_results.values()
     result = result.to_json_dict()
+    records = [_summarise(entry) for entry in result["results"]]
+    for record in records:
+        if record["column"] and record["column"] not in frame.columns and not record["success"]:
+            record["observed"] = "column is missing"  # clearer than GX's metric error
+    # GX reorders results; report them in the suite's order, as a reviewer reads it.
+    order = {
+        _key(entry["type"], entry["kwargs"]): n for n, entry in enumerate(suite["expectations"])
+    }
+    records.sort(key=lambda record: order.get(_key(record["expectation"], record["kwargs"]), 0))
     return {
         "success": bool(result["success"]),
         "statistics": result["statistics"],
-        "results": [_summarise(entry) for entry in result["results"]],
+        "results": records,
     }
+
+
+def _key(kind: str, kwargs: dict) -> str:
+    return json.dumps([kind, kwargs], sort_keys=True, default=str)
 
 
 def _summarise(result: dict) -> dict:

@@ -40,7 +40,7 @@ def _expectation(kind: str, notes: str | None = None, **kwargs: object) -> dict:
 def _range(column: str, values: pd.Series) -> dict:
     low, high = float(values.min()), float(values.max())
     margin = RANGE_MARGIN * ((high - low) or abs(high) or 1.0)
-    floor = low - margin if low - margin >= 0 or low < 0 else 0.0  # counts stay non-negative
+    floor = low - margin if low - margin >= 0 or low < 0 else 0.0  # never negative: keep 0 as floor
     return _expectation(
         "expect_column_values_to_be_between",
         column=column,
