@@ -163,5 +163,17 @@ def pipeline(
     )
 
 
+def main() -> None:
+    """Console entry point: expected problems (missing inputs, bad config) end in one
+    clear line and exit code 1 rather than a traceback."""
+    from pydantic import ValidationError
+
+    try:
+        app()
+    except (FileNotFoundError, ValueError, ValidationError, RuntimeError) as error:
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        raise SystemExit(1) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()
