@@ -124,7 +124,11 @@ def test_bake_produces_exactly_the_expected_files(baked):
 def test_no_file_keeps_jinja_syntax(baked):
     leftovers = []
     for path in project_files(baked.project_path):
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            leftovers.append(f"{path}: not UTF-8 text (a stray binary in the template?)")
+            continue
         for number, line in enumerate(text.splitlines(), start=1):
             if JINJA_LEFTOVER.search(line):
                 leftovers.append(f"{path.name}:{number}: {line.strip()}")
@@ -135,7 +139,7 @@ def test_pyproject_parses_and_names_the_console_script(baked):
     answers = baked.context
     pyproject = tomllib.loads((baked.project_path / "pyproject.toml").read_text("utf-8"))
     assert pyproject["project"]["name"] == answers["project"]
-    assert pyproject["project"]["scripts"] == {answers["project"]: f"{answers['package']}.cli:app"}
+    assert pyproject["project"]["scripts"] == {answers["project"]: f"{answers['package']}.cli:main"}
     assert pyproject["project"]["requires-python"] == f">={answers['python_version']}"
 
 
