@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ ANSWERS = json.loads(
 )
 
 TASKS = ("binary", "multiclass", "regression")
+REMOTE_TEMPLATE = re.compile(r"^(gh:|gl:|bb:|https?://|git@|git\+|ssh://)")
 CI_FILES = {
     "github": [".github"],
     "gitlab": [".gitlab-ci.yml"],
@@ -41,8 +43,10 @@ def template_dir(repo_dir):
     if not path.is_absolute():
         path = Path(os.environ.get("PWD", ".")) / path
     if not (path / "environments").is_dir():
-        sys.exit("cannot find the template's environments/ under {} (from _repo_dir {!r}); "
-                 "run cookiecutter with an absolute template path".format(path, repo_dir))
+        sys.exit(
+            f"cannot find the template's environments/ under {path} (from _repo_dir {repo_dir!r}); "
+            "run cookiecutter with an absolute template path"
+        )
     return path
 
 
@@ -57,15 +61,17 @@ def copy_environments(template, project):
 def keep_task_suite(project, task):
     """Keep the expectation suite profiled for the chosen task's default data."""
     suites = project / "expectations"
-    (suites / "{}.json".format(task)).rename(suites / "raw.json")
+    (suites / f"{task}.json").rename(suites / "raw.json")
     for other in TASKS:
-        (suites / "{}.json".format(other)).unlink(missing_ok=True)
+        (suites / f"{other}.json").unlink(missing_ok=True)
 
 
 def write_answers(project, answers):
     """Record the public answers so the project can be replayed or updated."""
     public = {key: value for key, value in answers.items() if not key.startswith("_")}
-    public["_template"] = answers.get("_template", "")
+    # A local checkout's path means nothing on another machine; keep remote references only.
+    template = answers.get("_template", "")
+    public["_template"] = template if REMOTE_TEMPLATE.match(template) else ""
     text = json.dumps(public, indent=2, ensure_ascii=False) + "\n"
     (project / ".cookiecutter.json").write_text(text, encoding="utf-8")
 

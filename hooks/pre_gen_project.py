@@ -34,7 +34,7 @@ CHOICES = {
 def check_project_name(value):
     """The human name must contain at least one letter or digit."""
     if not any(ch.isalnum() for ch in value):
-        return "project_name must contain a letter or digit, got {!r}".format(value)
+        return f"project_name must contain a letter or digit, got {value!r}"
     return None
 
 
@@ -44,7 +44,7 @@ def check_project(value):
         return (
             "project must be lowercase letters and digits in words joined by "
             "single hyphens, starting with a letter (e.g. 'churn-model'), "
-            "got {!r}".format(value)
+            f"got {value!r}"
         )
     return None
 
@@ -52,13 +52,13 @@ def check_project(value):
 def check_package(value):
     """Import name: an identifier, not a keyword, not shadowing a module."""
     if not value.isidentifier() or not value.isascii():
-        return "package must be an ASCII Python identifier (e.g. 'churn_model'), got {!r}".format(value)
+        return f"package must be an ASCII Python identifier (e.g. 'churn_model'), got {value!r}"
     if keyword.iskeyword(value) or keyword.issoftkeyword(value):
-        return "package must not be a Python keyword, got {!r}".format(value)
+        return f"package must not be a Python keyword, got {value!r}"
     if value in DEPENDENCIES or value in sys.stdlib_module_names:
         return (
-            "package {!r} would shadow the module of the same name that the "
-            "project imports; choose another name".format(value)
+            f"package {value!r} would shadow the module of the same name that the "
+            "project imports; choose another name"
         )
     return None
 
@@ -66,7 +66,7 @@ def check_package(value):
 def check_email(value):
     """A plausible address: one @, no spaces, a dot in the domain."""
     if not EMAIL_PATTERN.match(value):
-        return "email must look like name@example.com, got {!r}".format(value)
+        return f"email must look like name@example.com, got {value!r}"
     return None
 
 
@@ -75,7 +75,9 @@ def check_choices(answers):
     errors = []
     for key, allowed in CHOICES.items():
         if answers.get(key) not in allowed:
-            errors.append("{} must be one of {}, got {!r}".format(key, ", ".join(allowed), answers.get(key)))
+            errors.append(
+                "{} must be one of {}, got {!r}".format(key, ", ".join(allowed), answers.get(key))
+            )
     if not isinstance(answers.get("git_init"), bool):
         errors.append("git_init must be true or false, got {!r}".format(answers.get("git_init")))
     return errors
