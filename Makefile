@@ -7,6 +7,9 @@ UV ?= uv
 RUN := $(UV) run --no-sync
 DEMO := build/demo
 PORT ?= 3000
+# Baked projects run many short Python processes; where bytecode caching is off (some CI
+# images set this), each one recompiles MLflow, scikit-learn and BentoML on import.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: help install lint test test-fast demo clean
 
