@@ -163,6 +163,87 @@ def pipeline(
     )
 
 
+@app.command()
+def loadtest(
+    url: Annotated[str, typer.Option(help="Base URL of a running service")],
+    env: Annotated[str, typer.Option(help="Environment whose gates apply")] = "test",
+) -> None:
+    """Load test a running service with locust; exit 1 naming each gate not met."""
+    from . import loadtest as stage
+    from .deploy.environments import get
+
+    params, paths = _setup()
+    result = stage.run(params, paths, url, get(paths, env))
+    typer.echo(stage.format_result(result))
+    typer.echo(f"reports: {result['reports']}")
+    if not result["passed"]:
+        _fail("load test gates not met: " + "; ".join(result["failures"]))
+
+
+def _deploy_step(step, *args) -> None:
+    """Run a deploy command; a refusal or failed check is one clear line and exit 1."""
+    from .deploy.engine import DeployFailed, Refused
+
+    params, paths = _setup()
+    try:
+        record = step(params, paths, *args)
+    except (Refused, DeployFailed) as error:
+        _fail(str(error))
+    typer.secho(
+        f"{record['action']}: {record['bento']} (model version {record['model_version']}) "
+        f"serves {record['environment']} at {record['url']}",
+        fg="green",
+    )
+
+
+@app.command()
+def deploy(
+    env: Annotated[str, typer.Argument(help="Environment (environments/<env>.yaml)")],
+    bento: Annotated[str | None, typer.Option(help="Bento tag (default: latest built)")] = None,
+) -> None:
+    """Deploy a bento to ENV, check it (health, smoke, load test), or keep the old one."""
+    from .deploy import engine
+
+    _deploy_step(engine.deploy, env, bento)
+
+
+@app.command()
+def promote(env: Annotated[str, typer.Argument(help="Environment to promote to")]) -> None:
+    """Deploy to ENV the bento verified in the environment ENV requires."""
+    from .deploy import engine
+
+    _deploy_step(engine.promote, env)
+
+
+@app.command()
+def rollback(env: Annotated[str, typer.Argument(help="Environment to roll back")]) -> None:
+    """Redeploy the bento ENV served before its current one (recorded as a new deploy)."""
+    from .deploy import engine
+
+    _deploy_step(engine.rollback, env)
+
+
+@app.command()
+def status() -> None:
+    """Every environment: bento, model version, commit, gates, when, by whom, healthy."""
+    from .deploy import engine
+
+    _, paths = _setup()
+    typer.echo(engine.format_status(engine.status(paths)))
+
+
+@app.command()
+def down(
+    env: Annotated[str | None, typer.Argument(help="Environment (default: all)")] = None,
+) -> None:
+    """Stop local deployments (one environment, or all)."""
+    from .deploy import engine
+
+    _, paths = _setup()
+    stopped = engine.down(paths, env)
+    typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
 def main() -> None:
     """Console entry point: expected problems (missing inputs, bad config) end in one
     clear line and exit code 1 rather than a traceback."""

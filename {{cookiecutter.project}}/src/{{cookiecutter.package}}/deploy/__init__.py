@@ -1,0 +1,1 @@
+"""Continuous delivery: deploy, verify, promote and roll back a bento per environments/*.yaml."""

@@ -1,0 +1,106 @@
+"""What a deployed bento must pass: health, a smoke prediction, the load-test gates.
+
+The smoke reference is the registered MLflow model version the bento says it packs,
+loaded in this process: a bento that packs something else (a tampered card, a stale
+booster, a wrong feature order) answers differently and is refused.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from ..config import PROJECT, Params, Paths
+from ..model import Model
+
+
+class CheckFailed(RuntimeError):
+    """A check failed; `checks` holds what was measured up to and including it."""
+
+    def __init__(self, message: str, checks: dict) -> None:
+        super().__init__(message)
+        self.checks = checks
+
+
+def bento_labels(paths: Paths, tag: str) -> dict:
+    """The bento's tag and labels (model version, git commit) from the project store."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        bento = bentoml.get(tag)
+    except NotFound:
+        raise ValueError(
+            f"no bento {tag!r} in the bento store {paths.bentoml_home}: run `make package`"
+        ) from None
+    return {"bento": str(bento.tag), **bento.info.labels}
+
+
+def reference_model(paths: Paths, model_version: str) -> Model:
+    """The registered model version, loaded in process from the MLflow registry."""
+    from .. import registry
+
+    registry.configure(paths)
+    version = registry.client(paths).get_model_version(PROJECT, str(model_version))
+    booster, spec = registry.load_version(version)
+    return Model(booster, spec)
+
+
+def health(url: str) -> dict:
+    try:
+        status = httpx.get(f"{url}/readyz", timeout=10).status_code
+    except httpx.HTTPError as error:
+        status, detail = None, str(error)
+    else:
+        detail = f"/readyz answered {status}"
+    return {"passed": status == 200, "detail": detail}
+
+
+def smoke(params: Params, paths: Paths, url: str, model: Model, bento: str) -> dict:
+    """POST the held-out rows; the service must answer like `model` and name `bento`."""
+    from ..package import compare, held_out_rows, predict_over_http, to_records
+
+    rows = held_out_rows(params, paths)
+    with httpx.Client(base_url=url, timeout=60) as client:
+        served = predict_over_http(
+            client, to_records(rows, model.spec.names), params.serving.max_batch_size
+        )
+        metadata = client.post("/metadata", json={})
+    matches, diff = compare(served, model.predict(rows))
+    serving = metadata.json().get("bento_tag") if metadata.is_success else None
+    return {
+        "passed": bool(matches and serving == bento),
+        "rows": len(rows),
+        "max_abs_diff": diff,
+        "serving": serving,
+    }
+
+
+def verify(params, paths, environment, url, bento, model, load_test: bool) -> dict:
+    """Run the checks in order; raise CheckFailed naming the first that fails."""
+    results: dict = {}
+    results["health"] = health(url)
+    if not results["health"]["passed"]:
+        raise CheckFailed(f"health: {results['health']['detail']} at {url}", results)
+    results["smoke"] = smoke(params, paths, url, model, bento)
+    if not results["smoke"]["passed"]:
+        found = results["smoke"]
+        raise CheckFailed(
+            f"smoke: the service at {url} (serving {found['serving']}) does not answer like the "
+            f"registered model version it packs (max abs diff {found['max_abs_diff']:.3g} "
+            f"over {found['rows']} held-out rows)",
+            results,
+        )
+    if load_test:
+        from .. import loadtest
+        from ..package import held_out_rows, to_records
+
+        record = to_records(held_out_rows(params, paths).head(1), model.spec.names)[0]
+        outcome = loadtest.run(params, paths, url, environment, record)
+        results["loadtest"] = {
+            key: outcome[key]
+            for key in ("passed", "rps", "p50_ms", "p95_ms", "p99_ms", "errors", "requests")
+        }
+        results["loadtest"]["failures"] = outcome["failures"]
+        if not outcome["passed"]:
+            raise CheckFailed("load test gates not met: " + "; ".join(outcome["failures"]), results)
+    return results

@@ -1,0 +1,202 @@
+"""Deploy, promote, roll back, report and stop, per environments/*.yaml (local target).
+
+Build once, promote the same bento: a bento reaches an environment only after it was
+deployed to, and passed the checks of, the environment named in its `requires`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from collections.abc import Iterator
+
+from ..config import Params, Paths
+from . import checks, local, records
+from .environments import Environment, get, load_all
+
+
+class Refused(RuntimeError):
+    """The deploy was not attempted: the message names the missing step."""
+
+
+class DeployFailed(RuntimeError):
+    """A check failed; the environment still serves what it served before."""
+
+
+@contextlib.contextmanager
+def _locked(paths: Paths) -> Iterator[None]:
+    """One deploy at a time per project: two would race for ports and state files."""
+    paths.state.mkdir(parents=True, exist_ok=True)
+    with open(paths.state / "deploy.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _require_verified(paths: Paths, environments: dict, environment: Environment, bento: str):
+    required = environment.requires
+    if required is None or records.verified(paths, required, bento):
+        return
+    raise Refused(
+        f"bento {bento} has not been verified in {required}: "
+        f"run {_step(environments[required])} first"
+    )
+
+
+def _step(environment: Environment) -> str:
+    """The command that verifies a bento in `environment`."""
+    verb = "deploy" if environment.requires is None else "promote"
+    return f"make {verb} ENV={environment.name}"
+
+
+def deploy(
+    params: Params, paths: Paths, name: str, bento: str | None = None, action: str = "deploy"
+) -> dict:
+    """Deploy `bento` (default: the one `make package` built last) to environment `name`."""
+    from ..package import latest_bento
+    from ..registry import git_commit
+
+    environments = load_all(paths)
+    environment = get(paths, name)
+    labels = checks.bento_labels(paths, bento or latest_bento(paths))
+    bento = labels["bento"]
+    _require_verified(paths, environments, environment, bento)
+    if environment.deploy.target != "local":
+        raise Refused(
+            f"environments/{name}.yaml: deploy.target {environment.deploy.target!r} "
+            "is not implemented yet; use target: local"
+        )
+    model = checks.reference_model(paths, labels["model_version"])
+    before = records.current(paths, name)
+    record = {
+        "time": records.now(),
+        "environment": name,
+        "action": action,
+        "bento": bento,
+        "model_version": labels.get("model_version"),
+        "git_commit": labels.get("git_commit") or git_commit(paths),
+        "actor": records.actor(),
+        "target": environment.deploy.target,
+        "url": environment.url,
+        "previous_bento": before["bento"] if before else None,
+        "checks": {},
+        "success": False,
+        "error": None,
+    }
+
+    def verify(url: str, full: bool) -> dict:
+        return checks.verify(params, paths, environment, url, bento, model, load_test=full)
+
+    with _locked(paths):
+        try:
+            record["checks"] = local.replace(paths, name, environment.port, bento, verify)
+        except Exception as error:
+            record["checks"] = getattr(error, "checks", {})
+            record["error"] = str(error)
+            records.append(paths, record)
+            server = local.read_state(paths, name)
+            served = server.bento if local.healthy(server) else "nothing"
+            raise DeployFailed(
+                f"{action} of {bento} to {name} failed, {name} still serves {served}: {error}"
+            ) from error
+        record["success"] = True
+        records.append(paths, record)
+    records.tag_registry(paths, record)
+    return record
+
+
+def promote(params: Params, paths: Paths, name: str) -> dict:
+    """Deploy to `name` the bento serving in (and verified by) the environment it requires."""
+    environment = get(paths, name)
+    if environment.requires is None:
+        raise Refused(f"{name} requires no environment: deploy to it with make deploy ENV={name}")
+    source = records.current(paths, environment.requires)
+    if source is None:
+        raise Refused(
+            f"no bento has been verified in {environment.requires} yet: "
+            f"run {_step(load_all(paths)[environment.requires])} first"
+        )
+    return deploy(params, paths, name, source["bento"], action="promote")
+
+
+def rollback(params: Params, paths: Paths, name: str) -> dict:
+    """Redeploy the bento `name` served before its current one (a new history line)."""
+    get(paths, name)
+    target = records.previous(paths, name)
+    if target is None:
+        raise Refused(f"{name} has no previously verified bento to roll back to")
+    return deploy(params, paths, name, target["bento"], action="rollback")
+
+
+def status(paths: Paths) -> list[dict]:
+    """Per environment: what serves, from which record, and whether it answers now."""
+    rows = []
+    history = records.read(paths)
+    for name, environment in load_all(paths).items():
+        server = local.read_state(paths, name)
+        current = records.current(paths, name)
+        mine = [r for r in history if r.get("environment") == name]
+        last = mine[-1] if mine else None
+        rows.append(
+            {
+                "environment": name,
+                "url": server.url if server else environment.url,
+                "running": server.bento if server and local.alive(server.pid) else None,
+                "healthy": local.healthy(server),
+                "record": current,
+                "last_failure": last if last and not last.get("success") else None,
+            }
+        )
+    return rows
+
+
+def _gates(record: dict) -> str:
+    found = record.get("checks", {}).get("loadtest")
+    if not found:
+        return "-"
+    return f"p99 {found['p99_ms']:.0f}ms {found['rps']:.0f}rps err {found['errors']}"
+
+
+def format_status(rows: list[dict]) -> str:
+    header = ("env", "url", "bento", "model", "commit", "gates", "action", "when", "by", "healthy")
+    lines = [header]
+    for row in rows:
+        record = row["record"] or {}
+        lines.append(
+            (
+                row["environment"],
+                row["url"],
+                row["running"] or "-",
+                str(record.get("model_version", "-")),
+                str(record.get("git_commit", "-"))[:8],
+                _gates(record) if record else "-",
+                record.get("action", "-"),
+                record.get("time", "-"),
+                record.get("actor", "-"),
+                "yes" if row["healthy"] else "no",
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    )
+    for row in rows:
+        if failure := row["last_failure"]:
+            text += (
+                f"\n{row['environment']}: last {failure['action']} of {failure['bento']} "
+                f"failed at {failure['time']}: {failure['error']}"
+            )
+    return text
+
+
+def down(paths: Paths, name: str | None = None) -> list[str]:
+    """Stop the local servers of `name` (default: every environment); return what stopped."""
+    names = [get(paths, name).name] if name else list(load_all(paths))
+    stopped = []
+    with _locked(paths):
+        for environment in names:
+            server = local.read_state(paths, environment)
+            if server is not None:
+                local.stop(server)
+                stopped.append(environment)
+            local.clear_state(paths, environment)
+    return stopped

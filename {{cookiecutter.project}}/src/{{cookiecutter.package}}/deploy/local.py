@@ -1,0 +1,208 @@
+"""The local target: each environment is a detached `bentoml serve` on 127.0.0.1.
+
+A process runs in its own session (process group), so it outlives the command that
+started it and `stop` ends it with all its workers. `.state/<env>.json` says which
+process serves an environment; it is written only once the process answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+from ..config import Paths
+
+READY_TIMEOUT = 180.0
+STOP_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class Server:
+    pid: int
+    port: int
+    bento: str
+    log: str
+    started_at: float
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def serve_command(bento: str, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "bentoml", "serve", bento,
+        "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+
+
+def state_file(paths: Paths, environment: str) -> Path:
+    return paths.state / f"{environment}.json"
+
+
+def read_state(paths: Paths, environment: str) -> Server | None:
+    """The process recorded as serving `environment`, if any."""
+    file = state_file(paths, environment)
+    if not file.exists():
+        return None
+    try:
+        return Server(**json.loads(file.read_text()))
+    except (json.JSONDecodeError, TypeError):
+        return None
+
+
+def write_state(paths: Paths, environment: str, server: Server) -> None:
+    """Replace the state atomically: an interruption leaves the old file or the new one."""
+    file = state_file(paths, environment)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    partial = file.with_suffix(".json.tmp")
+    partial.write_text(json.dumps(asdict(server), indent=2) + "\n")
+    partial.replace(file)
+
+
+def clear_state(paths: Paths, environment: str) -> None:
+    state_file(paths, environment).unlink(missing_ok=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:<port>."""
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def alive(pid: int) -> bool:
+    # Reap it first if it is our own child: a zombie still answers to signal 0.
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def healthy(server: Server | None) -> bool:
+    if server is None or not alive(server.pid):
+        return False
+    try:
+        return httpx.get(f"{server.url}/readyz", timeout=3).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _tail(log: str) -> str:
+    path = Path(log)
+    return path.read_text(errors="replace")[-4000:] if path.exists() else "(no log)"
+
+
+def start(paths: Paths, bento: str, port: int, label: str) -> Server:
+    """Start `bentoml serve` detached on `port`; return once it answers /readyz."""
+    if listening(port):
+        raise RuntimeError(f"port {port} on 127.0.0.1 is already in use: cannot serve {label}")
+    logs = paths.state / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / f"{label}-{port}.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            serve_command(bento, port),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=logs,
+            env={**os.environ, "BENTOML_HOME": str(paths.bentoml_home)},
+            start_new_session=True,
+        )
+    server = Server(process.pid, port, bento, str(log), time.time())
+    try:
+        wait_ready(server)
+    except BaseException:
+        stop(server)
+        raise
+    return server
+
+
+def wait_ready(server: Server, timeout: float = READY_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(server.pid):
+            raise RuntimeError(
+                f"bentoml serve {server.bento} exited before it was ready:\n{_tail(server.log)}"
+            )
+        if healthy(server):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(
+        f"bentoml serve {server.bento} not ready at {server.url} after {timeout:.0f}s:\n"
+        + _tail(server.log)
+    )
+
+
+def stop(server: Server | None) -> None:
+    """End the server's whole process group; wait until its port is free."""
+    if server is None:
+        return
+    for sig, grace in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(server.pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and (alive(server.pid) or listening(server.port)):
+            time.sleep(0.2)
+        if not alive(server.pid) and not listening(server.port):
+            return
+
+
+def replace(paths: Paths, environment: str, port: int, bento: str, verify) -> dict:
+    """Serve `bento` on `port` in place of what serves there, only if it passes `verify`.
+
+    `verify(url, full)` raises when a check fails. The candidate is checked fully on a
+    spare port while the old server keeps serving; only then does it take over the port
+    and get checked again. If anything fails, the old bento serves again on `port`.
+    """
+    old = read_state(paths, environment)
+    old_serving = healthy(old)
+    if listening(port) and not (old_serving and old.port == port):
+        raise RuntimeError(
+            f"port {port} on 127.0.0.1 is in use by a process this project did not start "
+            f"for {environment}: stop it or change deploy.port in environments/{environment}.yaml"
+        )
+    candidate = start(paths, bento, free_port(), f"{environment}-candidate")
+    try:
+        checks = verify(candidate.url, True)
+    finally:
+        stop(candidate)
+    stop(old)
+    try:
+        new = start(paths, bento, port, environment)
+        try:
+            checks["after_switch"] = verify(new.url, False)
+        except BaseException:
+            stop(new)
+            raise
+    except BaseException:
+        if old_serving:
+            # Put back what served before; the environment is dark only for a restart.
+            write_state(paths, environment, start(paths, old.bento, port, environment))
+        else:
+            clear_state(paths, environment)
+        raise
+    write_state(paths, environment, new)
+    return checks
