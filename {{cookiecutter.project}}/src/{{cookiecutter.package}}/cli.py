@@ -131,8 +131,10 @@ def smoke(
 def pipeline(
     port: Annotated[int, typer.Option(help="Port for the smoke-test server")] = 3000,
 ) -> None:
-    """The whole journey: data, validate, train, evaluate, package, serve and check."""
+    """The whole journey: data to a bento verified in every environment (local target)."""
     from . import package as package_stage
+    from .deploy import engine
+    from .deploy.environments import load_all
 
     timings: list[tuple[str, float]] = []
     for name, command in [
@@ -151,12 +153,24 @@ def pipeline(
     started = time.perf_counter()
     result = package_stage.serve_and_smoke(params, paths, port)
     timings.append(("serve + smoke", time.perf_counter() - started))
-    typer.echo(f"\n{'stage':<16}{'seconds':>9}")
-    for name, seconds in timings:
-        typer.echo(f"{name:<16}{seconds:>9.1f}")
-    typer.echo(f"{'total':<16}{sum(s for _, s in timings):>9.1f}")
     if not result["matches"]:
         _fail("served bento disagrees with the in-process model")
+    # Build once, promote the same bento: deploy to the first environment, promote onwards.
+    for environment in load_all(paths).values():
+        step = "deploy" if environment.requires is None else "promote"
+        typer.secho(f"== {step} {environment.name}", bold=True)
+        started = time.perf_counter()
+        if step == "deploy":
+            _deploy_step(engine.deploy, environment.name, None)
+        else:
+            _deploy_step(engine.promote, environment.name)
+        timings.append((f"{step} {environment.name}", time.perf_counter() - started))
+    typer.echo(f"\n{'stage':<20}{'seconds':>9}")
+    for name, seconds in timings:
+        typer.echo(f"{name:<20}{seconds:>9.1f}")
+    typer.echo(f"{'total':<20}{sum(s for _, s in timings):>9.1f}\n")
+    typer.echo(engine.format_status(engine.status(paths)))
+    typer.echo("\nThe environments keep serving until `make down`.")
     typer.secho(
         f"bento {result['bento']} answered {result['rows']} rows like the in-process model",
         fg="green",

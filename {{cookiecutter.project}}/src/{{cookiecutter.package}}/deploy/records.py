@@ -40,8 +40,10 @@ def append(paths: Paths, record: dict) -> dict:
     """Add one line to the history and flush it to disk before returning."""
     file = history_file(paths)
     file.parent.mkdir(parents=True, exist_ok=True)
+    # A line cut short by an interrupted write must not swallow this one.
+    cut_short = file.exists() and file.stat().st_size and not file.read_bytes().endswith(b"\n")
     with open(file, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record, sort_keys=True) + "\n")
+        handle.write(("\n" if cut_short else "") + json.dumps(record, sort_keys=True) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
     return record

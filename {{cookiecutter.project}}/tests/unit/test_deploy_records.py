@@ -1,0 +1,112 @@
+"""Environment files are validated and ordered; the deploy history answers what is verified."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from {{ cookiecutter.package }}.config import Paths
+from {{ cookiecutter.package }}.deploy import records
+from {{ cookiecutter.package }}.deploy.environments import load_all
+from {{ cookiecutter.package }}.loadtest import check_gates
+
+pytestmark = pytest.mark.unit
+
+
+def environment(name: str, requires: str | None, port: int) -> dict:
+    return {
+        "name": name,
+        "requires": requires,
+        "promotion": "auto",
+        "gates": {"latency_p99_ms": 500, "min_rps": 20, "load_test": {"users": 2, "seconds": 5}},
+        "deploy": {"target": "local", "port": port},
+    }
+
+
+def write(root, document: dict, name: str | None = None) -> None:
+    folder = root / "environments"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name or document['name']}.yaml").write_text(yaml.safe_dump(document))
+
+
+def test_environments_are_ordered_by_what_they_require(tmp_path):
+    write(tmp_path, environment("production", "preprod", 3003))
+    write(tmp_path, environment("test", None, 3001))
+    write(tmp_path, environment("preprod", "test", 3002))
+
+    assert list(load_all(Paths(tmp_path))) == ["test", "preprod", "production"]
+
+
+def test_a_bad_field_is_named_with_its_file(tmp_path):
+    broken = environment("test", None, 3001)
+    broken["gates"]["load_test"]["users"] = 0
+    write(tmp_path, broken)
+
+    with pytest.raises(ValueError, match=r"test\.yaml: field gates\.load_test\.users"):
+        load_all(Paths(tmp_path))
+
+
+def test_requiring_an_unknown_environment_is_an_error(tmp_path):
+    write(tmp_path, environment("preprod", "staging", 3002))
+
+    with pytest.raises(ValueError, match="field requires: no environment named 'staging'"):
+        load_all(Paths(tmp_path))
+
+
+def test_a_name_that_differs_from_the_file_name_is_an_error(tmp_path):
+    write(tmp_path, environment("prod", None, 3003), name="production")
+
+    with pytest.raises(ValueError, match="production.yaml: field name"):
+        load_all(Paths(tmp_path))
+
+
+def test_the_port_offset_shifts_every_environment(tmp_path, monkeypatch):
+    write(tmp_path, environment("test", None, 3001))
+    monkeypatch.setenv("DEPLOY_PORT_OFFSET", "100")
+
+    assert load_all(Paths(tmp_path))["test"].url == "http://127.0.0.1:3101"
+
+
+def deploy(paths: Paths, env: str, bento: str, success: bool = True) -> None:
+    records.append(paths, {"environment": env, "bento": bento, "success": success})
+
+
+def test_only_a_successful_deploy_verifies_a_bento(tmp_path):
+    paths = Paths(tmp_path)
+    deploy(paths, "test", "a:1", success=False)
+    assert not records.verified(paths, "test", "a:1")
+
+    deploy(paths, "test", "a:1")
+    assert records.verified(paths, "test", "a:1")
+    assert not records.verified(paths, "preprod", "a:1")
+
+
+def test_the_previous_bento_skips_failures_and_redeploys_of_the_current_one(tmp_path):
+    paths = Paths(tmp_path)
+    for bento, success in [("a:1", True), ("b:2", True), ("c:3", False), ("b:2", True)]:
+        deploy(paths, "test", bento, success)
+
+    assert records.current(paths, "test")["bento"] == "b:2"
+    assert records.previous(paths, "test")["bento"] == "a:1"
+
+
+def test_a_line_cut_short_by_an_interruption_is_skipped(tmp_path):
+    paths = Paths(tmp_path)
+    deploy(paths, "test", "a:1")
+    with open(records.history_file(paths), "a") as history:
+        history.write('{"environment": "test", "bento"')
+    deploy(paths, "test", "b:2")
+
+    assert [r["bento"] for r in records.read(paths)] == ["a:1", "b:2"]
+
+
+def test_every_missed_load_test_gate_is_named_with_its_measure():
+    measured = {"requests": 100, "errors": 2, "rps": 12.5, "p99_ms": 640.0}
+
+    failures = check_gates(measured, latency_p99_ms=500, min_rps=20)
+
+    assert failures == [
+        "errors: 2 of 100 requests failed (the gate allows none)",
+        "latency_p99_ms: measured p99 640 ms > 500 ms",
+        "min_rps: measured 12.5 requests/s < 20",
+    ]
