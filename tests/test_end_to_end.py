@@ -25,7 +25,11 @@ def stage_timings(output: str) -> str:
 def bake_and_make(cookies, task: str, targets: list[str], port: int, record_property):
     result = cookies.bake(extra_context={"task": task, "git_init": True})
     assert result.exit_code == 0, result.exception
-    made = run(["make", *targets, f"PORT={port}"], cwd=result.project_path, timeout=2400)
+    try:
+        made = run(["make", *targets, f"PORT={port}"], cwd=result.project_path, timeout=2400)
+    finally:
+        # The pipeline leaves test, preprod and production serving; free their ports.
+        run(["make", "down"], cwd=result.project_path, timeout=120)
     output = made.stdout
     assert made.returncode == 0, output[-6000:]
     record_property("pipeline", f"{task}: make {' '.join(targets)}\n{stage_timings(output)}")
