@@ -30,8 +30,9 @@ def environment_file(name: str, requires: str | None, port: int) -> dict:
         "approval": None,
         "gates": {
             "metrics": {},
-            "latency_p99_ms": 2000,
-            "min_rps": 1,
+            # Far from what is measured: this scenario is about deploys, not about speed.
+            "latency_p99_ms": 10_000,
+            "min_rps": 0.1,
             "load_test": {"users": 1, "seconds": 2},
         },
         "deploy": {"target": "local", "port": port},
