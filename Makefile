@@ -29,6 +29,7 @@ test-fast: install ## run the template tests except the slow end-to-end ones
 	$(RUN) pytest -m "not slow" --durations=10
 
 demo: install ## bake the default project into build/demo/ and run its whole pipeline
+	-[ -d $(DEMO)/churn-model/.venv ] && $(MAKE) -C $(DEMO)/churn-model down
 	rm -rf $(DEMO)
 	$(RUN) cookiecutter --no-input -o $(DEMO) "$(CURDIR)"
 	env -u VIRTUAL_ENV $(MAKE) -C $(DEMO)/churn-model install pipeline PORT=$(PORT)
