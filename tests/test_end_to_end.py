@@ -13,7 +13,20 @@ from conftest import run
 
 pytestmark = pytest.mark.slow
 
-ANSWERED = re.compile(r"bento \S+ answered \d+ rows like the in-process model")
+ANSWERED = re.compile(r"bento (\S+) answered \d+ rows like the in-process model")
+STATUS_ROW = re.compile(
+    r"^(test|preprod|production)\s+http://127\.0\.0\.1:\d+\s+(\S+)\s.*\s(yes|no)$", re.M
+)
+
+
+def assert_promoted_everywhere(output: str) -> None:
+    """The status table shows all three environments healthy, serving the bento just built."""
+    answered = ANSWERED.search(output)
+    assert answered, output[-3000:]
+    rows = {env: (bento, healthy) for env, bento, healthy in STATUS_ROW.findall(output)}
+    assert rows == {env: (answered.group(1), "yes") for env in ("test", "preprod", "production")}, (
+        output[-3000:]
+    )
 
 
 def stage_timings(output: str) -> str:
@@ -43,10 +56,10 @@ def test_default_project_installs_lints_tests_and_serves_a_matching_prediction(
         cookies, "binary", ["install", "lint", "test", "pipeline"], 3110, record_property
     )
     assert re.search(r"\b\d+ passed\b", output), "the project's own tests did not report"
-    assert ANSWERED.search(output), output[-3000:]
+    assert_promoted_everywhere(output)
 
 
 @pytest.mark.parametrize(("task", "port"), [("multiclass", 3111), ("regression", 3112)])
 def test_pipeline_serves_a_matching_prediction_for_each_task(cookies, record_property, task, port):
     output = bake_and_make(cookies, task, ["install", "pipeline"], port, record_property)
-    assert ANSWERED.search(output), output[-3000:]
+    assert_promoted_everywhere(output)
