@@ -65,6 +65,7 @@ COMMON_FILES = [
     "tests/model/conftest.py",
     "tests/model/test_gates.py",
     "tests/model/test_invariance.py",
+    "tests/model/test_own_data.py",
     "tests/model/test_reproducibility.py",
     "tests/service/test_bad_requests.py",
     "tests/unit/test_config.py",

@@ -1,0 +1,77 @@
+"""Bring your own data: a CSV named in params.yaml, with a categorical column and gaps.
+
+Runs the real data stage, suite profiling and validation (GX) and LightGBM on a small
+synthetic CSV in a throwaway project root; MLflow is not needed for these checks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from {{ cookiecutter.package }} import data, features, train, validation
+from {{ cookiecutter.package }}.config import Params, Paths
+
+pytestmark = pytest.mark.model
+
+ROWS = 400
+
+
+def own_csv(path, seed: int = 0) -> None:
+    """A binary target driven by a categorical column and a numeric one with gaps."""
+    rng = np.random.default_rng(seed)
+    city = rng.choice(["Lyon", "Oslo", "Kyiv"], size=ROWS)
+    income = rng.normal(50, 10, size=ROWS)
+    income[rng.choice(ROWS, size=20, replace=False)] = np.nan
+    churned = ((city == "Oslo") | (np.nan_to_num(income, nan=50) > 62)).astype(int)
+    frame = pd.DataFrame({"Customer ID": range(ROWS), "City": city, "Income": income})
+    frame["Churned"] = churned
+    frame.to_csv(path, index=False)
+
+
+@pytest.fixture
+def own_project(tmp_path):
+    own_csv(tmp_path / "customers.csv")
+    params = Params.model_validate(
+        {
+            "task": "binary",
+            "data": {
+                "source": "customers.csv",
+                "target": "churned",
+                "categorical": ["city"],
+                "id_columns": ["customer_id"],
+            },
+            "model": {"n_estimators": 50, "num_leaves": 7, "min_child_samples": 5, "n_jobs": 1},
+        }
+    )
+    (tmp_path / "expectations").mkdir()
+    return params, Paths(tmp_path)
+
+
+def test_a_csv_with_a_categorical_column_and_gaps_trains_with_lightgbm_categories(own_project):
+    params, paths = own_project
+    data.materialise(params, paths)
+    frame = data.load_raw(paths)
+    spec = features.derive_spec(frame, params)
+    assert [(f.name, f.kind, f.nullable) for f in spec.features] == [
+        ("city", "categorical", False),
+        ("income", "numeric", True),
+    ]
+    assert spec.features[0].categories == ["Kyiv", "Lyon", "Oslo"]
+
+    train_df, test_df = features.split(frame, params)
+    model = train.fit(params, train_df, spec)
+    # LightGBM received the column as a pandas category, not as codes or text.
+    assert model.booster_.pandas_categorical == [["Kyiv", "Lyon", "Oslo"]]
+    predictions = model.booster_.predict(features.to_features(test_df, spec))
+    labels = (predictions >= 0.5).astype(int)
+    assert (labels == test_df["churned"].to_numpy()).mean() > 0.9
+
+
+def test_a_profiled_suite_for_own_data_passes_and_allows_its_gaps(own_project):
+    params, paths = own_project
+    data.materialise(params, paths)
+    validation.profile(params, paths, paths.suite)
+    outcome = validation.validate(params, paths)
+    assert outcome["success"], validation.format_failures(outcome)
