@@ -11,7 +11,7 @@ import fcntl
 from collections.abc import Iterator
 
 from ..config import Params, Paths
-from . import checks, local, records
+from . import checks, kubernetes, local, records
 from .environments import Environment, get, load_all
 
 
@@ -60,11 +60,8 @@ def deploy(
     labels = checks.bento_labels(paths, bento or latest_bento(paths))
     bento = labels["bento"]
     _require_verified(paths, environments, environment, bento)
-    if environment.deploy.target != "local":
-        raise Refused(
-            f"environments/{name}.yaml: deploy.target {environment.deploy.target!r} "
-            "is not implemented yet; use target: local"
-        )
+    if environment.deploy.target == "kubernetes" and kubernetes.dry_run():
+        return kubernetes.plan(paths, environment, labels)
     model = checks.reference_model(paths, labels["model_version"])
     before = records.current(paths, name)
     record = {
@@ -88,13 +85,17 @@ def deploy(
 
     with _locked(paths):
         try:
-            record["checks"] = local.replace(paths, name, environment.port, bento, verify)
+            if environment.deploy.target == "kubernetes":
+                record["checks"] = kubernetes.replace(paths, environment, labels, before, verify)
+            else:
+                record["checks"] = local.replace(paths, name, environment.port, bento, verify)
         except Exception as error:
             record["checks"] = getattr(error, "checks", {})
             record["error"] = str(error)
             records.append(paths, record)
             server = local.read_state(paths, name)
             served = server.bento if local.healthy(server) else "nothing"
+            served = record["checks"].get("kubernetes", {}).get("serving", served)
             raise DeployFailed(
                 f"{action} of {bento} to {name} failed, {name} still serves {served}: {error}"
             ) from error

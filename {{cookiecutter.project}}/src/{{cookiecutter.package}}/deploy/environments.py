@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 from ..config import Paths
 
@@ -40,11 +48,73 @@ class Gates(BaseModel):
     load_test: LoadTest
 
 
-class Deploy(BaseModel):
+class LocalDeploy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    target: Literal["local", "kubernetes"] = "local"
+    target: Literal["local"] = "local"
     port: int = Field(gt=0, lt=65536)
+
+
+class Resources(BaseModel):
+    """Requests and limits of each pod, in Kubernetes quantities ("500m", "1Gi")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpu: str = Field(pattern=r"^[0-9]+(\.[0-9]+)?m?$")
+    memory: str = Field(pattern=r"^[0-9]+(\.[0-9]+)?([EPTGMk]i?)?$")
+
+
+class Autoscaling(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_replicas: int = Field(ge=1)
+    max_replicas: int = Field(ge=1)
+    cpu_percent: int = Field(gt=0, le=100)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"max_replicas ({self.max_replicas}) is below min_replicas ({self.min_replicas})"
+            )
+        return self
+
+
+class KubernetesDeploy(BaseModel):
+    """A cluster: the bento as an image, behind a Deployment, Service and autoscaler."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: Literal["kubernetes"]
+    namespace: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    replicas: int = Field(ge=1)
+    # The repository only: the tag is always the bento's version.
+    image: str = Field(pattern=r"^[a-z0-9][a-z0-9._\-/:]*[a-z0-9]$")
+    url: str = Field(pattern=r"^https?://[^\s/]+(/\S*)?$")
+    resources: Resources
+    autoscaling: Autoscaling
+    rollout_timeout_seconds: int = Field(300, gt=0)
+
+    @model_validator(mode="after")
+    def _untagged_image(self) -> KubernetesDeploy:
+        if ":" in self.image.rsplit("/", 1)[-1]:
+            raise ValueError(
+                f"image {self.image!r} must be a repository without a tag: "
+                "the tag is the bento's version"
+            )
+        return self
+
+
+def _target(value: object) -> str:
+    """Which target a deploy block is for; `local` when it says nothing."""
+    found = value.get("target") if isinstance(value, dict) else getattr(value, "target", None)
+    return found if found in ("local", "kubernetes") else "local"
+
+
+Deploy = Annotated[
+    Annotated[LocalDeploy, Tag("local")] | Annotated[KubernetesDeploy, Tag("kubernetes")],
+    Discriminator(_target),
+]
 
 
 class Environment(BaseModel):
@@ -60,6 +130,8 @@ class Environment(BaseModel):
     @property
     def port(self) -> int:
         """The port on 127.0.0.1 the local target serves this environment on."""
+        if not isinstance(self.deploy, LocalDeploy):
+            raise ValueError(f"environment {self.name} is not on the local target: it has no port")
         offset = os.environ.get(PORT_OFFSET_VARIABLE, "0") or "0"
         try:
             return self.deploy.port + int(offset)
@@ -70,14 +142,23 @@ class Environment(BaseModel):
 
     @property
     def url(self) -> str:
+        if isinstance(self.deploy, KubernetesDeploy):
+            return self.deploy.url.rstrip("/")
         return f"http://127.0.0.1:{self.port}"
 
 
+def _field(location: tuple) -> str:
+    # Drop the union's tag: `deploy.kubernetes.replicas` is `deploy.replicas` in the file.
+    parts = [
+        str(part)
+        for index, part in enumerate(location)
+        if not (index == 1 and location[0] == "deploy" and part in ("local", "kubernetes"))
+    ]
+    return ".".join(parts) or "(top level)"
+
+
 def _describe(error: ValidationError) -> str:
-    return "; ".join(
-        f"field {'.'.join(str(part) for part in item['loc']) or '(top level)'}: {item['msg']}"
-        for item in error.errors()
-    )
+    return "; ".join(f"field {_field(item['loc'])}: {item['msg']}" for item in error.errors())
 
 
 def load(file: Path) -> Environment:
