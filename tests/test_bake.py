@@ -40,6 +40,7 @@ COMMON_FILES = [
     "src/{package}/deploy/checks.py",
     "src/{package}/deploy/engine.py",
     "src/{package}/deploy/environments.py",
+    "src/{package}/deploy/kubernetes.py",
     "src/{package}/deploy/local.py",
     "src/{package}/deploy/records.py",
     "src/{package}/evaluate.py",
@@ -72,6 +73,7 @@ COMMON_FILES = [
     "tests/unit/test_data.py",
     "tests/unit/test_deploy_records.py",
     "tests/unit/test_features.py",
+    "tests/unit/test_kubernetes.py",
     "tests/unit/test_schema.py",
 ]
 CI_FILES = {
