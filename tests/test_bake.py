@@ -61,6 +61,7 @@ COMMON_FILES = [
     "tests/conftest.py",
     "tests/data/test_expectations.py",
     "tests/integration/test_deploy.py",
+    "tests/integration/test_kubernetes_deploy.py",
     "tests/integration/test_package_stage.py",
     "tests/integration/test_served_bento.py",
     "tests/model/conftest.py",
