@@ -93,8 +93,12 @@ def save_model(params: Params, paths: Paths) -> str:
     return str(stored.tag)
 
 
-def build(params: Params, paths: Paths) -> dict:
-    """Save the model to the store, build the bento from the package source only, export it."""
+def build(params: Params, paths: Paths, exclude_packages: frozenset[str] = frozenset()) -> dict:
+    """Save the model to the store, build the bento from the package source only, export it.
+
+    `exclude_packages` leaves runtime packages out of the bento (tests build a bento with a
+    missing dependency to prove the infra check catches it); never used by the pipeline.
+    """
     import bentoml
 
     model_tag = save_model(params, paths)
@@ -113,7 +117,12 @@ def build(params: Params, paths: Paths) -> dict:
             name=PROJECT,
             labels=_labels(card),
             description=f"{PROJECT}: model version {card.get('model_version')}",
-            python={"packages": pinned_requirements(), "lock_packages": False},
+            python={
+                "packages": [
+                    pin for pin in pinned_requirements() if pin.split("==")[0] not in exclude_packages
+                ],
+                "lock_packages": False,
+            },
             build_ctx=context,
             # Read by service.py at import: serve exactly this model version.
             args={"model_tag": model_tag},

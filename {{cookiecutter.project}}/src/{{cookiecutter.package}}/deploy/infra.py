@@ -1,0 +1,164 @@
+"""Infrastructure check: serve the bento from a fresh venv made only of its own requirements.
+
+The dev environment holds every package the project uses, so a package the service
+imports but the bento forgot to declare goes unnoticed there and breaks only on the
+server. Here a new virtual environment gets exactly the bento's `env/python/
+requirements.txt`, serves the bento on 127.0.0.1 and must answer like the registered
+model version it packs.
+
+Packages come from uv's cache first (`uv pip install --offline`): the project venv was
+installed from it, so every pin is normally there and the check needs no network. Only
+when that fails, and $INFRA_CHECK_OFFLINE is not "1" (the tests set it), is the install
+retried online, so a fresh CI runner with a cold cache still works.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..config import Params, Paths
+from . import checks, local
+
+OFFLINE_VARIABLE = "INFRA_CHECK_OFFLINE"
+INSTALL_TIMEOUT = 600
+# Variables that would let the fresh venv see the dev environment's packages.
+LEAKY_VARIABLES = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")
+
+
+def _uv() -> str:
+    # `uv run` exports UV (the running uv binary); otherwise look on PATH.
+    found = os.environ.get("UV") or shutil.which("uv")
+    if not found:
+        raise FileNotFoundError("uv is not on PATH: the infra check builds its venv with uv")
+    return found
+
+
+def _clean_env(paths: Paths) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in LEAKY_VARIABLES}
+    return {**env, "BENTOML_HOME": str(paths.bentoml_home), "BENTOML_DO_NOT_TRACK": "true"}
+
+
+def requirements_of(bento_path: Path) -> Path:
+    """The requirements file BentoML wrote into the bento (bentoml 1.4 layout)."""
+    file = bento_path / "env" / "python" / "requirements.txt"
+    if not file.exists():
+        raise FileNotFoundError(f"{file} is missing: the bento declares no Python requirements")
+    return file
+
+
+def _run(command: list[str], paths: Paths, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=_clean_env(paths),
+        timeout=INSTALL_TIMEOUT,
+    )
+
+
+def make_venv(paths: Paths, folder: Path, requirements: Path) -> Path:
+    """A new venv at `folder` (same Python version as this one) with `requirements`."""
+    uv = _uv()
+    made = _run([uv, "venv", "--clear", "--quiet", "--python", sys.executable, str(folder)],
+                paths, folder.parent)  # fmt: skip
+    if made.returncode != 0:
+        raise RuntimeError(f"uv venv {folder} failed: {made.stderr.strip()}")
+    python = folder / "bin" / "python"
+    install = [uv, "pip", "install", "--quiet", "--python", str(python), "-r", str(requirements)]
+    wheels = requirements.parent / "wheels"
+    if wheels.is_dir():
+        install += ["--find-links", str(wheels)]
+    done = _run([*install, "--offline"], paths, folder.parent)
+    if done.returncode != 0 and os.environ.get(OFFLINE_VARIABLE) != "1":
+        done = _run(install, paths, folder.parent)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"installing the bento's requirements ({requirements}) failed: {done.stderr.strip()}"
+        )
+    return python
+
+
+def _first_error(log: str) -> str:
+    """The last `SomethingError: ...` line of a server log, else its last line."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"^[\w.]*(Error|Exception)\b.*:", line)]
+    return errors[-1] if errors else (lines[-1] if lines else "(no output)")
+
+
+def serve(paths: Paths, python: Path, bento: str, log: Path) -> local.Server:
+    """`bentoml serve` with the venv's Python on a free port; return once it answers."""
+    port = local.free_port()
+    command = [str(python), "-m", "bentoml", "serve", bento, "--host", "127.0.0.1"]
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=log.parent,
+            env=_clean_env(paths),
+            start_new_session=True,
+        )
+    server = local.Server(process.pid, port, bento, str(log), time.time())
+    try:
+        local.wait_ready(server)
+    except BaseException:
+        local.stop(server)
+        raise
+    return server
+
+
+def check(params: Params, paths: Paths, bento_tag: str | None = None) -> dict:
+    """Serve `bento_tag` (default: the latest built) from its own requirements only."""
+    import bentoml
+
+    from ..package import latest_bento
+
+    labels = checks.bento_labels(paths, bento_tag or latest_bento(paths))
+    tag = labels["bento"]
+    requirements = requirements_of(Path(bentoml.get(tag).path))
+    folder = paths.state / "infra"
+    folder.mkdir(parents=True, exist_ok=True)
+    venv = folder / "venv"
+    result = {
+        "passed": False,
+        "bento": tag,
+        "venv": str(venv),
+        "requirements": requirements.read_text().split(),
+        "smoke": {},
+        "error": None,
+    }
+    started = time.perf_counter()
+    log = folder / "server.log"
+    log.unlink(missing_ok=True)
+    try:
+        python = make_venv(paths, venv, requirements)
+        model = checks.reference_model(paths, labels["model_version"])
+        server = serve(paths, python, tag, log)
+        try:
+            result["smoke"] = checks.smoke(params, paths, server.url, model, tag)
+        finally:
+            local.stop(server)
+    except (RuntimeError, TimeoutError) as error:
+        # A server that died says why in its log (e.g. ModuleNotFoundError: lightgbm).
+        cause = _first_error(log.read_text(errors="replace")) if log.exists() else str(error)
+        result["error"] = f"bento {tag} does not serve from its own requirements: {cause}"
+        result["log"] = str(log)
+    else:
+        if not result["smoke"]["passed"]:
+            found = result["smoke"]
+            result["error"] = (
+                f"bento {tag} served from its own requirements answers unlike model version "
+                f"{labels['model_version']} (max abs diff {found['max_abs_diff']:.3g} over "
+                f"{found['rows']} held-out rows, serving {found['serving']})"
+            )
+    result["passed"] = result["error"] is None
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    return result
