@@ -104,6 +104,7 @@ def build(params: Params, paths: Paths, exclude_packages: frozenset[str] = froze
     model_tag = save_model(params, paths)
     card = json.loads(paths.model_card.read_text())
     source = Path(__file__).resolve().parent
+    packages = [pin for pin in pinned_requirements() if pin.split("==")[0] not in exclude_packages]
     # BentoML imports the service to build it, and the service resolves its model at
     # import: a copy imported by an earlier build would pack that build's model.
     sys.modules.pop(SERVICE.partition(":")[0], None)
@@ -117,12 +118,7 @@ def build(params: Params, paths: Paths, exclude_packages: frozenset[str] = froze
             name=PROJECT,
             labels=_labels(card),
             description=f"{PROJECT}: model version {card.get('model_version')}",
-            python={
-                "packages": [
-                    pin for pin in pinned_requirements() if pin.split("==")[0] not in exclude_packages
-                ],
-                "lock_packages": False,
-            },
+            python={"packages": packages, "lock_packages": False},
             build_ctx=context,
             # Read by service.py at import: serve exactly this model version.
             args={"model_tag": model_tag},

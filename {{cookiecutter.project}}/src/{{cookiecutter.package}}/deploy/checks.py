@@ -1,4 +1,4 @@
-"""What a deployed bento must pass: health, a smoke prediction, the load-test gates.
+"""What a deployed bento must pass: metric gates, health, a smoke prediction, the load-test gates.
 
 The smoke reference is the registered MLflow model version the bento says it packs,
 loaded in this process: a bento that packs something else (a tampered card, a stale
@@ -6,6 +6,9 @@ booster, a wrong feature order) answers differently and is refused.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import httpx
 
@@ -33,6 +36,28 @@ def bento_labels(paths: Paths, tag: str) -> dict:
             f"no bento {tag!r} in the bento store {paths.bentoml_home}: run `make package`"
         ) from None
     return {"bento": str(bento.tag), **bento.info.labels}
+
+
+def bento_metrics(tag: str) -> dict[str, float]:
+    """The evaluation metrics packed with the bento's model (written by `make package`)."""
+    import bentoml
+
+    for packed in bentoml.get(tag).info.all_models:
+        stored = bentoml.models.get(packed.tag)
+        metrics = (stored.info.metadata or {}).get("metrics")
+        if metrics is None and (Path(stored.path) / "evaluation.json").exists():
+            metrics = json.loads((Path(stored.path) / "evaluation.json").read_text())["metrics"]
+        if metrics:
+            return metrics
+    raise ValueError(f"bento {tag} packs no model with evaluation metrics: run `make package`")
+
+
+def metric_gate_failures(environment, metrics: dict[str, float]) -> list[str]:
+    """The environment's `gates.metrics` the metrics miss: minimums, or maximums for errors."""
+    from ..evaluate import threshold_gates
+
+    gates = threshold_gates(environment.gates.metrics, metrics)
+    return [gate["message"] for gate in gates if not gate["passed"]]
 
 
 def reference_model(paths: Paths, model_version: str) -> Model:

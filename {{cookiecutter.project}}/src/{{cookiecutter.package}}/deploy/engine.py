@@ -60,6 +60,9 @@ def deploy(
     labels = checks.bento_labels(paths, bento or latest_bento(paths))
     bento = labels["bento"]
     _require_verified(paths, environments, environment, bento)
+    if failures := checks.metric_gate_failures(environment, checks.bento_metrics(bento)):
+        gates = f"the metric gates of environments/{name}.yaml"
+        raise Refused(f"bento {bento} does not meet {gates}: " + "; ".join(failures))
     if environment.deploy.target == "kubernetes" and kubernetes.dry_run():
         return kubernetes.plan(paths, environment, labels)
     model = checks.reference_model(paths, labels["model_version"])
