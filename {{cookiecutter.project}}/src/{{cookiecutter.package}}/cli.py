@@ -99,6 +99,25 @@ def package() -> None:
     typer.echo(f"bento {result['tag']} -> {result['archive']}")
 
 
+@app.command("infra-check")
+def infra_check(
+    bento: Annotated[str | None, typer.Option(help="Bento tag (default: latest built)")] = None,
+) -> None:
+    """Serve the bento from a fresh venv of only its own requirements; it must answer alike."""
+    from .deploy import infra
+
+    params, paths = _setup()
+    result = infra.check(params, paths, bento)
+    typer.echo(f"venv {result['venv']}: {' '.join(result['requirements'])}")
+    if not result["passed"]:
+        _fail(result["error"] + (f" (server log: {result['log']})" if "log" in result else ""))
+    typer.secho(
+        f"bento {result['bento']} served from its own requirements answered "
+        f"{result['smoke']['rows']} rows like the registered model ({result['seconds']:.0f}s)",
+        fg="green",
+    )
+
+
 @app.command()
 def serve(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] = 3000,
@@ -143,6 +162,7 @@ def pipeline(
         ("train", train),
         ("evaluate", evaluate),
         ("package", package),
+        ("infra check", lambda: infra_check(None)),
     ]:
         typer.secho(f"== {name}", bold=True)
         started = time.perf_counter()

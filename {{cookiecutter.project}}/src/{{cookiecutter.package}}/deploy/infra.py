@@ -85,8 +85,11 @@ def make_venv(paths: Paths, folder: Path, requirements: Path) -> Path:
     return python
 
 
-def _first_error(log: str) -> str:
-    """The last `SomethingError: ...` line of a server log, else its last line."""
+def _cause(log: str) -> str:
+    """What broke, from a server log: a missing module first, else the last error line."""
+    # BentoML wraps import failures in its own message; the module name is what matters.
+    if missing := re.search(r"No module named '([^']+)'", log):
+        return f"ModuleNotFoundError: No module named '{missing.group(1)}'"
     lines = [line.strip() for line in log.splitlines() if line.strip()]
     errors = [line for line in lines if re.match(r"^[\w.]*(Error|Exception)\b.*:", line)]
     return errors[-1] if errors else (lines[-1] if lines else "(no output)")
@@ -148,9 +151,10 @@ def check(params: Params, paths: Paths, bento_tag: str | None = None) -> dict:
             local.stop(server)
     except (RuntimeError, TimeoutError) as error:
         # A server that died says why in its log (e.g. ModuleNotFoundError: lightgbm).
-        cause = _first_error(log.read_text(errors="replace")) if log.exists() else str(error)
+        cause = str(error)
+        if log.exists():
+            cause, result["log"] = _cause(log.read_text(errors="replace")), str(log)
         result["error"] = f"bento {tag} does not serve from its own requirements: {cause}"
-        result["log"] = str(log)
     else:
         if not result["smoke"]["passed"]:
             found = result["smoke"]

@@ -1,0 +1,58 @@
+"""Infrastructure check: the bento served from a venv of only its own requirements.
+
+Each check builds a fresh venv from uv's cache (offline: no network in tests) and starts
+a real `bentoml serve` with it, so this module costs two server starts.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from {{ cookiecutter.package }} import package
+from {{ cookiecutter.package }}.config import Paths
+from {{ cookiecutter.package }}.deploy import infra
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv(infra.OFFLINE_VARIABLE, "1")
+
+
+def test_the_built_bento_served_from_its_own_requirements_answers_like_the_model(
+    params, paths, bento
+):
+    result = infra.check(params, paths, bento["tag"])
+
+    assert result["passed"], result["error"]
+    assert result["error"] is None
+    assert result["smoke"]["passed"] and result["smoke"]["rows"] > 0
+    assert result["smoke"]["max_abs_diff"] <= 1e-9
+    assert result["smoke"]["serving"] == bento["tag"]
+    assert any(pin.startswith("lightgbm==") for pin in result["requirements"])
+    # The venv is not the dev environment: packages the bento does not declare are absent.
+    python = f"{result['venv']}/bin/python"
+    absent = subprocess.run([python, "-c", "import mlflow"], capture_output=True, text=True)
+    assert "No module named 'mlflow'" in absent.stderr
+
+
+def test_a_bento_missing_a_package_it_imports_fails_naming_the_module(
+    params, paths, bento, tmp_path
+):
+    root = Paths(tmp_path)
+    for folder in (paths.models, paths.reports):
+        shutil.copytree(folder, root.root / folder.name)
+    broken = package.build(params, root, exclude_packages=frozenset({"lightgbm"}))["tag"]
+
+    result = infra.check(params, paths, broken)
+
+    assert not result["passed"]
+    assert not any(pin.startswith("lightgbm") for pin in result["requirements"])
+    assert result["error"] == (
+        f"bento {broken} does not serve from its own requirements: "
+        "ModuleNotFoundError: No module named 'lightgbm'"
+    )
