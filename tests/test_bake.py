@@ -40,6 +40,7 @@ COMMON_FILES = [
     "src/{package}/deploy/checks.py",
     "src/{package}/deploy/engine.py",
     "src/{package}/deploy/environments.py",
+    "src/{package}/deploy/infra.py",
     "src/{package}/deploy/kubernetes.py",
     "src/{package}/deploy/local.py",
     "src/{package}/deploy/records.py",
@@ -61,6 +62,8 @@ COMMON_FILES = [
     "tests/conftest.py",
     "tests/data/test_expectations.py",
     "tests/integration/test_deploy.py",
+    "tests/integration/test_deploy_metric_gates.py",
+    "tests/integration/test_infra_check.py",
     "tests/integration/test_kubernetes_deploy.py",
     "tests/integration/test_package_stage.py",
     "tests/integration/test_served_bento.py",
@@ -75,6 +78,7 @@ COMMON_FILES = [
     "tests/unit/test_deploy_records.py",
     "tests/unit/test_features.py",
     "tests/unit/test_kubernetes.py",
+    "tests/unit/test_metric_gates.py",
     "tests/unit/test_schema.py",
 ]
 CI_FILES = {
