@@ -33,7 +33,8 @@ def environment_file(name: str, requires: str | None, port: int) -> dict:
             # Far from what is measured: this scenario is about deploys, not about speed.
             "latency_p99_ms": 10_000,
             "min_rps": 0.1,
-            "load_test": {"users": 1, "seconds": 2},
+            # Locust needs a few seconds to start its user on a busy machine.
+            "load_test": {"users": 1, "seconds": 5},
         },
         "deploy": {"target": "local", "port": port},
     }

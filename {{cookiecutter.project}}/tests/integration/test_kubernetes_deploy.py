@@ -41,7 +41,7 @@ def cluster(paths: Paths, server: str, tmp_path_factory):
         "gates": {
             "latency_p99_ms": 10_000,
             "min_rps": 0.1,
-            "load_test": {"users": 1, "seconds": 3},
+            "load_test": {"users": 1, "seconds": 5},
         },
         "deploy": {
             "target": "kubernetes",
