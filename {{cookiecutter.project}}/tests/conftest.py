@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,28 @@ def server(paths: Paths, bento):
 
     with package.running_server(paths, bento["tag"]) as url:
         yield url
+
+
+def write_stand_in_tools(folder: Path) -> Path:
+    """Stand-in `bentoml`, `docker` and `kubectl` in `folder`, for the kubernetes target.
+
+    Each appends its argv to folder/calls.log and exits 0, or prints "error: it failed"
+    and exits 1 once when a file `fail-<tool>-<first argument>` exists. Returns the log.
+    """
+    log = folder / "calls.log"
+    for tool in ("bentoml", "docker", "kubectl"):
+        script = folder / tool
+        script.write_text(
+            "#!/bin/sh\n"
+            f'echo "{tool} $*" >> "{log}"\n'
+            f'marker="{folder}/fail-{tool}-$1"\n'
+            'if [ -f "$marker" ]; then rm "$marker"; echo "error: it failed" >&2; exit 1; fi\n'
+        )
+        script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return log
+
+
+@pytest.fixture(scope="session")
+def stand_in_tools():
+    """`write_stand_in_tools`, for fixtures of any scope."""
+    return write_stand_in_tools

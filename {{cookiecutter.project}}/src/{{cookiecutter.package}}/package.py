@@ -11,12 +11,8 @@ import json
 import math
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
@@ -40,7 +36,6 @@ RUNTIME_PACKAGES = (
     "scipy",
 )
 READY_TIMEOUT = 120.0
-STOP_TIMEOUT = 15.0
 
 
 def _read_json(path: Path, missing: str) -> dict:
@@ -138,55 +133,12 @@ def latest_bento(paths: Paths) -> str:
     return _read_json(paths.dist / "bento.json", "run `make package` first")["tag"]
 
 
-def _serve_command(bento_tag: str, port: int) -> list[str]:
-    return [
-        sys.executable, "-m", "bentoml", "serve", bento_tag,
-        "--host", "127.0.0.1", "--port", str(port),
-    ]  # fmt: skip
-
-
 def serve_foreground(paths: Paths, bento: str | None, port: int) -> None:
     """Replace this process with `bentoml serve` (Ctrl-C stops it)."""
-    command = _serve_command(bento or latest_bento(paths), port)
+    from .deploy.local import serve_command
+
+    command = serve_command(bento or latest_bento(paths), port)
     os.execv(command[0], command)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Terminate the server's whole process group (it forks workers); kill if it lingers."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def _wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"bentoml serve exited with code {process.returncode} before it was ready:\n"
-                + log.read_text(errors="replace")[-5000:]
-            )
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.25)
-    raise TimeoutError(
-        f"bentoml serve not ready at {url} after {timeout:.0f}s:\n"
-        + log.read_text(errors="replace")[-5000:]
-    )
 
 
 @contextlib.contextmanager
@@ -194,24 +146,13 @@ def running_server(
     paths: Paths, bento_tag: str, port: int | None = None, timeout: float = READY_TIMEOUT
 ) -> Iterator[str]:
     """Serve the bento on 127.0.0.1 in a subprocess; yield its base URL; always stop it."""
-    port = port or _free_port()
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory(prefix="bentoml-serve-") as folder:
-        log = Path(folder) / "server.log"
-        with open(log, "wb") as output:
-            process = subprocess.Popen(
-                _serve_command(bento_tag, port),
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                cwd=folder,
-                env={**os.environ, "BENTOML_HOME": str(paths.bentoml_home)},
-                start_new_session=True,
-            )
-            try:
-                _wait_ready(url, process, log, timeout)
-                yield url
-            finally:
-                _stop(process)
+    from .deploy import local
+
+    server = local.start(paths, bento_tag, port or local.free_port(), "serve", timeout=timeout)
+    try:
+        yield server.url
+    finally:
+        local.stop(server)
 
 
 def held_out_rows(params: Params, paths: Paths) -> pd.DataFrame:
@@ -257,24 +198,29 @@ def predict_over_http(client: httpx.Client, records: list[dict], batch: int) -> 
     return served
 
 
-def smoke(params: Params, paths: Paths, url: str) -> dict:
-    """POST the held-out rows to <url>/predict; compare with the model loaded in process."""
-    from .model import Model
-
-    model = Model.load(paths.model_file, paths.model_card)
+def served_like(params: Params, paths: Paths, url: str, model) -> dict:
+    """POST the held-out rows to <url>/predict; compare the answers with `model` in process."""
     rows = held_out_rows(params, paths)
-    local = model.predict(rows)
-    url = url.rstrip("/")
-    with httpx.Client(base_url=url, timeout=60) as client:
+    with httpx.Client(base_url=url.rstrip("/"), timeout=60) as client:
         records = to_records(rows, model.spec.names)
         served = predict_over_http(client, records, params.serving.max_batch_size)
         metadata = client.post("/metadata", json={})
-    matches, diff = compare(served, local)
+    matches, diff = compare(served, model.predict(rows))
+    serving = metadata.json().get("bento_tag") if metadata.is_success else None
+    return {"matches": matches, "rows": len(rows), "max_abs_diff": diff, "serving": serving}
+
+
+def smoke(params: Params, paths: Paths, url: str) -> dict:
+    """The service at `url` against the model in models/ (the one just trained)."""
+    from .model import Model
+
+    url = url.rstrip("/")
+    found = served_like(params, paths, url, Model.load(paths.model_file, paths.model_card))
     return {
-        "matches": matches,
-        "rows": len(rows),
-        "max_abs_diff": diff,
-        "bento": metadata.json().get("bento_tag", url) if metadata.is_success else url,
+        "matches": found["matches"],
+        "rows": found["rows"],
+        "max_abs_diff": found["max_abs_diff"],
+        "bento": found["serving"] or url,
         "url": url,
     }
 

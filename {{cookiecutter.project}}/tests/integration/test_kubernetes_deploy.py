@@ -8,7 +8,6 @@ the cluster's Service, so health, smoke and load-test checks run for real agains
 from __future__ import annotations
 
 import os
-import stat
 
 import pytest
 import yaml
@@ -22,19 +21,10 @@ NAME = "cluster"
 
 
 @pytest.fixture(scope="module")
-def cluster(paths: Paths, server: str, tmp_path_factory):
+def cluster(paths: Paths, server: str, tmp_path_factory, stand_in_tools):
     """A kubernetes environment served by `server`, and stand-in tools on PATH."""
     tools = tmp_path_factory.mktemp("tools")
-    log = tools / "calls.log"
-    for tool in ("bentoml", "docker", "kubectl"):
-        script = tools / tool
-        script.write_text(
-            "#!/bin/sh\n"
-            f'echo "{tool} $*" >> "{log}"\n'
-            f'marker="{tools}/fail-{tool}-$1"\n'
-            'if [ -f "$marker" ]; then rm "$marker"; echo "error: timed out" >&2; exit 1; fi\n'
-        )
-        script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    log = stand_in_tools(tools)
     document = {
         "name": NAME,
         "requires": None,

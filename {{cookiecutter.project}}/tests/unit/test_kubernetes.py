@@ -9,7 +9,6 @@ Building the image, pushing it and the cluster's own behaviour are not exercised
 from __future__ import annotations
 
 import os
-import stat
 
 import pytest
 import yaml
@@ -157,20 +156,11 @@ def test_a_dry_run_plans_exactly_containerize_push_apply_and_rollout_status(
 
 
 @pytest.fixture
-def tools(tmp_path, monkeypatch):
-    """Stand-in bentoml, docker and kubectl on PATH: each logs its argv and exits 0, or 1
-    once when a file `fail-<tool>-<first argument>` exists."""
-    folder, log = tmp_path / "bin", tmp_path / "calls.log"
+def tools(tmp_path, monkeypatch, stand_in_tools):
+    """Stand-in bentoml, docker and kubectl on PATH (see tests/conftest.py)."""
+    folder = tmp_path / "bin"
     folder.mkdir()
-    for tool in ("bentoml", "docker", "kubectl"):
-        script = folder / tool
-        script.write_text(
-            "#!/bin/sh\n"
-            f'echo "{tool} $*" >> "{log}"\n'
-            f'marker="{folder}/fail-{tool}-$1"\n'
-            'if [ -f "$marker" ]; then rm "$marker"; echo "error: it failed" >&2; exit 1; fi\n'
-        )
-        script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    log = stand_in_tools(folder)
     monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
 
     def calls() -> list[str]:

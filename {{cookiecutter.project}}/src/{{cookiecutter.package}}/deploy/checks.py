@@ -82,21 +82,14 @@ def health(url: str) -> dict:
 
 def smoke(params: Params, paths: Paths, url: str, model: Model, bento: str) -> dict:
     """POST the held-out rows; the service must answer like `model` and name `bento`."""
-    from ..package import compare, held_out_rows, predict_over_http, to_records
+    from ..package import served_like
 
-    rows = held_out_rows(params, paths)
-    with httpx.Client(base_url=url, timeout=60) as client:
-        served = predict_over_http(
-            client, to_records(rows, model.spec.names), params.serving.max_batch_size
-        )
-        metadata = client.post("/metadata", json={})
-    matches, diff = compare(served, model.predict(rows))
-    serving = metadata.json().get("bento_tag") if metadata.is_success else None
+    found = served_like(params, paths, url, model)
     return {
-        "passed": bool(matches and serving == bento),
-        "rows": len(rows),
-        "max_abs_diff": diff,
-        "serving": serving,
+        "passed": bool(found["matches"] and found["serving"] == bento),
+        "rows": found["rows"],
+        "max_abs_diff": found["max_abs_diff"],
+        "serving": found["serving"],
     }
 
 

@@ -95,29 +95,6 @@ def _cause(log: str) -> str:
     return errors[-1] if errors else (lines[-1] if lines else "(no output)")
 
 
-def serve(paths: Paths, python: Path, bento: str, log: Path) -> local.Server:
-    """`bentoml serve` with the venv's Python on a free port; return once it answers."""
-    port = local.free_port()
-    command = [str(python), "-m", "bentoml", "serve", bento, "--host", "127.0.0.1"]
-    with open(log, "wb") as output:
-        process = subprocess.Popen(
-            [*command, "--port", str(port)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=log.parent,
-            env=_clean_env(paths),
-            start_new_session=True,
-        )
-    server = local.Server(process.pid, port, bento, str(log), time.time())
-    try:
-        local.wait_ready(server)
-    except BaseException:
-        local.stop(server)
-        raise
-    return server
-
-
 def check(params: Params, paths: Paths, bento_tag: str | None = None) -> dict:
     """Serve `bento_tag` (default: the latest built) from its own requirements only."""
     import bentoml
@@ -139,12 +116,12 @@ def check(params: Params, paths: Paths, bento_tag: str | None = None) -> dict:
         "error": None,
     }
     started = time.perf_counter()
-    log = folder / "server.log"
-    log.unlink(missing_ok=True)
+    port = local.free_port()
+    log = local.log_file(paths, "infra", port)
     try:
         python = make_venv(paths, venv, requirements)
         model = checks.reference_model(paths, labels["model_version"])
-        server = serve(paths, python, tag, log)
+        server = local.start(paths, tag, port, "infra", python=str(python), env=_clean_env(paths))
         try:
             result["smoke"] = checks.smoke(params, paths, server.url, model, tag)
         finally:

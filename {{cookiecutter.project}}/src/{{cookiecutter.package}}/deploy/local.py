@@ -39,9 +39,9 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
 
-def serve_command(bento: str, port: int) -> list[str]:
+def serve_command(bento: str, port: int, python: str = sys.executable) -> list[str]:
     return [
-        sys.executable, "-m", "bentoml", "serve", bento,
+        python, "-m", "bentoml", "serve", bento,
         "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
 
@@ -114,38 +114,54 @@ def _tail(log: str) -> str:
     return path.read_text(errors="replace")[-4000:] if path.exists() else "(no log)"
 
 
-def start(paths: Paths, bento: str, port: int, label: str) -> Server:
-    """Start `bentoml serve` detached on `port`; return once it answers /readyz."""
+def log_file(paths: Paths, label: str, port: int) -> Path:
+    return paths.state / "logs" / f"{label}-{port}.log"
+
+
+def start(
+    paths: Paths,
+    bento: str,
+    port: int,
+    label: str,
+    *,
+    python: str = sys.executable,
+    env: dict[str, str] | None = None,
+    timeout: float = READY_TIMEOUT,
+) -> Server:
+    """Start `bentoml serve` detached on `port`; return once it answers /readyz.
+
+    `python` and `env` let the infra check serve from another virtual environment.
+    """
     if listening(port):
         raise RuntimeError(f"port {port} on 127.0.0.1 is already in use: cannot serve {label}")
-    logs = paths.state / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    log = logs / f"{label}-{port}.log"
+    log = log_file(paths, label, port)
+    log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as output:
         process = subprocess.Popen(
-            serve_command(bento, port),
+            serve_command(bento, port, python),
             stdout=output,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            cwd=logs,
-            env={**os.environ, "BENTOML_HOME": str(paths.bentoml_home)},
+            cwd=log.parent,
+            env=env or {**os.environ, "BENTOML_HOME": str(paths.bentoml_home)},
             start_new_session=True,
         )
     server = Server(process.pid, port, bento, str(log), time.time())
     try:
-        wait_ready(server)
+        wait_ready(server, process, timeout)
     except BaseException:
         stop(server)
         raise
     return server
 
 
-def wait_ready(server: Server, timeout: float = READY_TIMEOUT) -> None:
+def wait_ready(server: Server, process: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not alive(server.pid):
+        if process.poll() is not None:
             raise RuntimeError(
-                f"bentoml serve {server.bento} exited before it was ready:\n{_tail(server.log)}"
+                f"bentoml serve {server.bento} exited with code {process.returncode} "
+                f"before it was ready:\n{_tail(server.log)}"
             )
         if healthy(server):
             return
