@@ -16,8 +16,9 @@ unexport PYTHONDONTWRITEBYTECODE
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-install: ## create .venv with the template's dev tools (cookiecutter, pytest, pre-commit)
+install: ## create .venv and node_modules/ with the template's dev and CI-running tools
 	$(UV) sync --locked
+	npm ci --no-audit --no-fund --loglevel=error
 
 lint: install ## run pre-commit on the template's own files
 	$(RUN) pre-commit run --all-files --show-diff-on-failure
