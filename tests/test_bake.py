@@ -51,6 +51,7 @@ COMMON_FILES = [
     "src/{package}/model.py",
     "src/{package}/package.py",
     "src/{package}/plots.py",
+    "src/{package}/predict.py",
     "src/{package}/registry.py",
     "src/{package}/schema.py",
     "src/{package}/service.py",
@@ -61,6 +62,7 @@ COMMON_FILES = [
     "tests/artifacts/test_training_outputs.py",
     "tests/conftest.py",
     "tests/data/test_expectations.py",
+    "tests/integration/test_batch_predict.py",
     "tests/integration/test_deploy.py",
     "tests/integration/test_deploy_metric_gates.py",
     "tests/integration/test_infra_check.py",
@@ -79,6 +81,7 @@ COMMON_FILES = [
     "tests/unit/test_features.py",
     "tests/unit/test_kubernetes.py",
     "tests/unit/test_metric_gates.py",
+    "tests/unit/test_predict.py",
     "tests/unit/test_schema.py",
 ]
 CI_FILES = {

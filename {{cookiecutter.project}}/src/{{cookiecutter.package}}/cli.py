@@ -99,6 +99,26 @@ def package() -> None:
     typer.echo(f"bento {result['tag']} -> {result['archive']}")
 
 
+@app.command()
+def predict(
+    source: Annotated[Path, typer.Argument(metavar="INPUT", help="Batch to score (.csv/.parquet)")],
+    output: Annotated[Path, typer.Argument(metavar="OUTPUT", help="Predictions (.csv/.parquet)")],
+    bento: Annotated[str | None, typer.Option(help="Bento tag (default: latest built)")] = None,
+) -> None:
+    """Validate a batch with the suite, then score it with the packaged model; refuse bad ones."""
+    from . import predict as stage
+
+    params, paths = _setup()
+    try:
+        record = stage.predict_file(params, paths, source, output, bento)
+    except stage.BatchRefused as refused:
+        _fail(str(refused))
+    typer.echo(
+        f"{record['rows']} rows scored by {record['bento']} (model version "
+        f"{record['model_version']}) -> {record['output']}"
+    )
+
+
 @app.command("infra-check")
 def infra_check(
     bento: Annotated[str | None, typer.Option(help="Bento tag (default: latest built)")] = None,

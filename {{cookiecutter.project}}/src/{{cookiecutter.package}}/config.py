@@ -119,6 +119,11 @@ class Paths:
         return self.reports / "validation"
 
     @property
+    def predict_reports(self) -> Path:
+        """Batch prediction: the validation report of the last batch and the run record."""
+        return self.reports / "predict"
+
+    @property
     def evaluation_report(self) -> Path:
         return self.reports / "evaluation.json"
 

@@ -161,20 +161,22 @@ def profile(params: Params, paths: Paths, output: Path) -> Path:
     return output
 
 
-def read_data_file(path: Path, params: Params) -> pd.DataFrame:
+def read_data_file(path: Path, params: Params, option: str = "--data") -> pd.DataFrame:
     """A CSV/Parquet file, normalised like data.py does, but keeping whatever columns it has.
 
     data.normalise rejects a file missing a configured column; here the suite must see the
-    file as it is so that the report names the missing column.
+    file as it is so that the report names the missing column. `option` names the file in
+    errors as the user gave it (`--data`, `INPUT`).
     """
     if not path.exists():
-        raise FileNotFoundError(f"--data: {path} does not exist")
-    if path.suffix == ".csv":
+        raise FileNotFoundError(f"{option}: {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
         frame = pd.read_csv(path)
-    elif path.suffix in {".parquet", ".pq"}:
+    elif suffix in {".parquet", ".pq"}:
         frame = pd.read_parquet(path)
     else:
-        raise ValueError(f"--data: {path.name} is neither .csv nor .parquet")
+        raise ValueError(f"{option}: {path.name} is neither .csv nor .parquet")
     frame = frame.rename(
         columns={column: data.clean_column_name(column) for column in frame.columns}
     )
@@ -197,12 +199,23 @@ def validate(params: Params, paths: Paths, data_file: Path | None = None) -> dic
     """Run the suite, write result.json and Data Docs; bad data gives success False, no error."""
     suite = load_suite(paths)
     frame = data.load_raw(paths) if data_file is None else read_data_file(data_file, params)
-    report_dir = paths.validation_reports
+    return check_frame(
+        suite, frame, paths.validation_reports, str(data_file or paths.raw_data), str(paths.suite)
+    )
+
+
+def check_frame(
+    suite: dict, frame: pd.DataFrame, report_dir: Path, data_name: str, suite_name: str
+) -> dict:
+    """Run `suite` on `frame`; write result.json and Data Docs into `report_dir`.
+
+    `data_name` and `suite_name` say in the report which data and which suite were checked.
+    """
     docs = report_dir / "docs"
     shutil.rmtree(docs, ignore_errors=True)  # one run per site: no stale pages from older runs
     outcome = run_suite(suite, frame, docs)
-    outcome["data"] = str(data_file or paths.raw_data)
-    outcome["suite"] = str(paths.suite)
+    outcome["data"] = data_name
+    outcome["suite"] = suite_name
     outcome["docs_index"] = str(docs / "index.html")
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "result.json").write_text(json.dumps(outcome, indent=2, default=str) + "\n")
