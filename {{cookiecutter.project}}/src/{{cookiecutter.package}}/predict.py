@@ -145,7 +145,8 @@ def predict_frame(model: Model, frame: pd.DataFrame) -> pd.DataFrame:
     missing = [name for name in names if name not in frame.columns]
     if missing:
         raise ValueError(f"the batch lacks feature columns {missing}")
-    passthrough = [column for column in frame.columns if column not in set(names)]
+    feature_names = set(names)
+    passthrough = [column for column in frame.columns if column not in feature_names]
     columns = prediction_columns(model.raw(frame), model.spec)
     clashes = [column for column in columns if column in passthrough]
     if clashes:
