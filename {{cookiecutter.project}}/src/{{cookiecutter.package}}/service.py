@@ -8,6 +8,7 @@ served, so the bento serves exactly the model packed into it.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from pathlib import Path
@@ -87,6 +88,10 @@ class ModelService:
             "metrics": evaluation.get("metrics", {}),
             "evaluation_passed": evaluation.get("passed"),
         }
+        # Everything loaded so far (BentoML, LightGBM, pydantic: ~1M objects) lives as long
+        # as the server. Frozen, full garbage collections stop rescanning it: they were
+        # the periodic 150-200 ms stalls in p99 at a single connection.
+        gc.freeze()
 
     def answer(self, records: list) -> PredictResponse:
         """The model's answer to validated records (PredictFastPath serves it over HTTP)."""
