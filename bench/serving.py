@@ -53,7 +53,8 @@ end
 
 def project_env() -> dict[str, str]:
     """The environment a user's shell would give the baked project's make targets."""
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE")}
+    dropped = ("VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE")
+    env = {name: value for name, value in os.environ.items() if name not in dropped}
     env["BENTOML_DO_NOT_TRACK"] = "true"
     return env
 
@@ -117,7 +118,8 @@ def one_row_body(project: Path) -> str:
 
 def model_dir(project: Path) -> Path:
     """The folder of the model packed into the bento `make package` built last."""
-    name, _, version = json.loads((project / "dist" / "bento.json").read_text())["model_tag"].partition(":")
+    built = json.loads((project / "dist" / "bento.json").read_text())
+    name, _, version = built["model_tag"].partition(":")
     return project / ".bentoml" / "models" / name / version
 
 
@@ -230,12 +232,16 @@ def report(results: dict, runs: int, duration: float) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--project", type=Path, help="a baked, packaged project (default: bake one)")
+    parser.add_argument(
+        "--project", type=Path, help="a baked, packaged project (default: bake one)"
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up load")
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--ports", type=int, nargs=2, default=[3301, 3302], metavar=("BENTO", "BARE"))
+    parser.add_argument(
+        "--ports", type=int, nargs=2, default=[3301, 3302], metavar=("BENTO", "BARE")
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
@@ -265,7 +271,8 @@ def main() -> int:
     batch = BENCH / "batch.py"
     if batch.exists():
         print(f"\n{batch.relative_to(TEMPLATE)}:", flush=True)
-        return subprocess.run([str(python), str(batch), "--project", str(project)], env=project_env()).returncode
+        command = [str(python), str(batch), "--project", str(project)]
+        return subprocess.run(command, env=project_env()).returncode
     return 0
 
 
