@@ -52,13 +52,13 @@ PredictRequest = request_model(
 PredictResponse = response_model(SPEC)
 
 
-# Tuned by `make bench` in the template (figures in the README, "Serving"):
+# Tuned with the template's `make bench` (see the README, "Serving"):
 # - tracing: with no exporter configured BentoML samples nothing, yet its OpenTelemetry
 #   middleware builds a span per request, ~0.6 ms, more than validating and predicting.
 #   /predict is excluded; configure an exporter and drop the exclusion to trace it.
 # - access log: a formatted line per request cost ~0.15 ms and 10-20% of throughput;
 #   /metrics counts every request by endpoint and status, with latency histograms, and
-#   failures are still logged. Turn it on with logging={"access": {"enabled": True}}.
+#   server errors are still logged. Turn it on with logging={"access": {"enabled": True}}.
 @bentoml.service(
     traffic={"timeout": 30},
     workers=1,
