@@ -11,7 +11,7 @@ PORT ?= 3000
 # images set this), each one recompiles MLflow, scikit-learn and BentoML on import.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help install lint test test-fast demo clean
+.PHONY: help install lint test test-fast demo clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ demo: install ## bake the default project into build/demo/ and run its whole pip
 	rm -rf $(DEMO)
 	$(RUN) cookiecutter --no-input -o $(DEMO) "$(CURDIR)"
 	env -u VIRTUAL_ENV $(MAKE) -C $(DEMO)/churn-model install pipeline PORT=$(PORT)
+
+bench: install ## serving speed: the default project's bento vs a bare ASGI app (wrk), then bench/batch.py
+	$(RUN) python bench/serving.py $(BENCH_ARGS)
 
 clean: ## remove build/ and test caches
 	rm -rf build .pytest_cache .ruff_cache

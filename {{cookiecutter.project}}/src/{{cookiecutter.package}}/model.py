@@ -10,7 +10,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from .features import FeatureSpec, to_features
+from .features import FeatureSpec, to_features, to_matrix
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,16 @@ class Model:
     def predict(self, frame: pd.DataFrame) -> dict[str, list]:
         """Labels (or values), plus class probabilities for classification."""
         return outputs_from_raw(self.raw(frame), self.spec)
+
+    def predict_rows(self, rows: list[list]) -> dict[str, list]:
+        """`predict` for rows of values in training order: the serving path, no pandas.
+
+        One OpenMP thread: a request holds a few rows, and waking a thread team per call
+        costs more than the trees (on a busy 2-core host, p99 of a one-row call went from
+        ~0.5 ms to ~20 ms with the default team). A server scales with workers instead.
+        """
+        raw = self.booster.predict(to_matrix(rows, self.spec), num_threads=1)
+        return outputs_from_raw(raw, self.spec)
 
 
 def outputs_from_raw(raw: np.ndarray, spec: FeatureSpec) -> dict[str, list]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from .features import Feature, FeatureSpec
@@ -56,7 +55,23 @@ def request_model(spec: FeatureSpec, max_batch_size: int) -> type[BaseModel]:
     )
 
 
-def records_to_frame(records: list[BaseModel], spec: FeatureSpec) -> pd.DataFrame:
-    """Validated records as a frame with one column per feature, in training order."""
-    rows = [record.model_dump(by_alias=True) for record in records]
-    return pd.DataFrame(rows, columns=spec.names)
+def response_model(spec: FeatureSpec) -> type[BaseModel]:
+    """The body /predict answers: one prediction per record (and, for classifiers, the
+    probability of each class in `spec.classes` order).
+
+    A concrete model rather than a `dict` return type: it documents the answer in the
+    OpenAPI schema, and BentoML serialises it without building a JSON schema per response.
+    """
+    if spec.task == "regression":
+        return create_model("PredictResponse", predictions=(list[float], ...))
+    return create_model(
+        "PredictResponse",
+        predictions=(list[int | str], ...),
+        probabilities=(list[list[float]], ...),
+    )
+
+
+def records_to_rows(records: list[BaseModel], spec: FeatureSpec) -> list[list]:
+    """Validated records as rows of values in training order (`features.to_matrix` input)."""
+    fields = [f"f{index}" for index in range(len(spec.features))]
+    return [[getattr(record, field) for field in fields] for record in records]

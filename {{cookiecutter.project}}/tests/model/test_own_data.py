@@ -9,9 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
-from {{ cookiecutter.package }} import data, features, train, validation
+from {{ cookiecutter.package }} import data, features, package, train, validation
 from {{ cookiecutter.package }}.config import Params, Paths
+from {{ cookiecutter.package }}.model import Model
+from {{ cookiecutter.package }}.schema import records_to_rows, request_model
 
 pytestmark = pytest.mark.model
 
@@ -75,3 +78,27 @@ def test_a_profiled_suite_for_own_data_passes_and_allows_its_gaps(own_project):
     validation.profile(params, paths, paths.suite)
     outcome = validation.validate(params, paths)
     assert outcome["success"], validation.format_failures(outcome)
+
+
+def test_the_serving_path_predicts_like_the_frame_path_and_refuses_an_unseen_category(
+    own_project,
+):
+    params, paths = own_project
+    data.materialise(params, paths)
+    frame = data.load_raw(paths)
+    spec = features.derive_spec(frame, params)
+    train_df, test_df = features.split(frame, params)
+    served = Model(train.fit(params, train_df, spec).booster_, spec)
+    request = request_model(spec, max_batch_size=len(test_df))
+    records = package.to_records(test_df, spec.names)
+
+    rows = records_to_rows(request.model_validate({"records": records}).records, spec)
+
+    np.testing.assert_array_equal(
+        served.predict_rows(rows)["probabilities"], served.predict(test_df)["probabilities"]
+    )
+    with pytest.raises(ValidationError) as caught:
+        request.model_validate({"records": [{**records[0], "city": "Paris"}]})
+    assert [(e["loc"], e["type"]) for e in caught.value.errors()] == [
+        (("records", 0, "city"), "literal_error")
+    ]

@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 
 from {{ cookiecutter.package }}.config import DataParams, Params
-from {{ cookiecutter.package }}.features import derive_spec, encode_target, split, to_features
+from {{ cookiecutter.package }}.features import (
+    derive_spec,
+    encode_target,
+    split,
+    to_features,
+    to_matrix,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -98,3 +104,16 @@ def test_a_different_seed_gives_a_different_split():
     other, _ = split(frame, make_params().model_copy(update={"seed": 7}))
 
     assert set(first["x"]) != set(other["x"])
+
+
+def test_the_serving_matrix_holds_the_numbers_lightgbm_takes_from_the_frame(frame):
+    spec = derive_spec(frame, make_params(categorical=["plan"], id_columns=["customer_id"]))
+    rows = [[1, None, "premium"], [5.5, 20.0, None], [7, 1.0, "unseen"]]
+
+    matrix = to_matrix(rows, spec)
+
+    x = to_features(pd.DataFrame(rows, columns=spec.names), spec)
+    # LightGBM feeds a pandas category as its code, with -1 (missing or unseen) as NaN.
+    codes = x["plan"].cat.codes.astype("float64").replace(-1.0, np.nan)
+    expected = np.column_stack([x["tenure"], x["spend"], codes])
+    np.testing.assert_array_equal(matrix, expected)

@@ -118,10 +118,24 @@ def test_a_categorical_feature_without_categories_is_a_clear_error():
         record_model(spec)
 
 
-def test_records_become_a_frame_in_training_column_order():
+def test_records_become_rows_in_training_column_order():
     request = request_model(SPEC, 10).model_validate({"records": [dict(reversed(VALID.items()))]})
 
-    frame = schema.records_to_frame(request.records, SPEC)
+    rows = schema.records_to_rows(request.records, SPEC)
 
-    assert list(frame.columns) == SPEC.names
-    assert frame.iloc[0].to_dict() == {**VALID, "tenure": 12.0}
+    assert rows == [[12.0, "premium", 30.5, 1.0]]
+
+
+@pytest.mark.parametrize(
+    ("task", "answer"),
+    [
+        ("binary", {"predictions": [1], "probabilities": [[0.2, 0.8]]}),
+        ("regression", {"predictions": [3.5]}),
+    ],
+)
+def test_the_response_model_has_probabilities_for_classifiers_only(task, answer):
+    spec = SPEC.model_copy(update={"task": task})
+
+    response = schema.response_model(spec).model_validate(answer)
+
+    assert json.loads(response.model_dump_json()) == answer

@@ -1,0 +1,81 @@
+"""bench/serving.py: wrk drives a real local server with the request body; the report judges
+the targets from the figures it is given."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+SERVING = Path(__file__).resolve().parents[1] / "bench" / "serving.py"
+
+
+@pytest.fixture(scope="module")
+def serving():
+    spec = importlib.util.spec_from_file_location("bench_serving", SERVING)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def echo_server():
+    """Answers 200 to a JSON POST carrying the expected body, 422 to anything else."""
+    seen: list[tuple[str, bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append((self.headers["Content-Type"], body))
+            ok = self.headers["Content-Type"] == "application/json" and json.loads(body)
+            self.send_response(200 if ok == {"records": [{"x": 1.5}]} else 422)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/predict", seen
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_wrk_posts_the_body_and_reports_figures(serving, echo_server, tmp_path):
+    url, seen = echo_server
+    script = tmp_path / "post.lua"
+    script.write_text(serving.WRK_SCRIPT % json.dumps({"records": [{"x": 1.5}]}))
+
+    figures = serving.wrk(url, script, connections=2, seconds=1)
+
+    assert figures["rps"] > 0
+    assert figures["non_2xx"] == 0 and figures["socket_errors"] == 0
+    assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+    assert seen and all(request == seen[0] for request in seen)
+
+
+def test_the_report_passes_and_misses_each_target(serving):
+    def point(rps, p99, failed=0):
+        return {"rps": rps, "p50_ms": 1.0, "p99_ms": p99, "non_2xx": failed, "socket_errors": 0}
+
+    results = {
+        1: {"bento": point(700, 3), "bare": point(1000, 2)},
+        8: {"bento": point(500, 30), "bare": point(1000, 9)},
+        32: {"bento": point(650, 60, failed=2), "bare": point(1000, 40)},
+    }
+    results[32]["runs"] = {"bento": [point(650, 60), point(640, 70, failed=2)]}
+
+    lines = serving.report(results, runs=2, duration=5)
+
+    assert "1: 0.70 PASS, 8: 0.50 MISS, 32: 0.65 PASS" in lines[-3]
+    assert lines[-2].endswith("30.0 ms MISS")
+    assert lines[-1].endswith("2 in the worst run MISS")
