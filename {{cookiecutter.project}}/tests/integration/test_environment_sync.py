@@ -287,6 +287,25 @@ def test_gitlab_sync_updates_existing_protection_in_place_and_unprotects_test(pr
     assert "test" not in gitlab.protected
 
 
+def test_gitlab_named_users_each_get_a_rule_and_an_unknown_one_stops_before_any_write(project):
+    edit_approval(project, "production", reviewer_users=["alice"])
+    gitlab = FakeGitLab()
+    with Server(gitlab) as server:
+        result = sync("gitlab", gitlab_env(server))
+        assert result.exit_code == 0, result.output
+        rules = gitlab.protected["production"]["approval_rules"]
+        assert [(r["user_id"], r["required_approvals"]) for r in rules] == [(11, 1)]
+
+        edit_approval(project, "production", reviewer_users=["alice", "nobody"])
+        gitlab.requests.clear()
+        result = sync("gitlab", gitlab_env(server))
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        "environments sync: environment production: no GitLab user 'nobody' (reviewer_users)"
+    )
+    assert gitlab.writes() == []
+
+
 @pytest.mark.parametrize("platform", ["github", "gitlab"])
 def test_dry_run_sends_nothing_and_prints_each_request_with_the_token_masked(project, platform):
     edit_approval(project, "production", reviewer_users=["octocat"])
