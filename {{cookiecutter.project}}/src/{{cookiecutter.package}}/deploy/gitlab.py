@@ -16,10 +16,6 @@ from .platforms import Api, SyncFailed
 MAINTAINERS = 40
 
 
-def check(environment: Environment) -> None:
-    """GitLab can express every approval: nothing to refuse."""
-
-
 def _key(entry: dict) -> tuple:
     """What a deploy access level or approval rule grants, ignoring its id."""
     if entry.get("user_id"):
@@ -81,8 +77,9 @@ def _changes(existing: list[dict], wanted: list[dict]) -> list[dict]:
 
 
 def sync_environment(
-    api: Api, project_path: str, environment: Environment, rules: tuple | None
+    api: Api, project_path: str, environment: Environment, access: tuple | None
 ) -> None:
+    """Protect, update or unprotect one environment; `access` is what `wanted` returned."""
     path = f"{project_path}/protected_environments"
     one = f"{path}/{quote(environment.name, safe='')}"
     existing = api.lookup(one, missing_ok=True)
@@ -98,8 +95,8 @@ def sync_environment(
     ):
         if value:
             api.echo(f"  note: {field} is not applied on GitLab ({why})")
-    assert rules is not None
-    levels, rules = rules
+    assert access is not None
+    levels, rules = access
     if existing is None:
         body = {"name": environment.name, "deploy_access_levels": levels, "approval_rules": rules}
         if api.dry_run:
