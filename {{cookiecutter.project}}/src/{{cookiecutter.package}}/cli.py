@@ -298,6 +298,28 @@ def down(
     typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
+environments_app = typer.Typer(
+    no_args_is_help=True, help="The deployment environments on GitHub and GitLab."
+)
+app.add_typer(environments_app, name="environments")
+
+
+@environments_app.command("sync")
+def environments_sync(
+    platform: Annotated[str, typer.Option(help="github or gitlab")],
+    dry_run: Annotated[bool, typer.Option(help="Print the requests; send nothing")] = False,
+) -> None:
+    """Apply each environments/*.yaml `approval` to the platform's protection rules."""
+    from .deploy import platforms
+
+    try:
+        names = platforms.sync(Paths.discover(), platform, dry_run, typer.echo)
+    except platforms.SyncFailed as error:
+        _fail(f"environments sync: {error}")
+    done = "would be synced (dry run)" if dry_run else "synced"
+    typer.secho(f"{platform}: {', '.join(names)} {done}", fg="green")
+
+
 def main() -> None:
     """Console entry point: expected problems (missing inputs, bad config) end in one
     clear line and exit code 1 rather than a traceback."""

@@ -24,12 +24,28 @@ PORT_OFFSET_VARIABLE = "DEPLOY_PORT_OFFSET"
 
 
 class Approval(BaseModel):
+    """Who must approve a deploy; `environments sync` applies it to GitHub or GitLab."""
+
     model_config = ConfigDict(extra="forbid")
 
+    # Approvals required. GitHub needs named reviewers and counts one approval from any of them.
     reviewers: int = Field(0, ge=0)
+    # GitHub logins / GitLab usernames, and GitHub team slugs / GitLab group paths.
+    reviewer_users: list[str] = Field(default_factory=list)
+    reviewer_teams: list[str] = Field(default_factory=list)
     prevent_self_review: bool = False
-    wait_timer_minutes: int = Field(0, ge=0)
+    # GitHub's limit: 30 days.
+    wait_timer_minutes: int = Field(0, ge=0, le=43200)
     branches: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _names_need_a_count(self) -> Approval:
+        if (self.reviewer_users or self.reviewer_teams) and self.reviewers == 0:
+            raise ValueError(
+                "reviewer_users/reviewer_teams are listed but reviewers is 0: "
+                "set reviewers to the number of approvals required"
+            )
+        return self
 
 
 class LoadTest(BaseModel):

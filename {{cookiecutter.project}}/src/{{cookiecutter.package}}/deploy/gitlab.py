@@ -1,0 +1,141 @@
+"""GitLab protected environments from environments/*.yaml: who deploys, who approves.
+
+REST API v4, /projects/:id/protected_environments (GitLab Premium): an environment with an
+`approval` is protected (Maintainers deploy) with approval rules for `reviewers`; one
+without is unprotected. Existing rules are compared first, so a second sync changes nothing.
+`prevent_self_review` maps to the project-wide `allow_pipeline_trigger_approve_deployment`.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from .environments import Environment
+from .platforms import Api, SyncFailed
+
+MAINTAINERS = 40
+
+
+def _key(entry: dict) -> tuple:
+    """What a deploy access level or approval rule grants, ignoring its id."""
+    if entry.get("user_id"):
+        who = ("user", entry["user_id"])
+    elif entry.get("group_id"):
+        who = ("group", entry["group_id"])
+    else:
+        who = ("access_level", entry.get("access_level"))
+    return (*who, entry.get("required_approvals"))
+
+
+class _Ids:
+    """User and group ids by username and path, looked up once per sync."""
+
+    def __init__(self, api: Api):
+        self.api, self.known = api, {}
+
+    def user(self, name: str) -> int | str:
+        if ("user", name) not in self.known:
+            found = self.api.lookup("/users", params={"username": name})
+            if found == []:
+                raise SyncFailed(
+                    f"environment {self.api.environment}: no GitLab user {name!r} (reviewer_users)"
+                )
+            self.known["user", name] = found[0]["id"] if found else f"<id of user {name}>"
+        return self.known["user", name]
+
+    def group(self, path: str) -> int | str:
+        if ("group", path) not in self.known:
+            found = self.api.lookup(f"/groups/{quote(path, safe='')}")
+            self.known["group", path] = found["id"] if found else f"<id of group {path}>"
+        return self.known["group", path]
+
+
+def wanted(environment: Environment, ids: _Ids) -> tuple[list[dict], list[dict]]:
+    """Deploy access levels and approval rules the environment file asks for."""
+    approval = environment.approval
+    assert approval is not None
+    levels = [{"access_level": MAINTAINERS}]
+    rules: list[dict] = []
+    if approval.reviewers:
+        rules = [
+            {"group_id": ids.group(path), "required_approvals": approval.reviewers}
+            for path in approval.reviewer_teams
+        ] + [
+            {"user_id": ids.user(name), "required_approvals": 1} for name in approval.reviewer_users
+        ]
+        rules = rules or [{"access_level": MAINTAINERS, "required_approvals": approval.reviewers}]
+    return levels, rules
+
+
+def _changes(existing: list[dict], wanted: list[dict]) -> list[dict]:
+    """Entries to add, and existing ones to destroy (`_destroy`), to turn one into the other."""
+    have = {_key(entry) for entry in existing}
+    want = {_key(entry) for entry in wanted}
+    return [entry for entry in wanted if _key(entry) not in have] + [
+        {"id": entry["id"], "_destroy": True} for entry in existing if _key(entry) not in want
+    ]
+
+
+def sync_environment(
+    api: Api, project_path: str, environment: Environment, access: tuple | None
+) -> None:
+    """Protect, update or unprotect one environment; `access` is what `wanted` returned."""
+    path = f"{project_path}/protected_environments"
+    one = f"{path}/{quote(environment.name, safe='')}"
+    existing = api.lookup(one, missing_ok=True)
+    if environment.approval is None:
+        if api.dry_run:
+            api.echo("  (DELETE only if it is protected)")
+        if existing is not None or api.dry_run:
+            api.write("DELETE", one)
+        return
+    for field, value, why in (
+        ("wait_timer_minutes", environment.approval.wait_timer_minutes, "no wait timer"),
+        ("branches", environment.approval.branches, "the deploy jobs' rules limit branches"),
+    ):
+        if value:
+            api.echo(f"  note: {field} is not applied on GitLab ({why})")
+    assert access is not None
+    levels, rules = access
+    if existing is None:
+        body = {"name": environment.name, "deploy_access_levels": levels, "approval_rules": rules}
+        if api.dry_run:
+            api.echo("  (POST if not protected yet, else PUT adding and removing the differences)")
+        api.write("POST", path, body)
+        return
+    body = {
+        "deploy_access_levels": _changes(existing["deploy_access_levels"], levels),
+        "approval_rules": _changes(existing.get("approval_rules", []), rules),
+    }
+    if body["deploy_access_levels"] or body["approval_rules"]:
+        api.write("PUT", one, body)
+    else:
+        api.echo("  unchanged")
+
+
+def sync_self_review(api: Api, project_path: str, environments: list[Environment]) -> None:
+    """Forbid approving one's own pipeline if any environment asks; never loosen it here."""
+    if not any(env.approval and env.approval.prevent_self_review for env in environments):
+        return
+    api.environment = "(project setting)"
+    api.echo("prevent_self_review (project-wide on GitLab)")
+    project = api.lookup(project_path)
+    if project is None or project.get("allow_pipeline_trigger_approve_deployment"):
+        api.write("PUT", project_path, {"allow_pipeline_trigger_approve_deployment": False})
+    else:
+        api.echo("  unchanged")
+
+
+def sync(api: Api, environments: list[Environment]) -> None:
+    project_path = f"/projects/{api.settings.project}"
+    ids = _Ids(api)
+    # Every user and group is looked up before anything is written: an unknown one changes nothing.
+    access = {}
+    for environment in environments:
+        api.environment = environment.name
+        access[environment.name] = wanted(environment, ids) if environment.approval else None
+    for environment in environments:
+        api.environment = environment.name
+        api.echo(environment.name)
+        sync_environment(api, project_path, environment, access[environment.name])
+    sync_self_review(api, project_path, environments)

@@ -1,0 +1,199 @@
+"""Environments as code: apply each environments/*.yaml `approval` to GitHub or GitLab.
+
+Protection rules (required reviewers, wait timers, branch policies, protected environments)
+live in the platform's settings, not in CI files, so `environments sync` sets them through
+the platform's REST API. Tokens come only from environment variables and are never printed.
+A dry run prints every request and sends none, not even lookups: ids it would look up
+(users, teams, existing rules) are shown as `<...>` placeholders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from ..config import Paths
+from .environments import Environment, load_all
+
+PLATFORMS = ("github", "gitlab")
+
+
+class SyncFailed(RuntimeError):
+    """A missing setting or a refused request; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where a platform's API is and how to authenticate, read from the environment."""
+
+    platform: str
+    api: str  # base URL, no trailing slash
+    project: str  # GitHub `owner/repo`; GitLab project id or URL-encoded path
+    token: str | None
+    token_variable: str
+    auth_header: str
+    auth_scheme: str  # "Bearer " for GitHub, "" for GitLab's PRIVATE-TOKEN
+
+    def headers(self) -> dict[str, str]:
+        headers = {self.auth_header: f"{self.auth_scheme}{self.token}"}
+        if self.platform == "github":
+            headers |= {
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28",
+            }
+        return headers
+
+
+def _variable(*names: str) -> str | None:
+    return next((os.environ[name] for name in names if os.environ.get(name, "").strip()), None)
+
+
+def settings(platform: str, dry_run: bool) -> Settings:
+    """The platform's API, project and token; a missing one is a one-line error."""
+    if platform not in PLATFORMS:
+        raise SyncFailed(f"unknown platform {platform!r}: choose one of {', '.join(PLATFORMS)}")
+    if platform == "github":
+        api = _variable("GITHUB_API_URL") or "https://api.github.com"
+        project, token_variable = _variable("GITHUB_REPOSITORY"), "GITHUB_TOKEN"
+        missing_project = "GITHUB_REPOSITORY is not set: export it as owner/repo"
+        if project is not None and project.count("/") != 1:
+            raise SyncFailed(f"GITHUB_REPOSITORY must be owner/repo, not {project!r}")
+        header, scheme = "Authorization", "Bearer "
+    else:
+        api = _variable("CI_API_V4_URL", "GITLAB_API_URL") or "https://gitlab.com/api/v4"
+        project = _variable("CI_PROJECT_ID", "GITLAB_PROJECT")
+        project = quote(project, safe="") if project else None
+        token_variable = "GITLAB_TOKEN"
+        missing_project = (
+            "neither CI_PROJECT_ID nor GITLAB_PROJECT is set: "
+            "export the project id or its path (group/project)"
+        )
+        header, scheme = "PRIVATE-TOKEN", ""
+    token = _variable(token_variable)
+    if not dry_run and token is None:
+        raise SyncFailed(
+            f"{token_variable} is not set: export a token that may administer the "
+            f"{'repository' if platform == 'github' else 'project'} (see README, One-time setup)"
+        )
+    if project is None:
+        if not dry_run:
+            raise SyncFailed(missing_project)
+        project = "OWNER/REPO" if platform == "github" else "PROJECT"
+    return Settings(platform, api.rstrip("/"), project, token, token_variable, header, scheme)
+
+
+class Api:
+    """Sends requests and logs each one; in a dry run only prints them."""
+
+    def __init__(self, settings: Settings, dry_run: bool, echo: Callable[[str], None]):
+        self.settings, self.dry_run, self.echo = settings, dry_run, echo
+        self.environment = ""  # named in every error
+        self.http = None
+        if not dry_run:
+            self.http = httpx.Client(
+                base_url=settings.api, headers=settings.headers(), timeout=30.0
+            )
+
+    def close(self) -> None:
+        if self.http is not None:
+            self.http.close()
+
+    def url(self, path: str) -> str:
+        return f"{self.settings.api}{path}"
+
+    def lookup(self, path: str, params: dict | None = None, missing_ok: bool = False):
+        """GET `path`: JSON, None if absent and `missing_ok`; in a dry run, not sent: None."""
+        if self.dry_run:
+            self.echo(f"  GET {self.url(path)}  (lookup: not sent in a dry run)")
+            return None
+        return self._send("GET", path, None, params, missing_ok)
+
+    def lookup_pages(self, path: str, key: str) -> list[dict] | None:
+        """Every item of a paginated GitHub list (`key` holds the items), following Link."""
+        if self.dry_run:
+            self.echo(f"  GET {self.url(path)}  (lookup: not sent in a dry run)")
+            return None
+        items: list[dict] = []
+        url: str | None = path
+        params: dict | None = {"per_page": 100}
+        while url:
+            response = self._request("GET", url, None, params)
+            items.extend(response.json()[key])
+            url, params = response.links.get("next", {}).get("url"), None
+        return items
+
+    def write(self, method: str, path: str, body: dict | None = None):
+        """PUT/POST/DELETE `path`; in a dry run, printed with its body and not sent."""
+        shown = f" {json.dumps(body, sort_keys=True)}" if body is not None else ""
+        if self.dry_run:
+            self.echo(f"  {method} {self.url(path)}{shown}")
+            return None
+        result = self._send(method, path, body)
+        self.echo(f"  {method} {self.url(path)}{shown} -> done")
+        return result
+
+    def _send(self, method, path, body, params=None, missing_ok=False):
+        response = self._request(method, path, body, params, missing_ok)
+        if response.status_code == 404 and missing_ok:
+            return None
+        return response.json() if response.content else None
+
+    def _request(self, method, path, body, params=None, missing_ok=False) -> httpx.Response:
+        assert self.http is not None
+        shown = urlsplit(path if "://" in path else self.url(path)).path
+        try:
+            response = self.http.request(method, path, json=body, params=params)
+        except httpx.HTTPError as error:
+            raise SyncFailed(
+                f"environment {self.environment}: {method} {shown}: {type(error).__name__}: {error}"
+            ) from None
+        if response.is_error and not (missing_ok and response.status_code == 404):
+            raise SyncFailed(
+                f"environment {self.environment}: {method} {shown} failed with HTTP "
+                f"{response.status_code}{_reason(response)}"
+            )
+        return response
+
+
+def _reason(response: httpx.Response) -> str:
+    """The platform's own message, on one line, if the body has one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    message = body.get("message") or body.get("error") if isinstance(body, dict) else None
+    return f": {' '.join(str(message).split())}" if message else ""
+
+
+def sync(
+    paths: Paths, platform: str, dry_run: bool = False, echo: Callable[[str], None] = print
+) -> list[str]:
+    """Apply every environment's approval to `platform`; the environments' names, in order.
+
+    Every environment is checked against the platform's limits before any request is sent.
+    """
+    from . import github, gitlab
+
+    environments: dict[str, Environment] = load_all(paths)
+    module = github if platform == "github" else gitlab
+    setup = settings(platform, dry_run)
+    if platform == "github":  # GitLab can express every approval
+        for environment in environments.values():
+            github.check(environment)
+    api = Api(setup, dry_run, echo)
+    masked = f"{setup.auth_header}: {setup.auth_scheme}***" if setup.token else "no token"
+    echo(
+        f"{platform} {setup.project} at {setup.api} ({setup.token_variable}: "
+        f"{'set' if setup.token else 'not set'}; requests carry {masked})"
+        + ("\ndry run: nothing is sent" if dry_run else "")
+    )
+    try:
+        module.sync(api, list(environments.values()))
+    finally:
+        api.close()
+    return list(environments)
