@@ -87,6 +87,7 @@ COMMON_FILES = [
     "tests/unit/test_kubernetes.py",
     "tests/unit/test_metric_gates.py",
     "tests/unit/test_schema.py",
+    "tests/unit/test_summary.py",
 ]
 CI_FILES = {
     "github": [".github/workflows/cd.yml", ".github/workflows/ci.yml"],
