@@ -88,7 +88,7 @@ class Environment:
     requires: str | None
     promotion: str
     url: str
-    reviewers: int
+    target: str
 
     @property
     def first(self) -> bool:
@@ -122,13 +122,13 @@ def _read(path: Path) -> Environment:
         raise ValueError(
             f"{path.name}: promotion {promotion!r} is not one of {', '.join(PROMOTIONS)}"
         )
-    approval = data.get("approval") or {}
+    deploy = data.get("deploy") or {}
     return Environment(
         name=name,
         requires=data.get("requires"),
         promotion=promotion,
-        url=_url(name, data.get("deploy") or {}),
-        reviewers=int(approval.get("reviewers", 0) or 0),
+        url=_url(name, deploy),
+        target=deploy.get("target", "local"),
     )
 
 

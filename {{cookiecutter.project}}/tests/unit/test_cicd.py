@@ -75,3 +75,15 @@ def test_an_unknown_promotion_mode_is_refused(project: Path):
     add_environment(project, "canary", "production", "sometimes", 3005)
     with pytest.raises(ValueError, match="promotion 'sometimes' is not one of auto, semi-auto"):
         cicd.load_environments(project)
+
+
+def test_cluster_credentials_reach_only_that_environments_deploy_jobs(project: Path):
+    production = yaml.safe_load((project / "environments" / "production.yaml").read_text())
+    production["deploy"] = {"target": "kubernetes", "url": "https://churn.example.com"}
+    (project / "environments" / "production.yaml").write_text(yaml.safe_dump(production))
+    files = cicd.render(project, ["github"])
+    assert "secrets." not in files[".github/workflows/ci.yml"]
+    jobs = yaml.safe_load(files[".github/workflows/cd.yml"])["jobs"]
+    with_secrets = sorted(name for name, job in jobs.items() if "secrets." in str(job))
+    assert with_secrets == ["deploy-production", "dispatch-production"]
+    assert jobs["deploy-production"]["environment"]["url"] == "https://churn.example.com"
