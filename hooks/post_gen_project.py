@@ -1,5 +1,6 @@
 """Assemble the generated project: CI files, environments, answers file, git."""
 
+import importlib.util
 import json
 import os
 import re
@@ -58,6 +59,23 @@ def copy_environments(template, project):
         shutil.copyfile(str(source), str(target / source.name))
 
 
+def render_ci(project, package):
+    """Write every platform's CI files from environments/ with the project's own renderer
+    (src/<package>/cicd.py: stdlib, PyYAML and Jinja2 only, all in Cookiecutter's env)."""
+    source = project / "src" / package / "cicd.py"
+    spec = importlib.util.spec_from_file_location(f"_{package}_cicd", source)
+    module = importlib.util.module_from_spec(spec)
+    # dataclasses look their module up in sys.modules while the class is being made.
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        module.write(project, list(module.OUTPUTS))
+    except (OSError, ValueError) as error:
+        sys.exit(f"cannot render the CI files from environments/: {error}")
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
 def keep_task_suite(project, task):
     """Keep the expectation suite profiled for the chosen task's default data."""
     suites = project / "expectations"
@@ -88,8 +106,9 @@ def git_init(project):
 def main():
     project = Path.cwd()
     template = template_dir(ANSWERS["_repo_dir"])
-    drop_unused_ci(project, ANSWERS["ci"])
     copy_environments(template, project)
+    render_ci(project, ANSWERS["package"])
+    drop_unused_ci(project, ANSWERS["ci"])
     keep_task_suite(project, ANSWERS["task"])
     write_answers(project, ANSWERS)
     if ANSWERS["git_init"]:

@@ -33,6 +33,11 @@ COMMON_FILES = [
     "params.yaml",
     "pyproject.toml",
     "src/{package}/__init__.py",
+    "src/{package}/cicd.py",
+    "src/{package}/cicd_templates/_github.j2",
+    "src/{package}/cicd_templates/github-cd.yml.j2",
+    "src/{package}/cicd_templates/github-ci.yml.j2",
+    "src/{package}/cicd_templates/gitlab-ci.yml.j2",
     "src/{package}/cli.py",
     "src/{package}/config.py",
     "src/{package}/data.py",
@@ -59,6 +64,7 @@ COMMON_FILES = [
     "src/{package}/registry.py",
     "src/{package}/schema.py",
     "src/{package}/service.py",
+    "src/{package}/summary.py",
     "src/{package}/suite_runner.py",
     "src/{package}/train.py",
     "src/{package}/validation.py",
@@ -82,6 +88,7 @@ COMMON_FILES = [
     "tests/model/test_reproducibility.py",
     "tests/service/test_bad_requests.py",
     "tests/service/test_request_properties.py",
+    "tests/unit/test_cicd.py",
     "tests/unit/test_config.py",
     "tests/unit/test_data.py",
     "tests/unit/test_deploy_records.py",
@@ -90,9 +97,10 @@ COMMON_FILES = [
     "tests/unit/test_metric_gates.py",
     "tests/unit/test_predict.py",
     "tests/unit/test_schema.py",
+    "tests/unit/test_summary.py",
 ]
 CI_FILES = {
-    "github": [".github/workflows/ci.yml"],
+    "github": [".github/workflows/cd.yml", ".github/workflows/ci.yml"],
     "gitlab": [".gitlab-ci.yml"],
 }
 # Jinja left in a file means a template bug; GitHub's own ${{ }} expressions are legitimate.
@@ -212,7 +220,7 @@ def test_params_name_the_chosen_task(baked):
 
 
 def ci_targets(project: Path) -> dict[str, list[str]]:
-    """The make targets each generated CI system runs, in order."""
+    """The make targets each generated CI system's checks run, in order, setup left out."""
     targets = {}
     github = project / ".github" / "workflows" / "ci.yml"
     if github.exists():
@@ -226,20 +234,27 @@ def ci_targets(project: Path) -> dict[str, list[str]]:
     gitlab = project / ".gitlab-ci.yml"
     if gitlab.exists():
         pipeline = yaml.safe_load(gitlab.read_text("utf-8"))
-        lines = list(pipeline["default"]["before_script"])
+        lines = []
         for stage in pipeline["stages"]:
             for job in pipeline.values():
-                if isinstance(job, dict) and job.get("stage") == stage:
+                if isinstance(job, dict) and job.get("stage") == stage and "extends" in job:
                     lines += job["script"]
         targets["gitlab"] = [t for line in lines for t in re.findall(r"^make (\S+)", line)]
-    return targets
+    return {
+        platform: [t for t in called if t not in ("install", "summary")]
+        for platform, called in targets.items()
+    }
+
+
+CHECK_TARGETS = ["lint", "ci-unit", "ci-data", "ci-train", "ci-model", "ci-package"]
+CHECK_TARGETS += ["ci-integration", "ci-service"]
 
 
 def test_ci_runs_make_targets_in_the_same_order_on_every_platform(baked):
     targets = ci_targets(baked.project_path)
     assert sorted(targets) == sorted(baked.context["ci"].split("+"))
     for platform, called in targets.items():
-        assert called == ["install", "lint", "test"], platform
+        assert called == CHECK_TARGETS, platform
 
 
 def test_ci_targets_exist_in_the_makefile(baked):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -121,6 +122,41 @@ def test_post_hook_drops_the_ci_files_of_an_unchosen_platform(
     post_hook.drop_unused_ci(project, ci)
     assert all((project / name).exists() for name in kept)
     assert not any((project / name).exists() for name in dropped)
+
+
+def project_with_renderer(tmp_path):
+    """A project folder holding the template's environments and the package's CI renderer
+    (cicd.py has no Jinja of Cookiecutter's own, so the template's file is the baked one)."""
+    project = tmp_path / "project"
+    package = project / "src" / "pkg"
+    source = TEMPLATE / "{{cookiecutter.project}}" / "src" / "{{cookiecutter.package}}"
+    package.mkdir(parents=True)
+    shutil.copy(source / "cicd.py", package / "cicd.py")
+    shutil.copytree(source / "cicd_templates", package / "cicd_templates")
+    shutil.copytree(TEMPLATE / "environments", project / "environments")
+    (project / ".python-version").write_text("3.12\n")
+    return project
+
+
+def test_post_hook_renders_both_platforms_ci_files_from_the_environments(post_hook, tmp_path):
+    project = project_with_renderer(tmp_path)
+    post_hook.render_ci(project, "pkg")
+    cd = yaml.safe_load((project / ".github" / "workflows" / "cd.yml").read_text())
+    gitlab = yaml.safe_load((project / ".gitlab-ci.yml").read_text())
+    for name in ("test", "preprod", "production"):
+        assert cd["jobs"][f"deploy-{name}"]["environment"]["name"] == name
+        assert gitlab[f"deploy-{name}"]["environment"]["name"] == name
+    assert (project / ".github" / "workflows" / "ci.yml").exists()
+
+
+def test_post_hook_stops_with_one_line_on_a_broken_environment(post_hook, tmp_path, capsys):
+    project = project_with_renderer(tmp_path)
+    (project / "environments" / "staging.yaml").write_text(
+        "name: staging\nrequires: qa\npromotion: auto\ndeploy: {target: local, port: 3004}\n"
+    )
+    with pytest.raises(SystemExit, match="requires 'qa', but there is no environments/qa.yaml"):
+        post_hook.render_ci(project, "pkg")
+    assert not (project / ".gitlab-ci.yml").exists()
 
 
 def test_post_hook_copies_every_environment_of_the_template(post_hook, tmp_path):

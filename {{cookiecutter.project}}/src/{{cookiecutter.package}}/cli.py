@@ -320,6 +320,79 @@ def environments_sync(
     typer.secho(f"{platform}: {', '.join(names)} {done}", fg="green")
 
 
+@app.command("import-bento")
+def import_bento() -> None:
+    """Import the bento archives in dist/ into the project's bento store (CI jobs get them
+    as artifacts): serve and deploy the bento that was built, never a rebuilt one."""
+    from . import package as stage
+
+    _, paths = _setup()
+    imported = stage.import_archives(paths)
+    typer.echo(
+        f"imported: {', '.join(imported)}" if imported else "every bento in dist/ is in the store"
+    )
+
+
+@app.command("service-check")
+def service_check(
+    env: Annotated[str, typer.Option(help="Environment whose load-test gates apply")] = "test",
+    port: Annotated[
+        int | None, typer.Option(help="Port on 127.0.0.1 (default: a free one)")
+    ] = None,
+) -> None:
+    """Serve the latest bento here, load test it against ENV's gates, then stop it."""
+    from . import loadtest as load
+    from . import package as stage
+    from .deploy.environments import get
+
+    params, paths = _setup()
+    environment = get(paths, env)
+    with stage.running_server(paths, stage.latest_bento(paths), port) as url:
+        result = load.run(params, paths, url, environment)
+    typer.echo(load.format_result(result))
+    if not result["passed"]:
+        _fail("load test gates not met: " + "; ".join(result["failures"]))
+
+
+@app.command()
+def summary() -> None:
+    """Print the reports found here as Markdown tables (CI appends it to the job summary)."""
+    from . import summary as stage
+
+    _, paths = _setup()
+    typer.echo(stage.render(paths))
+
+
+ci_app = typer.Typer(no_args_is_help=True, help="The CI/CD files, rendered from environments/.")
+app.add_typer(ci_app, name="ci")
+
+
+@ci_app.command("render")
+def ci_render(
+    platform: Annotated[
+        list[str] | None,
+        typer.Option(help="github and/or gitlab (default: the platforms the project has)"),
+    ] = None,
+) -> None:
+    """Write .github/workflows/ and .gitlab-ci.yml from environments/*.yaml."""
+    from . import cicd
+
+    paths = Paths.discover()
+    for path in cicd.write(paths.root, platform):
+        typer.echo(f"wrote {path.relative_to(paths.root)}")
+
+
+@ci_app.command("check")
+def ci_check() -> None:
+    """Exit 1 if a CI file differs from a fresh render of environments/*.yaml."""
+    from . import cicd
+
+    paths = Paths.discover()
+    if stale := cicd.stale(paths.root):
+        _fail(f"stale CI files: {', '.join(stale)}; run `make ci` and commit them")
+    typer.echo("CI files match environments/*.yaml")
+
+
 def main() -> None:
     """Console entry point: expected problems (missing inputs, bad config) end in one
     clear line and exit code 1 rather than a traceback."""

@@ -128,6 +128,26 @@ def build(params: Params, paths: Paths, exclude_packages: frozenset[str] = froze
     return result
 
 
+def import_archives(paths: Paths) -> list[str]:
+    """Import every dist/*.bento the store lacks: a CI job gets the bento another job built
+    as an archive, and serves or deploys that same bento rather than building its own."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    archives = sorted(paths.dist.glob("*.bento"))
+    if not archives:
+        raise FileNotFoundError(f"no bento archive in {paths.dist}: run `make package` first")
+    imported = []
+    for archive in archives:
+        # `make package` names the archive <name>-<version>.bento; the name has dashes too.
+        tag = f"{PROJECT}:{archive.stem.removeprefix(PROJECT + '-')}"
+        try:
+            bentoml.bentos.get(tag)
+        except NotFound:
+            imported.append(str(bentoml.import_bento(str(archive)).tag))
+    return imported
+
+
 def latest_bento(paths: Paths) -> str:
     """The tag of the bento `make package` built last."""
     return _read_json(paths.dist / "bento.json", "run `make package` first")["tag"]

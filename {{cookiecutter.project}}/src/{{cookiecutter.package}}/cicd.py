@@ -1,0 +1,242 @@
+"""Render the CI/CD files of both platforms from environments/*.yaml (`make ci`).
+
+The checks are the same jobs on GitHub Actions and GitLab CI, each one make target; the
+deploy jobs come from environments/*.yaml, ordered by `requires`. The Cookiecutter
+post-generation hook imports this file by its path, so it may use only the standard
+library, PyYAML and Jinja2 (what Cookiecutter itself runs with): nothing from this package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import yaml
+
+TEMPLATES = Path(__file__).with_name("cicd_templates")
+# Output file -> template, per platform. Keys are the `ci` answers' platform names.
+OUTPUTS = {
+    "github": {
+        ".github/workflows/ci.yml": "github-ci.yml.j2",
+        ".github/workflows/cd.yml": "github-cd.yml.j2",
+    },
+    "gitlab": {".gitlab-ci.yml": "gitlab-ci.yml.j2"},
+}
+PROMOTIONS = ("auto", "semi-auto", "manual")
+DEFAULT_BRANCH = "main"
+UV_VERSION = "0.13.9"
+# Pinned by full commit SHA: a moved tag cannot change what runs.
+ACTIONS = {
+    "checkout": "actions/checkout@08c6903cd8c0fde910a37f88322edcfb5dd907a8 # v5.0.0",
+    "setup_uv": "astral-sh/setup-uv@e92bafb6253dcd438e0484186d7669ea7a8ca1cc # v6.4.3",
+    "upload": "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02 # v4.6.2",
+    "download": "actions/download-artifact@d3f86a106a0bac45b974a628896c90dbdf5c8093 # v4.3.0",
+}
+# What a job hands on to later jobs instead of them rebuilding it.
+ARTIFACTS = {
+    "data": ["data/", "reports/validation/"],
+    "model": ["models/", "mlruns/", "mlruns.db", "reports/evaluation.json", "reports/*.png"],
+    "bento": ["dist/"],
+}
+# upload-artifact stores paths relative to their common folder: for dist/ alone, that is
+# dist/ itself, so the download must put the files back there.
+DOWNLOAD_PATHS = {"bento": "dist"}
+# Everything a deploy needs (bento, registered model, held-out data for the smoke test)
+# plus the deploy records, so the next environment can check `requires`.
+RELEASE = ["data/", "models/", "mlruns/", "mlruns.db", "reports/", "dist/", ".state/"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One CI job: the same name and the same single make target on both platforms."""
+
+    name: str
+    target: str
+    title: str
+    needs_artifacts: tuple[str, ...] = ()
+    makes: str | None = None
+    reports: bool = True  # writes reports/ (JUnit XML at least) to keep and summarise
+
+
+# The pull/merge-request checks, in order. Each runs after the one before it.
+CHECKS = (
+    Job("lint", "lint", "Lint", reports=False),
+    Job("unit", "ci-unit", "Unit tests"),
+    Job("data", "ci-data", "Data: validate + data tests", makes="data"),
+    Job("train", "ci-train", "Train + evaluate", ("data",), makes="model"),
+    Job("model", "ci-model", "Model tests"),
+    Job(
+        "package",
+        "ci-package",
+        "Package + artifact tests + infra check",
+        ("data", "model"),
+        "bento",
+    ),
+    Job("integration", "ci-integration", "Integration tests"),
+    Job("service", "ci-service", "Service performance", ("data", "model", "bento")),
+)
+# On the default branch: build the bento once, with the checks of the stages that make it.
+BUILD = Job("build", "build", "Build the bento")
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The parts of environments/<name>.yaml the CI files need."""
+
+    name: str
+    requires: str | None
+    promotion: str
+    url: str
+    target: str
+
+    @property
+    def first(self) -> bool:
+        return self.requires is None
+
+    @property
+    def make(self) -> str:
+        """The command its deploy job runs: the first environment takes the new bento,
+        the others promote the one verified in the environment they require."""
+        verb = "deploy" if self.first else "promote"
+        return f"make {verb} ENV={self.name}"
+
+
+def _url(name: str, deploy: dict) -> str:
+    if deploy.get("target", "local") == "local":
+        if "port" not in deploy:
+            raise ValueError(f"environments/{name}.yaml: deploy.port is required for target local")
+        return f"http://127.0.0.1:{deploy['port']}"
+    if not deploy.get("url"):
+        raise ValueError(f"environments/{name}.yaml: deploy.url is required for a remote target")
+    return str(deploy["url"]).rstrip("/")
+
+
+def _read(path: Path) -> Environment:
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    name = data.get("name", path.stem)
+    if name != path.stem:
+        raise ValueError(f"{path.name}: name {name!r} differs from the file name")
+    promotion = data.get("promotion", "auto")
+    if promotion not in PROMOTIONS:
+        raise ValueError(
+            f"{path.name}: promotion {promotion!r} is not one of {', '.join(PROMOTIONS)}"
+        )
+    deploy = data.get("deploy") or {}
+    return Environment(
+        name=name,
+        requires=data.get("requires"),
+        promotion=promotion,
+        url=_url(name, deploy),
+        target=deploy.get("target", "local"),
+    )
+
+
+def load_environments(root: Path) -> list[Environment]:
+    """Every environment, each after the one it requires (a chain or a tree)."""
+    files = sorted((root / "environments").glob("*.yaml"))
+    if not files:
+        raise FileNotFoundError(f"no environments/*.yaml under {root}")
+    pending = {env.name: env for env in map(_read, files)}
+    for env in pending.values():
+        if env.requires is not None and env.requires not in pending:
+            raise ValueError(
+                f"environments/{env.name}.yaml requires {env.requires!r}, "
+                f"but there is no environments/{env.requires}.yaml"
+            )
+    ordered: list[Environment] = []
+    placed: set[str] = set()
+    while pending:
+        ready = [env for env in pending.values() if env.requires is None or env.requires in placed]
+        if not ready:
+            raise ValueError("environments/*.yaml: `requires` forms a cycle: " + ", ".join(pending))
+        for env in ready:
+            ordered.append(env)
+            placed.add(env.name)
+            del pending[env.name]
+    return ordered
+
+
+def _environment() -> jinja2.Environment:
+    # Bracket delimiters: GitHub's dollar-brace expressions and GitLab's $VARS pass through.
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        block_start_string="[%",
+        block_end_string="%]",
+        variable_start_string="[[",
+        variable_end_string="]]",
+        comment_start_string="[#",
+        comment_end_string="#]",
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+    )
+
+
+def render(root: Path, platforms: list[str]) -> dict[str, str]:
+    """The text of every CI file of `platforms`, keyed by path relative to `root`."""
+    unknown = sorted(set(platforms) - set(OUTPUTS))
+    if unknown:
+        raise ValueError(f"unknown CI platform(s) {', '.join(unknown)}: use {', '.join(OUTPUTS)}")
+    environments = load_environments(root)
+    context = {
+        "checks": CHECKS,
+        "build": BUILD,
+        "environments": environments,
+        "artifacts": ARTIFACTS,
+        "download_paths": DOWNLOAD_PATHS,
+        "source": f"src/{Path(__file__).parent.name}/cicd.py",
+        "release": RELEASE,
+        "actions": ACTIONS,
+        "default_branch": DEFAULT_BRANCH,
+        "uv_version": UV_VERSION,
+        "python_version": _python_version(root),
+    }
+    jinja = _environment()
+    return {
+        output: jinja.get_template(template).render(**context)
+        for platform in platforms
+        for output, template in OUTPUTS[platform].items()
+    }
+
+
+def _python_version(root: Path) -> str:
+    pinned = root / ".python-version"
+    return pinned.read_text(encoding="utf-8").strip() if pinned.exists() else "3.12"
+
+
+def present_platforms(root: Path) -> list[str]:
+    """The platforms whose CI files the project has (what `make ci` re-renders)."""
+    return [
+        platform
+        for platform, outputs in OUTPUTS.items()
+        if any((root / output).exists() for output in outputs)
+    ]
+
+
+def write(root: Path, platforms: list[str] | None = None) -> list[Path]:
+    """Render and write the CI files; default: the platforms the project already has."""
+    chosen = platforms or present_platforms(root)
+    if not chosen:
+        raise FileNotFoundError(
+            f"no CI files under {root}: name a platform ({', '.join(OUTPUTS)}) to create them"
+        )
+    written = []
+    for output, text in render(root, chosen).items():
+        path = root / output
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def stale(root: Path) -> list[str]:
+    """The CI files that differ from a fresh render of environments/*.yaml."""
+    fresh = render(root, present_platforms(root))
+    return [
+        output
+        for output, text in fresh.items()
+        if (root / output).read_text(encoding="utf-8") != text
+    ]

@@ -1,0 +1,89 @@
+"""The CI files are rendered from environments/*.yaml: committed files must match a render."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from {{ cookiecutter.package }} import cicd
+
+pytestmark = pytest.mark.unit
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_committed_ci_files_match_a_fresh_render_of_the_environments():
+    assert cicd.present_platforms(PROJECT_ROOT), "no CI files in the project"
+    stale = cicd.stale(PROJECT_ROOT)
+    assert not stale, f"{', '.join(stale)} differ from environments/*.yaml: run `make ci`"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    shutil.copytree(PROJECT_ROOT / "environments", tmp_path / "environments")
+    return tmp_path
+
+
+def add_environment(project: Path, name: str, requires: str | None, promotion: str, port: int):
+    document = {
+        "name": name,
+        "requires": requires,
+        "promotion": promotion,
+        "deploy": {"target": "local", "port": port},
+    }
+    (project / "environments" / f"{name}.yaml").write_text(yaml.safe_dump(document))
+
+
+def test_environments_are_ordered_by_what_they_require(project: Path):
+    add_environment(project, "staging", "preprod", "semi-auto", 3004)
+    production = yaml.safe_load((project / "environments" / "production.yaml").read_text())
+    production["requires"] = "staging"
+    (project / "environments" / "production.yaml").write_text(yaml.safe_dump(production))
+    names = [env.name for env in cicd.load_environments(project)]
+    assert names == ["test", "preprod", "staging", "production"]
+
+
+def test_a_new_environment_gets_a_deploy_job_on_both_platforms(project: Path):
+    add_environment(project, "canary", "production", "manual", 3005)
+    files = cicd.render(project, ["github", "gitlab"])
+    cd = yaml.safe_load(files[".github/workflows/cd.yml"])
+    assert cd["jobs"]["deploy-canary"]["needs"] == "deploy-production"
+    assert cd["jobs"]["deploy-canary"]["concurrency"]["group"] == "deploy-canary"
+    gitlab = yaml.safe_load(files[".gitlab-ci.yml"])
+    assert gitlab["deploy-canary"]["needs"] == [{"job": "deploy-production", "artifacts": True}]
+    assert gitlab["deploy-canary"]["resource_group"] == "canary"
+    assert gitlab["deploy-canary"]["allow_failure"] is False
+
+
+def test_requiring_a_missing_environment_is_one_clear_error(project: Path):
+    add_environment(project, "canary", "nowhere", "auto", 3005)
+    with pytest.raises(ValueError, match="requires 'nowhere'.*no environments/nowhere.yaml"):
+        cicd.load_environments(project)
+
+
+def test_a_cycle_of_requires_is_refused(project: Path):
+    add_environment(project, "a", "b", "auto", 3005)
+    add_environment(project, "b", "a", "auto", 3006)
+    with pytest.raises(ValueError, match="cycle: a, b"):
+        cicd.load_environments(project)
+
+
+def test_an_unknown_promotion_mode_is_refused(project: Path):
+    add_environment(project, "canary", "production", "sometimes", 3005)
+    with pytest.raises(ValueError, match="promotion 'sometimes' is not one of auto, semi-auto"):
+        cicd.load_environments(project)
+
+
+def test_cluster_credentials_reach_only_that_environments_deploy_jobs(project: Path):
+    production = yaml.safe_load((project / "environments" / "production.yaml").read_text())
+    production["deploy"] = {"target": "kubernetes", "url": "https://churn.example.com"}
+    (project / "environments" / "production.yaml").write_text(yaml.safe_dump(production))
+    files = cicd.render(project, ["github"])
+    assert "secrets." not in files[".github/workflows/ci.yml"]
+    jobs = yaml.safe_load(files[".github/workflows/cd.yml"])["jobs"]
+    with_secrets = sorted(name for name, job in jobs.items() if "secrets." in str(job))
+    assert with_secrets == ["deploy-production", "dispatch-production"]
+    assert jobs["deploy-production"]["environment"]["url"] == "https://churn.example.com"
