@@ -11,7 +11,7 @@ PORT ?= 3000
 # images set this), each one recompiles MLflow, scikit-learn and BentoML on import.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help install lint test test-fast demo clean bench
+.PHONY: help install lint test test-fast test-ci-runs demo clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -24,7 +24,10 @@ lint: install ## run pre-commit on the template's own files
 	$(RUN) pre-commit run --all-files --show-diff-on-failure
 
 test: install ## run every template test, the slow end-to-end pipelines included
-	$(RUN) pytest --durations=15
+	$(RUN) pytest -m "not ci_run" --durations=15
+
+test-ci-runs: install ## run the baked CI files for real with gitlab-ci-local and act (long)
+	$(RUN) pytest -m ci_run -x -s --durations=10
 
 test-fast: install ## run the template tests except the slow end-to-end ones
 	$(RUN) pytest -m "not slow" --durations=10

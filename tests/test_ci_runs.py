@@ -29,7 +29,9 @@ from ci_runners import (
     stop_servers_started_under,
 )
 
-pytestmark = pytest.mark.slow
+# Not yet part of `make test`: only the GitLab merge-request pipeline has been run to a pass
+# (25 min on a loaded 2-core machine); run them with `make test-ci-runs`.
+pytestmark = [pytest.mark.slow, pytest.mark.ci_run]
 
 ENVIRONMENTS = ["test", "preprod", "production"]
 # The pytest layers, one JUnit file each (reports/junit/<layer>.xml).
