@@ -67,6 +67,8 @@ def render_ci(project, package):
     module = importlib.util.module_from_spec(spec)
     # dataclasses look their module up in sys.modules while the class is being made.
     sys.modules[spec.name] = module
+    # Importing would leave src/<package>/__pycache__/ in the freshly baked project.
+    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
     try:
         spec.loader.exec_module(module)
         module.write(project, list(module.OUTPUTS))
@@ -74,6 +76,7 @@ def render_ci(project, package):
         sys.exit(f"cannot render the CI files from environments/: {error}")
     finally:
         sys.modules.pop(spec.name, None)
+        sys.dont_write_bytecode = writes_bytecode
 
 
 def keep_task_suite(project, task):
