@@ -341,17 +341,11 @@ def service_check(
     ] = None,
 ) -> None:
     """Serve the latest bento here, load test it against ENV's gates, then stop it."""
-    from . import loadtest as load
     from . import package as stage
-    from .deploy.environments import get
 
-    params, paths = _setup()
-    environment = get(paths, env)
+    _, paths = _setup()
     with stage.running_server(paths, stage.latest_bento(paths), port) as url:
-        result = load.run(params, paths, url, environment)
-    typer.echo(load.format_result(result))
-    if not result["passed"]:
-        _fail("load test gates not met: " + "; ".join(result["failures"]))
+        loadtest(url=url, env=env)
 
 
 @app.command()
