@@ -41,7 +41,7 @@ CHECK_TARGETS = [
     "ci-integration",
     "ci-service",
 ]
-SETUP_TARGETS = {"install", "summary", "import-bento"}
+SETUP_TARGETS = {"install", "summary"}
 
 
 def bake(template: Path, output: Path, ci: str, task: str = "binary") -> Path:
@@ -110,7 +110,7 @@ def github_deploys(project: Path) -> list[tuple[str, str]]:
         assert len(following) == 1, following
         previous = following[0]
         runs = [step.get("run", "") for step in jobs[previous]["steps"]]
-        order.append((previous, [r for r in runs if re.match(r"make (deploy|promote) ", r)][0]))
+        order.append((previous, [r for r in runs if r.startswith("make ci-deploy ")][0]))
 
 
 def gitlab_deploys(project: Path) -> list[tuple[str, str]]:
@@ -119,9 +119,8 @@ def gitlab_deploys(project: Path) -> list[tuple[str, str]]:
     for stage in pipeline["stages"]:
         for name, job in pipeline.items():
             if isinstance(job, dict) and job.get("stage") == stage and "environment" in job:
-                line = [c for c in job["script"] if re.match(r"make (deploy|promote) ", c)][0]
-                # "make promote ENV=x || { make down ENV=x; exit 1; }": the deploy command.
-                order.append((name, line.split(" || ")[0]))
+                [line] = [c for c in job["script"] if c.startswith("make ci-deploy ")]
+                order.append((name, line))
     return order
 
 
@@ -222,14 +221,16 @@ def test_every_called_target_is_a_documented_makefile_target(both: Path):
     for path in workflows(both):
         commands += [s.get("run", "") for j in load(path)["jobs"].values() for s in j["steps"]]
     called = {t for c in commands for t in re.findall(r"^make \"?(\w[\w-]*)", c, re.M)}
-    assert called >= set(CHECK_TARGETS) | {"build", "deploy", "promote", "down", "import-bento"}
+    assert called >= set(CHECK_TARGETS) | {"build", "ci-deploy"}
     for target in called:
         assert re.search(rf"^{target}:.*## ", makefile, re.M), f"make {target} has no ## help"
 
 
 def test_both_platforms_promote_through_the_environments_in_requires_order(both: Path):
-    expected = [("deploy-test", "make deploy ENV=test")]
-    expected += [(f"deploy-{e}", f"make promote ENV={e}") for e in ("preprod", "production")]
+    expected = [("deploy-test", "make ci-deploy ENV=test ACTION=deploy")]
+    expected += [
+        (f"deploy-{e}", f"make ci-deploy ENV={e} ACTION=promote") for e in ("preprod", "production")
+    ]
     assert github_deploys(both) == expected
     assert gitlab_deploys(both) == expected
 
@@ -273,9 +274,8 @@ def test_gitlab_deploy_jobs_bind_each_environment(both: Path):
         assert (rule["when"], job.get("allow_failure")) == (when, allow_failure), name
         previous = "build" if env["requires"] is None else f"deploy-{env['requires']}"
         assert job["needs"] == [{"job": previous, "artifacts": True}]
-        # The server stops in the same script, whether the deploy passed or not.
-        assert job["script"][-1] == f"make down ENV={name}"
-        assert f"make down ENV={name}; exit 1" in job["script"][-2]
+        # ci-deploy stops the server in the same script, whether the deploy passed or not.
+        assert job["script"][-1].startswith(f"make ci-deploy ENV={name} ACTION=")
         assert "after_script" not in job
 
 
@@ -354,10 +354,10 @@ def with_staging(tmp_path_factory) -> Path:
 
 def test_adding_staging_yields_staging_jobs_in_requires_order_on_both_platforms(with_staging):
     expected = [
-        ("deploy-test", "make deploy ENV=test"),
-        ("deploy-preprod", "make promote ENV=preprod"),
-        ("deploy-staging", "make promote ENV=staging"),
-        ("deploy-production", "make promote ENV=production"),
+        ("deploy-test", "make ci-deploy ENV=test ACTION=deploy"),
+        ("deploy-preprod", "make ci-deploy ENV=preprod ACTION=promote"),
+        ("deploy-staging", "make ci-deploy ENV=staging ACTION=promote"),
+        ("deploy-production", "make ci-deploy ENV=production ACTION=promote"),
     ]
     assert github_deploys(with_staging) == expected
     assert gitlab_deploys(with_staging) == expected

@@ -99,7 +99,7 @@ class Environment:
         """The command its deploy job runs: the first environment takes the new bento,
         the others promote the one verified in the environment they require."""
         verb = "deploy" if self.first else "promote"
-        return f"make {verb} ENV={self.name}"
+        return f"make ci-deploy ENV={self.name} ACTION={verb}"
 
 
 def _url(name: str, deploy: dict) -> str:

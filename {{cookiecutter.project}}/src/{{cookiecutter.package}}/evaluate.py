@@ -141,7 +141,7 @@ def score_production(paths: Paths, spec: FeatureSpec, test_df, y_true) -> dict |
     if version is None:
         return None
     found = {"version": str(version.version), "run_id": version.run_id, "metrics": None}
-    booster, production_spec = registry.load_version(version)
+    booster, production_spec = registry.load_version(paths, version)
     missing = sorted(set(production_spec.names) - set(test_df.columns))
     if missing or production_spec.classes != spec.classes:
         # Not comparable: a human decides (retire the alias or keep the old model).

@@ -82,13 +82,31 @@ def production_version(paths: Paths, name: str = PROJECT) -> ModelVersion | None
     return version_by_alias(paths, PRODUCTION, name)
 
 
-def model_uri(version: ModelVersion) -> str:
-    """A URI that loads exactly this version (never a moving alias)."""
-    return f"models:/{version.name}/{version.version}"
-
-
-def load_version(version: ModelVersion) -> tuple[lgb.Booster, FeatureSpec]:
+def load_version(paths: Paths, version: ModelVersion) -> tuple[lgb.Booster, FeatureSpec]:
     """The booster of a registered version and the feature spec its run logged."""
-    booster = mlflow.lightgbm.load_model(model_uri(version))
-    spec = mlflow.artifacts.load_dict(f"runs:/{version.run_id}/{SPEC_ARTIFACT}")
+    store = client(paths)
+    run = store.get_run(version.run_id)
+    root = store.get_experiment(run.info.experiment_id).artifact_location
+    # The version's source is its logged model, "models:/<model id>".
+    model_id = version.model_id or version.source.removeprefix("models:/")
+    model = store.get_logged_model(model_id).artifact_location
+    booster = mlflow.lightgbm.load_model(relocated(paths, model, root))
+    spec = mlflow.artifacts.load_dict(
+        relocated(paths, f"{run.info.artifact_uri}/{SPEC_ARTIFACT}", root)
+    )
     return booster, FeatureSpec.model_validate(spec)
+
+
+def relocated(paths: Paths, uri: str, recorded_root: str) -> str:
+    """`uri`, recorded below the experiment's artifact root, as found below this mlruns/.
+
+    MLflow records absolute artifact paths, but the store moves: each CI job works in its
+    own folder, and a release artifact is downloaded elsewhere. A remote artifact store, or
+    a path that is not below the recorded root, is used as recorded.
+    """
+    root = recorded_root.removeprefix("file://").rstrip("/")
+    path = uri.removeprefix("file://")
+    if not uri.startswith("file://") or not path.startswith(root + "/"):
+        return uri
+    here = paths.mlflow_artifacts / path[len(root) + 1 :]
+    return str(here) if here.exists() else uri

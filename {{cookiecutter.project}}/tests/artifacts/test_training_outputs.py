@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import lightgbm as lgb
 import mlflow
+import numpy as np
 import pytest
 
 from {{ cookiecutter.package }} import registry
-from {{ cookiecutter.package }}.config import PROJECT
+from {{ cookiecutter.package }}.config import PROJECT, Paths
+from {{ cookiecutter.package }}.model import Model
 
 pytestmark = pytest.mark.artifacts
 
@@ -97,3 +100,24 @@ def test_the_evaluation_was_logged_to_the_training_run_and_version(client, train
     assert "evaluation/evaluation.json" in logged
     version = client.get_model_version(PROJECT, trained["model_version"])
     assert version.tags["gates_passed"] == "true"
+
+
+def test_a_moved_store_still_loads_the_registered_version(
+    paths, trained, model, raw_data, tmp_path, monkeypatch
+):
+    # CI hands mlruns/ and mlruns.db from job to job, each in its own folder; MLflow itself
+    # records absolute artifact paths, which then point at the first job's folder.
+    moved = Paths(tmp_path / "moved")
+    moved.root.mkdir()
+    shutil.copytree(paths.mlflow_artifacts, moved.mlflow_artifacts)
+    shutil.copy(paths.root / "mlruns.db", moved.root / "mlruns.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{moved.root / 'mlruns.db'}")
+    version = registry.client(moved).get_model_version(PROJECT, trained["model_version"])
+    original = paths.mlflow_artifacts.rename(paths.root / "mlruns-away")
+    try:
+        booster, spec = registry.load_version(moved, version)
+    finally:
+        original.rename(paths.mlflow_artifacts)
+    assert spec.names == model.spec.names
+    rows = raw_data.head(50)
+    np.testing.assert_allclose(Model(booster, spec).raw(rows), model.raw(rows))

@@ -66,7 +66,7 @@ def reference_model(paths: Paths, model_version: str) -> Model:
 
     registry.configure(paths)
     version = registry.client(paths).get_model_version(PROJECT, str(model_version))
-    booster, spec = registry.load_version(version)
+    booster, spec = registry.load_version(paths, version)
     return Model(booster, spec)
 
 
