@@ -23,11 +23,11 @@ install: ## create .venv and node_modules/ with the template's dev and CI-runnin
 lint: install ## run pre-commit on the template's own files
 	$(RUN) pre-commit run --all-files --show-diff-on-failure
 
-test: install ## run every template test, the slow end-to-end pipelines included
-	$(RUN) pytest -m "not ci_run" --durations=15
+test: install ## run every template test: bakes, CI files run for real, end-to-end pipelines
+	$(RUN) pytest --durations=15
 
-test-ci-runs: install ## run the baked CI files for real with gitlab-ci-local and act (long)
-	$(RUN) pytest -m ci_run -x -s --durations=10
+test-ci-runs: install ## only the baked CI files run for real with gitlab-ci-local and act
+	$(RUN) pytest -m ci_run --durations=10
 
 test-fast: install ## run the template tests except the slow end-to-end ones
 	$(RUN) pytest -m "not slow" --durations=10

@@ -34,7 +34,8 @@ STOOD_IN = {
 }
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 GITLAB_RESULT = re.compile(r"^ (PASS|FAIL|WARN) +(\S.*?)\s*$", re.M)
-ACT_RESULT = re.compile(r"^\[[^/\]]+/([^\]]+?)\s*\] 🏁  Job (succeeded|failed)", re.M)
+# "[<job id>] 🏁  Job succeeded" (--log-prefix-job-id; without it "[<workflow>/<job name>]").
+ACT_RESULT = re.compile(r"^\[(?:[^/\]]+/)?([^\]]+?)\s*\] 🏁  Job (succeeded|failed)", re.M)
 PIPELINE_TIMEOUT = 3600
 
 
@@ -137,8 +138,9 @@ def gitlab_jobs(repo: Path, options: list[str]) -> list[dict]:
 def run_gitlab(repo: Path, options: list[str], manual: list[str] = ()) -> Run:
     """Run the pipeline gitlab-ci-local derives from the branch and variables; start `manual`."""
     command = [GITLAB_CI_LOCAL, *options]
-    if manual:
-        command += ["--manual", *manual]
+    for job in manual:
+        # One flag per job: after `--manual a b`, gitlab-ci-local takes b as the only job to run.
+        command += ["--manual", job]
     output, code = execute(command, repo, repo.parent / f"{repo.name}-gitlab.log")
     status = {"PASS": "passed", "FAIL": "failed", "WARN": "warned"}
     # Job log lines start with the job's name; only the closing summary starts with a space.

@@ -29,8 +29,7 @@ from ci_runners import (
     stop_servers_started_under,
 )
 
-# Not yet part of `make test`: only the GitLab merge-request pipeline has been run to a pass
-# (25 min on a loaded 2-core machine); run them with `make test-ci-runs`.
+# Part of `make test`; `make test-ci-runs` runs only these.
 pytestmark = [pytest.mark.slow, pytest.mark.ci_run]
 
 ENVIRONMENTS = ["test", "preprod", "production"]
@@ -273,4 +272,18 @@ def test_github_promotion_workflow_carries_one_bento_through_production(baked, t
     assert len(built) == 1, f"more than one bento built: {built}"
     history = artifacts / "1" / "release-production" / ".state" / "history.jsonl"
     assert deploy_records(history) == {env: list(built) for env in ENVIRONMENTS}
+    assert_no_servers_left(tmp_path)
+
+    # Run workflow by hand: promote to production again from that run's release artifacts.
+    inputs = {"environment": "production", "action": "promote", "bento": "", "run_id": "1"}
+    dispatch = github_repository({"ref": "refs/heads/main", "inputs": inputs})
+
+    run = run_act(repo, "workflow_dispatch", "cd.yml", dispatch, artifacts, run_id="2")
+
+    assert_passed(run, {"dispatch-production"})
+    # It starts from run 1's release-preprod records and adds its own production deploy.
+    dispatched = artifacts / "2" / "release-production" / ".state" / "history.jsonl"
+    assert deploy_records(dispatched) == {env: list(built) for env in ENVIRONMENTS}
+    new = set(dispatched.read_text().splitlines()) - set(history.read_text().splitlines())
+    assert [json.loads(line)["environment"] for line in new] == ["production"], new
     assert_no_servers_left(tmp_path)

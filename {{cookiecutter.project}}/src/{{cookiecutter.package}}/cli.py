@@ -128,7 +128,7 @@ def infra_check(
 
     params, paths = _setup()
     result = infra.check(params, paths, bento)
-    typer.echo(f"venv {result['venv']}: {' '.join(result['requirements'])}")
+    typer.echo(f"fresh venv of the bento's requirements: {' '.join(result['requirements'])}")
     if not result["passed"]:
         _fail(result["error"] + (f" (server log: {result['log']})" if "log" in result else ""))
     typer.secho(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -24,9 +25,9 @@ def offline(monkeypatch):
 
 
 def test_the_built_bento_served_from_its_own_requirements_answers_like_the_model(
-    params, paths, bento
+    params, paths, bento, tmp_path
 ):
-    result = infra.check(params, paths, bento["tag"])
+    result = infra.check(params, paths, bento["tag"], keep_venv_in=tmp_path)
 
     assert result["passed"], result["error"]
     assert result["error"] is None
@@ -56,3 +57,6 @@ def test_a_bento_missing_a_package_it_imports_fails_naming_the_module(
         f"bento {broken} does not serve from its own requirements: "
         "ModuleNotFoundError: No module named 'lightgbm'"
     )
+    # The venv was temporary: .state/ travels between CI jobs as an artifact.
+    assert not Path(result["venv"]).exists()
+    assert not list(paths.state.rglob("pyvenv.cfg"))

@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -95,8 +96,14 @@ def _cause(log: str) -> str:
     return errors[-1] if errors else (lines[-1] if lines else "(no output)")
 
 
-def check(params: Params, paths: Paths, bento_tag: str | None = None) -> dict:
-    """Serve `bento_tag` (default: the latest built) from its own requirements only."""
+def check(
+    params: Params, paths: Paths, bento_tag: str | None = None, keep_venv_in: Path | None = None
+) -> dict:
+    """Serve `bento_tag` (default: the latest built) from its own requirements only.
+
+    The venv is built in a temporary folder and removed afterwards, unless `keep_venv_in`
+    names a folder to build it in and leave it (for inspection).
+    """
     import bentoml
 
     from ..package import latest_bento
@@ -104,9 +111,10 @@ def check(params: Params, paths: Paths, bento_tag: str | None = None) -> dict:
     labels = checks.bento_labels(paths, bento_tag or latest_bento(paths))
     tag = labels["bento"]
     requirements = requirements_of(Path(bentoml.get(tag).path))
-    folder = paths.state / "infra"
-    folder.mkdir(parents=True, exist_ok=True)
-    venv = folder / "venv"
+    # A throwaway folder: the venv (hundreds of MB) must not land in .state/, which CI hands
+    # from job to job as an artifact.
+    scratch = keep_venv_in or Path(tempfile.mkdtemp(prefix="infra-check-"))
+    venv = scratch / "venv"
     result = {
         "passed": False,
         "bento": tag,
@@ -140,6 +148,9 @@ def check(params: Params, paths: Paths, bento_tag: str | None = None) -> dict:
                 f"{labels['model_version']} (max abs diff {found['max_abs_diff']:.3g} over "
                 f"{found['rows']} held-out rows, serving {found['serving']})"
             )
+    finally:
+        if keep_venv_in is None:
+            shutil.rmtree(scratch, ignore_errors=True)
     result["passed"] = result["error"] is None
     result["seconds"] = round(time.perf_counter() - started, 1)
     return result
