@@ -117,6 +117,8 @@ def gitlab_deploys(project: Path) -> list[tuple[str, str]]:
     pipeline = load(project / ".gitlab-ci.yml")
     order = []
     for stage in pipeline["stages"]:
+        if stage == "dispatch":  # Run pipeline by hand: see test_gitlab_dispatch_jobs_...
+            continue
         for name, job in pipeline.items():
             if isinstance(job, dict) and job.get("stage") == stage and "environment" in job:
                 [line] = [c for c in job["script"] if c.startswith("make ci-deploy ")]
@@ -250,11 +252,14 @@ def test_github_deploy_jobs_bind_each_environment(both: Path):
             assert job["environment"] == {"name": name, "url": url(env)}, job_name
             assert job["concurrency"] == {"group": f"deploy-{name}", "cancel-in-progress": False}
             default_branch_only = "github.ref == 'refs/heads/main'" in job["if"]
-            assert default_branch_only == (env["promotion"] == "manual"), job_name
+            # A push runs only on main anyway; a dispatched run could start from any branch.
+            manual = env["promotion"] == "manual" or job_name.startswith("dispatch-")
+            assert default_branch_only == manual, job_name
         needs = jobs[f"deploy-{name}"]["needs"]
         assert needs == ("build" if env["requires"] is None else f"deploy-{env['requires']}")
 
 
+PUSH_TO_DEFAULT_BRANCH = '$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH && $CI_PIPELINE_SOURCE == "push"'
 GITLAB_WHEN = {
     "auto": ("on_success", None),
     "semi-auto": ("manual", True),
@@ -269,29 +274,57 @@ def test_gitlab_deploy_jobs_bind_each_environment(both: Path):
         assert job["environment"] == {"name": name, "url": url(env)}
         assert job["resource_group"] == name
         [rule] = job["rules"]
-        assert rule["if"] == "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"
+        assert rule["if"] == PUSH_TO_DEFAULT_BRANCH
         when, allow_failure = GITLAB_WHEN[env["promotion"]]
         assert (rule["when"], job.get("allow_failure")) == (when, allow_failure), name
-        previous = "build" if env["requires"] is None else f"deploy-{env['requires']}"
-        assert job["needs"] == [{"job": previous, "artifacts": True}]
+        first = env["requires"] is None
+        previous = "build" if first else f"deploy-{env['requires']}"
+        # Only the bento's tag comes from the build; nothing else travels between deploys.
+        assert job["needs"] == [{"job": previous, "artifacts": first}]
         # ci-deploy stops the server in the same script, whether the deploy passed or not.
         assert job["script"][-1].startswith(f"make ci-deploy ENV={name} ACTION=")
         assert "after_script" not in job
 
 
-def test_deploy_records_travel_from_each_deploy_job_to_the_next(both: Path):
+def test_gitlab_dispatch_jobs_change_one_environment_from_a_web_pipeline_on_main(both: Path):
+    pipeline = load(both / ".gitlab-ci.yml")
+    for name, env in environments(both).items():
+        job = pipeline[f"dispatch-{name}"]
+        [rule] = job["rules"]
+        assert rule["if"] == (
+            '$CI_PIPELINE_SOURCE == "web" && $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH'
+            f' && $DEPLOY_ENVIRONMENT == "{name}"'
+        )
+        assert job["environment"] == {"name": name, "url": url(env)}
+        assert (job["needs"], job["resource_group"]) == ([], name)
+        assert job["script"] == [
+            f'make ci-deploy ENV={name} ACTION="$DEPLOY_ACTION" BENTO="$DEPLOY_BENTO"'
+        ]
+    assert pipeline["build"]["rules"] == [{"if": PUSH_TO_DEFAULT_BRANCH}]
+
+
+def test_no_deploy_job_takes_a_bento_or_a_record_from_an_artifact(both: Path):
+    """The bento and the deploy records live in the release store, not in CI artifacts."""
     pipeline = load(both / ".gitlab-ci.yml")
     jobs = load(both / ".github" / "workflows" / "cd.yml")["jobs"]
-    for name in environments(both):
-        assert {".state/", "mlruns.db", "dist/"} <= set(
-            pipeline[f"deploy-{name}"]["artifacts"]["paths"]
-        )
-        [upload] = [
-            s for s in jobs[f"deploy-{name}"]["steps"] if "upload-artifact" in s.get("uses", "")
-        ]
-        assert upload["with"]["name"] == f"release-{name}"
-        assert upload["with"]["include-hidden-files"] is True
-        assert {".state/", "mlruns.db", "dist/"} <= set(upload["with"]["path"].split())
+    assert pipeline["build"]["artifacts"]["paths"] == ["dist/bento.json", "reports/"]
+    [upload] = [s for s in jobs["build"]["steps"] if "upload-artifact" in s.get("uses", "")]
+    assert upload["with"]["path"].split() == ["dist/bento.json", "reports/"]
+    for name, env in environments(both).items():
+        for job_name in (f"deploy-{name}", f"dispatch-{name}"):
+            if job_name in pipeline:
+                assert pipeline[job_name]["artifacts"]["paths"] == ["reports/"]
+            downloads = [
+                s["with"]["name"]
+                for s in jobs[job_name]["steps"]
+                if "download-artifact" in s.get("uses", "")
+            ]
+            first_push_deploy = env["requires"] is None and job_name.startswith("deploy-")
+            assert downloads == (["release-build"] if first_push_deploy else []), job_name
+            assert jobs[job_name]["env"]["MLFLOW_TRACKING_URI"] == (
+                "${{ secrets.MLFLOW_TRACKING_URI }}"
+            )
+    assert "secrets." not in (both / ".github" / "workflows" / "ci.yml").read_text()
 
 
 # --- security -----------------------------------------------------------------------------

@@ -42,9 +42,9 @@ ARTIFACTS = {
 # upload-artifact stores paths relative to their common folder: for dist/ alone, that is
 # dist/ itself, so the download must put the files back there.
 DOWNLOAD_PATHS = {"bento": "dist"}
-# Everything a deploy needs (bento, registered model, held-out data for the smoke test)
-# plus the deploy records, so the next environment can check `requires`.
-RELEASE = ["data/", "models/", "mlruns/", "mlruns.db", "reports/", "dist/", ".state/"]
+# What the build hands to the first deploy job: the bento's tag and the reports. The bento,
+# its model version, smoke rows and every deploy record live in the release store.
+BUILD_OUTPUTS = ["dist/bento.json", "reports/"]
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ def render(root: Path, platforms: list[str]) -> dict[str, str]:
         "artifacts": ARTIFACTS,
         "download_paths": DOWNLOAD_PATHS,
         "source": f"src/{Path(__file__).parent.name}/cicd.py",
-        "release": RELEASE,
+        "build_outputs": BUILD_OUTPUTS,
         "actions": ACTIONS,
         "default_branch": DEFAULT_BRANCH,
         "uv_version": UV_VERSION,

@@ -320,6 +320,21 @@ def environments_sync(
     typer.secho(f"{platform}: {', '.join(names)} {done}", fg="green")
 
 
+store_app = typer.Typer(
+    no_args_is_help=True, help="The release store (MLflow): model versions, bentos, deploys."
+)
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("require-server")
+def store_require_server() -> None:
+    """Exit 1 unless MLFLOW_TRACKING_URI names a tracking server (CD jobs check this first)."""
+    from . import release_store
+
+    uri = release_store.require_server(Paths.discover())
+    typer.echo(f"release store: {uri}")
+
+
 @app.command("import-bento")
 def import_bento() -> None:
     """Import the bento archives in dist/ into the project's bento store (CI jobs get them

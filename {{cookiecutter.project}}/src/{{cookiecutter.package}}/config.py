@@ -141,7 +141,7 @@ class Paths:
 
     @property
     def mlflow_uri(self) -> str:
-        return os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{self.root / 'mlruns.db'}")
+        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.root / 'mlruns.db'}"
 
     @property
     def mlflow_artifacts(self) -> Path:
@@ -154,4 +154,4 @@ def use_project_stores(paths: Paths) -> None:
     BentoML reads BENTOML_HOME when it is first imported, so call this before.
     """
     os.environ.setdefault("BENTOML_HOME", str(paths.root / ".bentoml"))
-    os.environ.setdefault("MLFLOW_TRACKING_URI", paths.mlflow_uri)
+    os.environ["MLFLOW_TRACKING_URI"] = paths.mlflow_uri

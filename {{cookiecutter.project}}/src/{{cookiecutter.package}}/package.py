@@ -21,6 +21,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from . import release_store
 from .config import PACKAGE, PROJECT, Params, Paths
 
 SERVICE = f"{PACKAGE}.service:ModelService"
@@ -123,7 +124,17 @@ def build(params: Params, paths: Paths, exclude_packages: frozenset[str] = froze
     archive = paths.dist / f"{bento.tag.name}-{bento.tag.version}.bento"
     archive.unlink(missing_ok=True)
     bentoml.export_bento(tag, str(archive))
-    result = {"tag": tag, "archive": str(archive), "model_tag": model_tag}
+    # Deploys take the bento from the release store, never from this folder.
+    released = release_store.publish(
+        paths, tag, archive, card["model_version"], held_out_rows(params, paths)
+    )
+    result = {
+        "tag": tag,
+        "archive": str(archive),
+        "model_tag": model_tag,
+        "model_version": released["model_version"],
+        "sha256": released["sha256"],
+    }
     (paths.dist / "bento.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 
@@ -218,9 +229,8 @@ def predict_over_http(client: httpx.Client, records: list[dict], batch: int) -> 
     return served
 
 
-def served_like(params: Params, paths: Paths, url: str, model) -> dict:
-    """POST the held-out rows to <url>/predict; compare the answers with `model` in process."""
-    rows = held_out_rows(params, paths)
+def served_like(params: Params, url: str, model, rows: pd.DataFrame) -> dict:
+    """POST `rows` to <url>/predict; compare the answers with `model` in process."""
     with httpx.Client(base_url=url.rstrip("/"), timeout=60) as client:
         records = to_records(rows, model.spec.names)
         served = predict_over_http(client, records, params.serving.max_batch_size)
@@ -235,7 +245,8 @@ def smoke(params: Params, paths: Paths, url: str) -> dict:
     from .model import Model
 
     url = url.rstrip("/")
-    found = served_like(params, paths, url, Model.load(paths.model_file, paths.model_card))
+    model = Model.load(paths.model_file, paths.model_card)
+    found = served_like(params, url, model, held_out_rows(params, paths))
     return {
         "matches": found["matches"],
         "rows": found["rows"],

@@ -19,6 +19,11 @@ PRODUCTION = "production"
 SPEC_ARTIFACT = "feature_spec.json"
 
 
+def is_server(uri: str) -> bool:
+    """Whether `uri` is a tracking server that outlives this job (not a file here)."""
+    return uri.startswith(("http://", "https://", "databricks"))
+
+
 def client(paths: Paths) -> MlflowClient:
     """A client on the project's store ($MLFLOW_TRACKING_URI wins, as everywhere)."""
     return MlflowClient(tracking_uri=paths.mlflow_uri, registry_uri=paths.mlflow_uri)
@@ -41,14 +46,15 @@ def setup_experiment(paths: Paths, name: str = PROJECT) -> str:
     """
     configure(paths)
     experiment = mlflow.get_experiment_by_name(name)
-    if experiment is None:
-        paths.mlflow_artifacts.mkdir(parents=True, exist_ok=True)
-        experiment_id = mlflow.create_experiment(
-            name, artifact_location=paths.mlflow_artifacts.resolve().as_uri()
-        )
-    else:
-        experiment_id = experiment.experiment_id
-    return experiment_id
+    if experiment is not None:
+        return experiment.experiment_id
+    if is_server(paths.mlflow_uri):
+        # A tracking server keeps artifacts in its own artifact store, reachable by all.
+        return mlflow.create_experiment(name)
+    paths.mlflow_artifacts.mkdir(parents=True, exist_ok=True)
+    return mlflow.create_experiment(
+        name, artifact_location=paths.mlflow_artifacts.resolve().as_uri()
+    )
 
 
 def git_commit(paths: Paths) -> str:
@@ -91,10 +97,16 @@ def load_version(paths: Paths, version: ModelVersion) -> tuple[lgb.Booster, Feat
     model_id = version.model_id or version.source.removeprefix("models:/")
     model = store.get_logged_model(model_id).artifact_location
     booster = mlflow.lightgbm.load_model(relocated(paths, model, root))
-    spec = mlflow.artifacts.load_dict(
-        relocated(paths, f"{run.info.artifact_uri}/{SPEC_ARTIFACT}", root)
-    )
+    spec = mlflow.artifacts.load_dict(run_artifact(paths, version.run_id, SPEC_ARTIFACT))
     return booster, FeatureSpec.model_validate(spec)
+
+
+def run_artifact(paths: Paths, run_id: str, artifact: str) -> str:
+    """The URI of a run's artifact, as found from here (see `relocated`)."""
+    store = client(paths)
+    run = store.get_run(run_id)
+    root = store.get_experiment(run.info.experiment_id).artifact_location
+    return relocated(paths, f"{run.info.artifact_uri}/{artifact}", root)
 
 
 def relocated(paths: Paths, uri: str, recorded_root: str) -> str:

@@ -129,13 +129,11 @@ def loadtests(folder: Path) -> list[str]:
     return ["### Load tests", "", *_table([*header, "result"], rows)]
 
 
-def deploys(path: Path) -> list[str]:
+def deploys(folder: Path) -> list[str]:
+    """This job's deploys (reports/deploys/<env>.json; the full history is in MLflow)."""
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines()[-10:]:
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+    for file in sorted(folder.glob("*.json")):
+        r = json.loads(file.read_text(encoding="utf-8"))
         rows.append(
             [
                 r.get("time"),
@@ -148,7 +146,7 @@ def deploys(path: Path) -> list[str]:
             ]
         )
     header = ["time", "environment", "action", "bento", "model", "by", "result"]
-    return ["### Deploys (latest last)", "", *_table(header, rows)] if rows else []
+    return ["### Deploys", "", *_table(header, rows)] if rows else []
 
 
 def render(paths: Paths) -> str:
@@ -158,7 +156,7 @@ def render(paths: Paths) -> str:
         (paths.validation_reports / "result.json", validation),
         (paths.evaluation_report, evaluation),
         (paths.reports / "loadtest", loadtests),
-        (paths.state / "history.jsonl", deploys),
+        (paths.reports / "deploys", deploys),
     ]
     lines: list[str] = []
     for source, section in sections:

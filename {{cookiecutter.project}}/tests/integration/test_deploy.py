@@ -61,7 +61,7 @@ def environments(paths: Paths):
 
 def build_from(params, paths: Paths, root: Paths, tamper=None) -> str:
     """Another bento of the same registered model version, its card optionally tampered."""
-    for folder in (paths.models, paths.reports):
+    for folder in (paths.models, paths.reports, paths.raw_dir.parent):
         shutil.copytree(folder, root.root / folder.name, dirs_exist_ok=True)
     if tamper is not None:
         card = json.loads(root.model_card.read_text())

@@ -45,7 +45,7 @@ def test_a_bento_missing_a_package_it_imports_fails_naming_the_module(
     params, paths, bento, tmp_path
 ):
     root = Paths(tmp_path)
-    for folder in (paths.models, paths.reports):
+    for folder in (paths.models, paths.reports, paths.raw_dir.parent):
         shutil.copytree(folder, root.root / folder.name)
     broken = package.build(params, root, exclude_packages=frozenset({"lightgbm"}))["tag"]
 

@@ -55,7 +55,7 @@ def cluster(paths: Paths, server: str, tmp_path_factory, stand_in_tools):
 
 
 def mine(paths: Paths) -> list[dict]:
-    return [record for record in records.read(paths) if record["environment"] == NAME]
+    return records.read(paths, NAME)
 
 
 def test_a_dry_run_only_plans_and_records_nothing(params, paths, bento, cluster, monkeypatch):

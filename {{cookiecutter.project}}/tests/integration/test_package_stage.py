@@ -61,7 +61,7 @@ def test_a_second_build_in_the_same_process_packs_the_model_saved_for_it(
     import bentoml
 
     other = Paths(tmp_path)
-    for folder in (paths.models, paths.reports):
+    for folder in (paths.models, paths.reports, paths.raw_dir.parent):
         shutil.copytree(folder, other.root / folder.name)
 
     second = package.build(params, other)

@@ -53,7 +53,7 @@ def test_a_new_environment_gets_a_deploy_job_on_both_platforms(project: Path):
     assert cd["jobs"]["deploy-canary"]["needs"] == "deploy-production"
     assert cd["jobs"]["deploy-canary"]["concurrency"]["group"] == "deploy-canary"
     gitlab = yaml.safe_load(files[".gitlab-ci.yml"])
-    assert gitlab["deploy-canary"]["needs"] == [{"job": "deploy-production", "artifacts": True}]
+    assert gitlab["deploy-canary"]["needs"] == [{"job": "deploy-production", "artifacts": False}]
     assert gitlab["deploy-canary"]["resource_group"] == "canary"
     assert gitlab["deploy-canary"]["allow_failure"] is False
 
@@ -84,6 +84,9 @@ def test_cluster_credentials_reach_only_that_environments_deploy_jobs(project: P
     files = cicd.render(project, ["github"])
     assert "secrets." not in files[".github/workflows/ci.yml"]
     jobs = yaml.safe_load(files[".github/workflows/cd.yml"])["jobs"]
-    with_secrets = sorted(name for name, job in jobs.items() if "secrets." in str(job))
-    assert with_secrets == ["deploy-production", "dispatch-production"]
+    with_cluster = sorted(name for name, job in jobs.items() if "secrets.KUBECONFIG" in str(job))
+    assert with_cluster == ["deploy-production", "dispatch-production"]
+    # The release store reaches the jobs that build or deploy, and only those.
+    with_store = {name for name, job in jobs.items() if "secrets.MLFLOW_TRACKING_URI" in str(job)}
+    assert with_store == set(jobs)
     assert jobs["deploy-production"]["environment"]["url"] == "https://churn.example.com"

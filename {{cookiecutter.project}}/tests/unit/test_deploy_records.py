@@ -1,10 +1,12 @@
-"""Environment files are validated and ordered; the deploy history answers what is verified."""
+"""Environment files are validated and ordered; the deploy records (MLflow runs in a real
+SQLite store) answer what is verified, what serves and what to roll back to."""
 
 from __future__ import annotations
 
 import pytest
 import yaml
 
+from {{ cookiecutter.package }} import registry
 from {{ cookiecutter.package }}.config import Paths
 from {{ cookiecutter.package }}.deploy import records
 from {{ cookiecutter.package }}.deploy.environments import load_all
@@ -67,37 +69,66 @@ def test_the_port_offset_shifts_every_environment(tmp_path, monkeypatch):
     assert load_all(Paths(tmp_path))["test"].url == "http://127.0.0.1:3101"
 
 
-def deploy(paths: Paths, env: str, bento: str, success: bool = True) -> None:
-    records.append(paths, {"environment": env, "bento": bento, "success": success})
+@pytest.fixture
+def store(tmp_path, monkeypatch) -> Paths:
+    """A project whose release store is a fresh MLflow SQLite file."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.db'}")
+    return Paths(tmp_path)
 
 
-def test_only_a_successful_deploy_verifies_a_bento(tmp_path):
-    paths = Paths(tmp_path)
-    deploy(paths, "test", "a:1", success=False)
-    assert not records.verified(paths, "test", "a:1")
-
-    deploy(paths, "test", "a:1")
-    assert records.verified(paths, "test", "a:1")
-    assert not records.verified(paths, "preprod", "a:1")
+def attempt(paths: Paths, env: str, bento: str) -> dict:
+    """Open a deploy record as the engine does before it checks the candidate."""
+    fields = dict.fromkeys(records.FIELDS)
+    fields.update(time=records.now(), environment=env, action="deploy", bento=bento)
+    return records.start(paths, fields)
 
 
-def test_the_previous_bento_skips_failures_and_redeploys_of_the_current_one(tmp_path):
-    paths = Paths(tmp_path)
+def deploy(paths: Paths, env: str, bento: str, success: bool = True) -> dict:
+    record = attempt(paths, env, bento)
+    loadtest = {"passed": success, "rps": 42.0, "p99_ms": 12.5, "errors": 0}
+    record.update(checks={"loadtest": loadtest}, success=success)
+    record["error"] = None if success else "smoke: answers differ"
+    return records.finish(paths, record)
+
+
+def test_only_a_successful_deploy_verifies_a_bento(store):
+    deploy(store, "test", "a:1", success=False)
+    assert not records.verified(store, "test", "a:1")
+
+    deploy(store, "test", "a:1")
+    assert records.verified(store, "test", "a:1")
+    assert not records.verified(store, "preprod", "a:1")
+
+
+def test_the_previous_bento_skips_failures_and_redeploys_of_the_current_one(store):
     for bento, success in [("a:1", True), ("b:2", True), ("c:3", False), ("b:2", True)]:
-        deploy(paths, "test", bento, success)
+        deploy(store, "test", bento, success)
 
-    assert records.current(paths, "test")["bento"] == "b:2"
-    assert records.previous(paths, "test")["bento"] == "a:1"
+    assert records.current(store, "test")["bento"] == "b:2"
+    assert records.previous(store, "test")["bento"] == "a:1"
+    assert [r["bento"] for r in records.read(store, "test")] == ["a:1", "b:2", "c:3", "b:2"]
 
 
-def test_a_line_cut_short_by_an_interruption_is_skipped(tmp_path):
-    paths = Paths(tmp_path)
-    deploy(paths, "test", "a:1")
-    with open(records.history_file(paths), "a") as history:
-        history.write('{"environment": "test", "bento"')
-    deploy(paths, "test", "b:2")
+def test_a_deploy_killed_before_its_outcome_stays_visible_and_verifies_nothing(store):
+    deploy(store, "test", "a:1")
+    attempt(store, "test", "b:2")  # the process died here: no finish()
 
-    assert [r["bento"] for r in records.read(paths)] == ["a:1", "b:2"]
+    last = records.read(store, "test")[-1]
+    assert (last["bento"], last["status"], last["success"]) == ("b:2", "RUNNING", False)
+    assert records.current(store, "test")["bento"] == "a:1"
+    assert not records.verified(store, "test", "b:2")
+
+
+def test_a_record_is_an_mlflow_run_with_its_fields_checks_and_figures(store):
+    failed = deploy(store, "preprod", "a:1", success=False)
+
+    run = registry.client(store).get_run(failed["run_id"])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["environment"] == "preprod"
+    assert run.data.tags["error"] == "smoke: answers differ"
+    assert run.data.metrics["loadtest_p99_ms"] == 12.5
+    [read] = records.read(store, "preprod")
+    assert read["checks"]["loadtest"]["rps"] == 42.0 and read["success"] is False
 
 
 def test_every_missed_load_test_gate_is_named_with_its_measure():

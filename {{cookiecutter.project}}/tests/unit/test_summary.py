@@ -105,7 +105,7 @@ def test_load_tests_show_figures_against_their_gates(tmp_path: Path):
 def test_an_unreadable_report_is_named_not_fatal(tmp_path: Path):
     write(tmp_path / "reports" / "evaluation.json", "{not json")
     write(
-        tmp_path / ".state" / "history.jsonl",
+        tmp_path / "reports" / "deploys" / "test.json",
         json.dumps(
             {
                 "time": "t",
@@ -116,8 +116,7 @@ def test_an_unreadable_report_is_named_not_fatal(tmp_path: Path):
                 "actor": "ci",
                 "success": True,
             }
-        )
-        + "\n",
+        ),
     )
     text = summary.render(Paths(tmp_path))
     assert "reports/evaluation.json could not be read" in text

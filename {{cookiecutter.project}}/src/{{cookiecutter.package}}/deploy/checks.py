@@ -80,11 +80,11 @@ def health(url: str) -> dict:
     return {"passed": status == 200, "detail": detail}
 
 
-def smoke(params: Params, paths: Paths, url: str, model: Model, bento: str) -> dict:
+def smoke(params: Params, url: str, model: Model, bento: str, rows) -> dict:
     """POST the held-out rows; the service must answer like `model` and name `bento`."""
     from ..package import served_like
 
-    found = served_like(params, paths, url, model)
+    found = served_like(params, url, model, rows)
     return {
         "passed": bool(found["matches"] and found["serving"] == bento),
         "rows": found["rows"],
@@ -93,13 +93,16 @@ def smoke(params: Params, paths: Paths, url: str, model: Model, bento: str) -> d
     }
 
 
-def verify(params, paths, environment, url, bento, model, load_test: bool) -> dict:
-    """Run the checks in order; raise CheckFailed naming the first that fails."""
+def verify(params, paths, environment, url, bento, model, rows, load_test: bool) -> dict:
+    """Run the checks in order; raise CheckFailed naming the first that fails.
+
+    `rows` are the held-out rows published with the bento (release_store.smoke_rows).
+    """
     results: dict = {}
     results["health"] = health(url)
     if not results["health"]["passed"]:
         raise CheckFailed(f"health: {results['health']['detail']} at {url}", results)
-    results["smoke"] = smoke(params, paths, url, model, bento)
+    results["smoke"] = smoke(params, url, model, bento, rows)
     if not results["smoke"]["passed"]:
         found = results["smoke"]
         raise CheckFailed(
@@ -110,9 +113,9 @@ def verify(params, paths, environment, url, bento, model, load_test: bool) -> di
         )
     if load_test:
         from .. import loadtest
-        from ..package import held_out_rows, to_records
+        from ..package import to_records
 
-        record = to_records(held_out_rows(params, paths).head(1), model.spec.names)[0]
+        record = to_records(rows.head(1), model.spec.names)[0]
         outcome = loadtest.run(params, paths, url, environment, record)
         results["loadtest"] = {
             key: outcome[key]

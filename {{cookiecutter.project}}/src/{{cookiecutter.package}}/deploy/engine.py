@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 from collections.abc import Iterator
 
+from .. import release_store
 from ..config import Params, Paths
 from . import checks, kubernetes, local, records
 from .environments import Environment, get, load_all
@@ -51,42 +53,56 @@ def _step(environment: Environment) -> str:
 def deploy(
     params: Params, paths: Paths, name: str, bento: str | None = None, action: str = "deploy"
 ) -> dict:
-    """Deploy `bento` (default: the one `make package` built last) to environment `name`."""
+    """Deploy `bento` (default: the one `make package` built last) to environment `name`.
+
+    The bento comes from the release store (downloaded and its digest checked when this
+    machine's bento store lacks it). Everything that decides whether it may deploy (the
+    `requires` record, the gates, what serves now) is read under the deploy lock.
+    """
     from ..package import latest_bento
     from ..registry import git_commit
 
     environments = load_all(paths)
     environment = get(paths, name)
-    labels = checks.bento_labels(paths, bento or latest_bento(paths))
-    bento = labels["bento"]
-    _require_verified(paths, environments, environment, bento)
-    if failures := checks.metric_gate_failures(environment, checks.bento_metrics(bento)):
-        gates = f"the metric gates of environments/{name}.yaml"
-        raise Refused(f"bento {bento} does not meet {gates}: " + "; ".join(failures))
-    if environment.deploy.target == "kubernetes" and kubernetes.dry_run():
-        return kubernetes.plan(paths, environment, labels)
-    model = checks.reference_model(paths, labels["model_version"])
-    before = records.current(paths, name)
-    record = {
-        "time": records.now(),
-        "environment": name,
-        "action": action,
-        "bento": bento,
-        "model_version": labels.get("model_version"),
-        "git_commit": labels.get("git_commit") or git_commit(paths),
-        "actor": records.actor(),
-        "target": environment.deploy.target,
-        "url": environment.url,
-        "previous_bento": before["bento"] if before else None,
-        "checks": {},
-        "success": False,
-        "error": None,
-    }
-
-    def verify(url: str, full: bool) -> dict:
-        return checks.verify(params, paths, environment, url, bento, model, load_test=full)
-
+    bento = bento or latest_bento(paths)
     with _locked(paths):
+        _require_verified(paths, environments, environment, bento)
+        digest = release_store.digest(paths, bento)
+        release_store.fetch(paths, bento)
+        labels = checks.bento_labels(paths, bento)
+        if failures := checks.metric_gate_failures(environment, checks.bento_metrics(bento)):
+            gates = f"the metric gates of environments/{name}.yaml"
+            raise Refused(f"bento {bento} does not meet {gates}: " + "; ".join(failures))
+        if environment.deploy.target == "kubernetes" and kubernetes.dry_run():
+            return kubernetes.plan(paths, environment, labels)
+        model = checks.reference_model(paths, labels["model_version"])
+        rows = release_store.smoke_rows(paths, bento)
+        before = records.current(paths, name)
+        record = records.start(
+            paths,
+            {
+                "time": records.now(),
+                "environment": name,
+                "action": action,
+                "bento": bento,
+                "bento_sha256": digest,
+                "model_version": labels.get("model_version"),
+                "git_commit": labels.get("git_commit") or git_commit(paths),
+                "actor": records.actor(),
+                "target": environment.deploy.target,
+                "url": environment.url,
+                "previous_bento": before["bento"] if before else None,
+                "checks": {},
+                "success": False,
+                "error": None,
+            },
+        )
+
+        def verify(url: str, full: bool) -> dict:
+            return checks.verify(
+                params, paths, environment, url, bento, model, rows, load_test=full
+            )
+
         try:
             if environment.deploy.target == "kubernetes":
                 record["checks"] = kubernetes.replace(paths, environment, labels, before, verify)
@@ -95,7 +111,8 @@ def deploy(
         except Exception as error:
             record["checks"] = getattr(error, "checks", {})
             record["error"] = str(error)
-            records.append(paths, record)
+            record = records.finish(paths, record)
+            _report(paths, record)
             server = local.read_state(paths, name)
             served = server.bento if local.healthy(server) else "nothing"
             served = record["checks"].get("kubernetes", {}).get("serving", served)
@@ -103,9 +120,17 @@ def deploy(
                 f"{action} of {bento} to {name} failed, {name} still serves {served}: {error}"
             ) from error
         record["success"] = True
-        records.append(paths, record)
-    records.tag_registry(paths, record)
+        record = records.finish(paths, record)
+        records.tag_registry(paths, record)
+    _report(paths, record)
     return record
+
+
+def _report(paths: Paths, record: dict) -> None:
+    """This job's deploy, as a report beside the others (`make summary` shows it)."""
+    folder = paths.reports / "deploys"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{record['environment']}.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
 def promote(params: Params, paths: Paths, name: str) -> dict:
@@ -123,7 +148,7 @@ def promote(params: Params, paths: Paths, name: str) -> dict:
 
 
 def rollback(params: Params, paths: Paths, name: str) -> dict:
-    """Redeploy the bento `name` served before its current one (a new history line)."""
+    """Redeploy the bento `name` served before its current one (a new deploy record)."""
     get(paths, name)
     target = records.previous(paths, name)
     if target is None:
@@ -134,11 +159,11 @@ def rollback(params: Params, paths: Paths, name: str) -> dict:
 def status(paths: Paths) -> list[dict]:
     """Per environment: what serves, from which record, and whether it answers now."""
     rows = []
-    history = records.read(paths)
     for name, environment in load_all(paths).items():
         server = local.read_state(paths, name)
-        current = records.current(paths, name)
-        mine = [r for r in history if r.get("environment") == name]
+        mine = records.read(paths, name)
+        done = [record for record in mine if record["success"]]
+        current = done[-1] if done else None
         last = mine[-1] if mine else None
         rows.append(
             {

@@ -106,7 +106,7 @@ def check(
     """
     import bentoml
 
-    from ..package import latest_bento
+    from ..package import held_out_rows, latest_bento
 
     labels = checks.bento_labels(paths, bento_tag or latest_bento(paths))
     tag = labels["bento"]
@@ -131,7 +131,8 @@ def check(
         model = checks.reference_model(paths, labels["model_version"])
         server = local.start(paths, tag, port, "infra", python=str(python), env=_clean_env(paths))
         try:
-            result["smoke"] = checks.smoke(params, paths, server.url, model, tag)
+            rows = held_out_rows(params, paths)
+            result["smoke"] = checks.smoke(params, server.url, model, tag, rows)
         finally:
             local.stop(server)
     except (RuntimeError, TimeoutError) as error:

@@ -1,7 +1,12 @@
-"""Deployment records: an append-only JSON-lines history, plus MLflow registry aliases.
+"""Deploy records in the release store: one MLflow run per deploy attempt.
 
-The history is the source of truth for "verified in <env>": a line is only ever added,
-never rewritten, so a rollback is a new line and every past deploy stays visible.
+Runs of the `<project>-deployments` experiment, one per attempt, never rewritten: a
+rollback is a new run, and every past deploy stays visible in the MLflow UI. A run starts
+(RUNNING) before the candidate is checked, so a deploy killed half-way is still visible,
+and ends FINISHED (every check passed: the bento serves) or FAILED. Tags hold the
+record's fields, so the UI's run table, filtered on `tags.environment`, is the history;
+the load-test figures are also metrics. The model version that serves an environment
+carries the environment's alias and `deploy.<env>.*` tags (see `tag_registry`).
 """
 
 from __future__ import annotations
@@ -10,15 +15,22 @@ import getpass
 import json
 import os
 from datetime import UTC, datetime
-from pathlib import Path
 
+from mlflow.entities import RunStatus
+
+from .. import registry
 from ..config import PROJECT, Paths
 
+EXPERIMENT = f"{PROJECT}-deployments"
 ACTOR_VARIABLES = ("GITLAB_USER_LOGIN", "GITHUB_ACTOR", "USER")
-
-
-def history_file(paths: Paths) -> Path:
-    return paths.state / "history.jsonl"
+# Record fields kept as run tags (the checks as one JSON tag); the rest are derived.
+FIELDS = (
+    "time", "environment", "action", "bento", "bento_sha256", "model_version", "git_commit",
+    "actor", "target", "url", "previous_bento", "error",
+)  # fmt: skip
+# MLflow caps a tag value at 8000 characters.
+MAX_TAG = 8000
+LOADTEST_METRICS = ("rps", "p50_ms", "p95_ms", "p99_ms", "errors", "requests")
 
 
 def actor() -> str:
@@ -33,39 +45,77 @@ def actor() -> str:
 
 
 def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-def append(paths: Paths, record: dict) -> dict:
-    """Add one line to the history and flush it to disk before returning."""
-    file = history_file(paths)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    # A line cut short by an interrupted write must not swallow this one.
-    cut_short = file.exists() and file.stat().st_size and not file.read_bytes().endswith(b"\n")
-    with open(file, "a", encoding="utf-8") as handle:
-        handle.write(("\n" if cut_short else "") + json.dumps(record, sort_keys=True) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+def _tag(value) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return text[:MAX_TAG]
+
+
+def start(paths: Paths, record: dict) -> dict:
+    """Open the attempt's run (RUNNING) before anything is deployed; return the record."""
+    client = registry.client(paths)
+    experiment = registry.setup_experiment(paths, EXPERIMENT)
+    tags = {key: _tag(record[key]) for key in FIELDS if record.get(key) is not None}
+    tags["mlflow.runName"] = f"{record['action']} {record['environment']} {record['bento']}"
+    run = client.create_run(experiment, tags=tags)
+    return {**record, "run_id": run.info.run_id}
+
+
+def finish(paths: Paths, record: dict) -> dict:
+    """Close the attempt's run with its checks and outcome."""
+    client = registry.client(paths)
+    run_id = record["run_id"]
+    client.set_tag(run_id, "checks", _tag(record["checks"]))
+    client.set_tag(run_id, "success", "true" if record["success"] else "false")
+    if record.get("error"):
+        client.set_tag(run_id, "error", _tag(record["error"]))
+    for name, value in (record["checks"].get("loadtest") or {}).items():
+        if name in LOADTEST_METRICS and isinstance(value, int | float):
+            client.log_metric(run_id, f"loadtest_{name}", float(value))
+    status = RunStatus.to_string(RunStatus.FINISHED if record["success"] else RunStatus.FAILED)
+    client.set_terminated(run_id, status)
+    return {**record, "status": status}
+
+
+def _record(run) -> dict:
+    tags = run.data.tags
+    record: dict = {key: tags.get(key) for key in FIELDS}
+    try:
+        record["checks"] = json.loads(tags.get("checks", "{}"))
+    except json.JSONDecodeError:  # cut at MAX_TAG: keep what is there, readable
+        record["checks"] = {"truncated": tags["checks"]}
+    record["success"] = run.info.status == "FINISHED" and tags.get("success") == "true"
+    # RUNNING: in progress, or interrupted (killed) before it could record its outcome.
+    record["status"] = run.info.status
+    record["run_id"] = run.info.run_id
     return record
 
 
-def read(paths: Paths) -> list[dict]:
-    """Every record, oldest first; a line cut short by an interruption is skipped."""
-    file = history_file(paths)
-    if not file.exists():
+def read(paths: Paths, environment: str | None = None) -> list[dict]:
+    """Every deploy attempt (to `environment`, if given), oldest first."""
+    client = registry.client(paths)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
         return []
-    records = []
-    for line in file.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+    where = f"tags.environment = '{environment}'" if environment else ""
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            [experiment.experiment_id], where, max_results=1000, page_token=token
+        )
+        runs += page
+        token = page.token
+        if not token:
+            break
+    records = [_record(run) for run in runs]
+    return sorted(records, key=lambda record: record["time"] or "")
 
 
 def successes(paths: Paths, environment: str) -> list[dict]:
     """The deploys to `environment` whose every check passed, oldest first."""
-    return [r for r in read(paths) if r.get("environment") == environment and r.get("success")]
+    return [record for record in read(paths, environment) if record["success"]]
 
 
 def verified(paths: Paths, environment: str, bento: str) -> bool:
@@ -90,8 +140,6 @@ def previous(paths: Paths, environment: str) -> dict | None:
 
 def tag_registry(paths: Paths, record: dict) -> None:
     """Alias the model version after the environment and tag it with the deploy record."""
-    from .. import registry
-
     version = record.get("model_version")
     if version in (None, "None", ""):
         return
@@ -105,6 +153,9 @@ def tag_registry(paths: Paths, record: dict) -> None:
         "actor": record["actor"],
         "time": record["time"],
         "action": record["action"],
+        "deploy_run": record["run_id"],
     }
     for key, value in tags.items():
-        client.set_model_version_tag(PROJECT, str(version), f"deploy.{environment}.{key}", value)
+        client.set_model_version_tag(
+            PROJECT, str(version), f"deploy.{environment}.{key}", _tag(value)
+        )

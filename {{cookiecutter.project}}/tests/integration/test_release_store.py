@@ -1,0 +1,80 @@
+"""The release store (here the session's MLflow SQLite file; a server in CD) keeps every
+bento `make package` builds, with its digest, and is the only place deploys take one from."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package }} import package, registry, release_store
+from {{ cookiecutter.package }}.config import PROJECT, Paths
+from {{ cookiecutter.package }}.deploy import engine
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def second(params, paths: Paths, bento, tmp_path_factory) -> dict:
+    """Another bento of the same model version, built in another folder (as a CI job)."""
+    other = Paths(tmp_path_factory.mktemp("job"))
+    for folder in (paths.models, paths.reports, paths.raw_dir.parent):
+        shutil.copytree(folder, other.root / folder.name)
+    return package.build(params, other)
+
+
+def digest_key(tag: str) -> str:
+    return f"bento.{tag.partition(':')[2]}.sha256"
+
+
+def test_package_logs_the_archive_under_its_model_version_with_its_sha256(paths, bento):
+    client = registry.client(paths)
+    version = client.get_model_version(PROJECT, bento["model_version"])
+
+    archive = Path(bento["archive"])
+    assert version.tags[digest_key(bento["tag"])] == release_store.sha256(archive)
+    assert bento["sha256"] == release_store.sha256(archive)
+    logged = {item.path for item in client.list_artifacts(version.run_id, "bentos")}
+    assert f"bentos/{archive.name}" in logged
+    assert release_store.find(paths, bento["tag"]).version == version.version
+
+
+def test_a_job_without_the_bento_fetches_it_from_the_release_store(paths, second):
+    import bentoml
+
+    bentoml.bentos.delete(second["tag"])
+
+    assert release_store.fetch(paths, second["tag"]) == second["tag"]
+    assert str(bentoml.get(second["tag"]).tag) == second["tag"]
+    rows = release_store.smoke_rows(paths, second["tag"])
+    assert len(rows) == min(len(package.held_out_rows(load(paths), paths)), 1000)
+
+
+def load(paths: Paths):
+    from {{ cookiecutter.package }}.config import load_params
+
+    return load_params(paths.params)
+
+
+def test_a_bento_whose_archive_differs_from_its_recorded_digest_is_refused(paths, second):
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    client = registry.client(paths)
+    version, key = second["model_version"], digest_key(second["tag"])
+    client.set_model_version_tag(PROJECT, version, key, "0" * 64)
+    bentoml.bentos.delete(second["tag"])
+    try:
+        with pytest.raises(release_store.NotReleased, match=f"records {'0' * 64}: refusing it"):
+            release_store.fetch(paths, second["tag"])
+        with pytest.raises(NotFound):
+            bentoml.get(second["tag"])
+    finally:
+        client.set_model_version_tag(PROJECT, version, key, second["sha256"])
+        release_store.fetch(paths, second["tag"])
+
+
+def test_a_bento_the_release_store_does_not_know_is_refused_before_anything_runs(params, paths):
+    with pytest.raises(release_store.NotReleased, match="is not in the release store"):
+        engine.deploy(params, paths, "test", f"{PROJECT}:neverbuilt00000")

@@ -1,0 +1,40 @@
+"""CD refuses a release store that would die with its job."""
+
+from __future__ import annotations
+
+import pytest
+
+from {{ cookiecutter.package }} import release_store
+from {{ cookiecutter.package }}.config import Paths
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("uri", "found"),
+    [
+        ("", "it is not set"),
+        ("sqlite:////builds/project/mlruns.db", "a store inside this job"),
+        ("file:///builds/project/mlruns", "a store inside this job"),
+    ],
+)
+def test_cd_without_a_tracking_server_stops_saying_what_to_set(tmp_path, monkeypatch, uri, found):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+
+    with pytest.raises(RuntimeError) as stopped:
+        release_store.require_server(Paths(tmp_path))
+
+    message = str(stopped.value)
+    assert "\n" not in message and found in message
+    assert "set MLFLOW_TRACKING_URI to the team's MLflow server" in message
+
+
+def test_cd_with_a_tracking_server_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://mlflow.example.com")
+
+    assert release_store.require_server(Paths(tmp_path)) == "https://mlflow.example.com"
+
+
+def test_only_a_bento_of_this_project_has_a_release_key():
+    with pytest.raises(release_store.NotReleased, match="is not a bento of"):
+        release_store.find(None, "other-model:abc")
