@@ -12,6 +12,8 @@ import typer
 from .config import Paths, load_params, use_project_stores
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+# Make passes BENTO= through the environment, never pasted into a command line.
+BENTO_OPTION = typer.Option(envvar="BENTO", help="Bento tag (default: the latest built)")
 
 
 def _setup() -> tuple:
@@ -103,7 +105,7 @@ def package() -> None:
 def predict(
     source: Annotated[Path, typer.Argument(metavar="INPUT", help="Batch to score (.csv/.parquet)")],
     output: Annotated[Path, typer.Argument(metavar="OUTPUT", help="Predictions (.csv/.parquet)")],
-    bento: Annotated[str | None, typer.Option(help="Bento tag (default: latest built)")] = None,
+    bento: Annotated[str | None, BENTO_OPTION] = None,
 ) -> None:
     """Validate a batch with the suite, then score it with the packaged model; refuse bad ones."""
     from . import predict as stage
@@ -121,7 +123,7 @@ def predict(
 
 @app.command("infra-check")
 def infra_check(
-    bento: Annotated[str | None, typer.Option(help="Bento tag (default: latest built)")] = None,
+    bento: Annotated[str | None, BENTO_OPTION] = None,
 ) -> None:
     """Serve the bento from a fresh venv of only its own requirements; it must answer alike."""
     from .deploy import infra
@@ -141,7 +143,7 @@ def infra_check(
 @app.command()
 def serve(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] = 3000,
-    bento: Annotated[str | None, typer.Option(help="Bento tag (default: latest built)")] = None,
+    bento: Annotated[str | None, BENTO_OPTION] = None,
 ) -> None:
     """Serve the bento on 127.0.0.1 in the foreground."""
     from . import package as stage
@@ -253,7 +255,7 @@ def _deploy_step(step, *args) -> None:
 @app.command()
 def deploy(
     env: Annotated[str, typer.Argument(help="Environment (environments/<env>.yaml)")],
-    bento: Annotated[str | None, typer.Option(help="Bento tag (default: latest built)")] = None,
+    bento: Annotated[str | None, BENTO_OPTION] = None,
 ) -> None:
     """Deploy a bento to ENV, check it (health, smoke, load test), or keep the old one."""
     from .deploy import engine

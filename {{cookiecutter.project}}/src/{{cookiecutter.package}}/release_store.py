@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -33,6 +34,10 @@ WHAT_TO_SET = (
     "MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN if it needs them) as protected CI "
     "variables or secrets; see README, Release store"
 )
+
+
+# BentoML's grammar for a tag's version (bentoml/_internal/tag.py), at most 63 characters.
+TAG_VERSION = re.compile(r"(?=.{1,63}$)[a-z0-9]([-._a-z0-9]*[a-z0-9])?")
 
 
 class NotReleased(ValueError):
@@ -59,10 +64,16 @@ def sha256(file: Path) -> str:
 
 
 def _version_key(tag: str) -> str:
-    """The tag-key part of a bento tag: `churn-model:abc123` -> `abc123`."""
+    """The version part of a bento tag of this project: `churn-model:abc123` -> `abc123`.
+
+    Checked against BentoML's tag grammar before it reaches a store query or a command.
+    """
     name, _, version = tag.partition(":")
-    if name != PROJECT or not version:
-        raise NotReleased(f"{tag!r} is not a bento of {PROJECT} (expected {PROJECT}:<version>)")
+    if name != PROJECT or not TAG_VERSION.fullmatch(version):
+        raise NotReleased(
+            f"{tag!r} is not a bento tag of {PROJECT}: expected {PROJECT}:<version>, the "
+            "version lowercase letters, digits, '.', '_' or '-' (at most 63)"
+        )
     return version
 
 
@@ -101,6 +112,12 @@ def find(paths: Paths, tag: str) -> ModelVersion:
             "only a bento built by `make package` against this store can be deployed"
         )
     return found[0]
+
+
+def check_tag(tag: str) -> str:
+    """`tag` if it is a well-formed bento tag of this project, else NotReleased."""
+    _version_key(tag)
+    return tag
 
 
 def digest(paths: Paths, tag: str) -> str:

@@ -1,4 +1,4 @@
-"""CD refuses a release store that would die with its job."""
+"""CD refuses a release store that would die with its job, and a bento tag it cannot trust."""
 
 from __future__ import annotations
 
@@ -35,6 +35,23 @@ def test_cd_with_a_tracking_server_goes_on(tmp_path, monkeypatch):
     assert release_store.require_server(Paths(tmp_path)) == "https://mlflow.example.com"
 
 
-def test_only_a_bento_of_this_project_has_a_release_key():
-    with pytest.raises(release_store.NotReleased, match="is not a bento of"):
-        release_store.find(None, "other-model:abc")
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "other-model:abc",
+        "{{ cookiecutter.project }}:$(shell touch pwned)",
+        "{{ cookiecutter.project }}:abc; rm -rf /",
+        "{{ cookiecutter.project }}:` and tags.x != '",
+        "{{ cookiecutter.project }}:" + "a" * 64,
+        "{{ cookiecutter.project }}:",
+    ],
+)
+def test_a_bento_tag_outside_bentomls_grammar_is_refused_before_any_use(tag):
+    with pytest.raises(release_store.NotReleased, match="is not a bento tag of"):
+        release_store.check_tag(tag)
+
+
+def test_a_well_formed_bento_tag_passes():
+    tag = "{{ cookiecutter.project }}:whqwcwhm7kz7wax4"
+
+    assert release_store.check_tag(tag) == tag

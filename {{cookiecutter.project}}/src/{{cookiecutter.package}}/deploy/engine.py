@@ -64,7 +64,7 @@ def deploy(
 
     environments = load_all(paths)
     environment = get(paths, name)
-    bento = bento or latest_bento(paths)
+    bento = release_store.check_tag(bento or latest_bento(paths))
     with _locked(paths):
         _require_verified(paths, environments, environment, bento)
         digest = release_store.digest(paths, bento)
