@@ -45,3 +45,10 @@ def test_an_action_other_than_deploy_promote_or_rollback_stops_ci_deploy(tmp_pat
     assert done.returncode != 0
     assert "ACTION must be deploy, promote or rollback" in done.stderr
     assert not marker.exists()
+
+
+def test_a_ci_deploy_job_refuses_to_turn_into_a_dry_run():
+    done = make("ci-deploy", "ENV=production", "ACTION=promote", "CLI=true", "KUBERNETES_DRY_RUN=1")
+
+    assert done.returncode != 0
+    assert "KUBERNETES_DRY_RUN is set: a CI deploy job deploys for real or fails" in done.stderr
