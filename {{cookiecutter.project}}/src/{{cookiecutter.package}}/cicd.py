@@ -87,8 +87,13 @@ class Environment:
     name: str
     requires: str | None
     promotion: str
-    url: str
+    url: str | None
     target: str
+
+    @property
+    def where(self) -> str:
+        """How the deploy job's name says where the bento ends up."""
+        return "verified on the runner, then stopped" if self.url is None else self.url
 
     @property
     def first(self) -> bool:
@@ -102,11 +107,13 @@ class Environment:
         return f"make ci-deploy ENV={self.name} ACTION={verb}"
 
 
-def _url(name: str, deploy: dict) -> str:
+def _url(name: str, deploy: dict) -> str | None:
+    """The environment's lasting address; None for the local target, which a CI job serves
+    on its runner only while it verifies the bento (nothing answers after the job)."""
     if deploy.get("target", "local") == "local":
         if "port" not in deploy:
             raise ValueError(f"environments/{name}.yaml: deploy.port is required for target local")
-        return f"http://127.0.0.1:{deploy['port']}"
+        return None
     if not deploy.get("url"):
         raise ValueError(f"environments/{name}.yaml: deploy.url is required for a remote target")
     return str(deploy["url"]).rstrip("/")

@@ -90,3 +90,16 @@ def test_cluster_credentials_reach_only_that_environments_deploy_jobs(project: P
     with_store = {name for name, job in jobs.items() if "secrets.MLFLOW_TRACKING_URI" in str(job)}
     assert with_store == set(jobs)
     assert jobs["deploy-production"]["environment"]["url"] == "https://churn.example.com"
+
+
+def test_a_local_environment_claims_no_url_and_says_it_is_only_verified_on_the_runner(
+    project: Path,
+):
+    files = cicd.render(project, ["github", "gitlab"])
+    jobs = yaml.safe_load(files[".github/workflows/cd.yml"])["jobs"]
+    gitlab = yaml.safe_load(files[".gitlab-ci.yml"])
+
+    assert jobs["deploy-test"]["environment"] == {"name": "test"}
+    assert jobs["deploy-test"]["name"].endswith("(auto; verified on the runner, then stopped)")
+    assert gitlab["deploy-test"]["environment"] == {"name": "test"}
+    assert "127.0.0.1" not in files[".github/workflows/cd.yml"] + files[".gitlab-ci.yml"]
