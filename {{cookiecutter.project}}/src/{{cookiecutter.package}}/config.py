@@ -37,6 +37,9 @@ class ServingParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_batch_size: int = Field(1000, gt=0)
+    # Largest request body the service reads; a larger one gets 413. 4 MiB: 1000 records of 30
+    # numeric features (the binary task's dataset) are ~0.8 MB of JSON, ~1 MB indented.
+    max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
 
 
 class Params(BaseModel):

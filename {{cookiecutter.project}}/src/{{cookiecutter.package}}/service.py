@@ -17,7 +17,7 @@ import bentoml
 from bentoml.exceptions import NotFound
 from bentoml.models import BentoModel
 
-from .config import PROJECT
+from .config import PROJECT, ServingParams
 from .features import FeatureSpec
 from .middleware import JSONBodiesOnly, PredictFastPath
 from .model import Model
@@ -50,6 +50,8 @@ PredictRequest = request_model(
     SPEC, int(_STORED.info.metadata.get("max_batch_size", DEFAULT_MAX_BATCH_SIZE))
 )
 PredictResponse = response_model(SPEC)
+# Saved with the model like max_batch_size; a model saved without it gets params' default.
+MAX_BODY_BYTES = int(_STORED.info.metadata.get("max_body_bytes", ServingParams().max_body_bytes))
 
 
 # Tuned with the template's `make bench` (see the README, "Serving"):
@@ -112,8 +114,11 @@ class ModelService:
 
 
 # Added first, so it is the outer of the two: a wrong Content-Type never reaches the fast path.
-ModelService.add_asgi_middleware(JSONBodiesOnly)
-ModelService.add_asgi_middleware(PredictFastPath, request_model=PredictRequest, path="/predict")
+# Both refuse bodies over MAX_BODY_BYTES: the first guards every POST, BentoML's included.
+ModelService.add_asgi_middleware(JSONBodiesOnly, max_body_bytes=MAX_BODY_BYTES)
+ModelService.add_asgi_middleware(
+    PredictFastPath, request_model=PredictRequest, max_body_bytes=MAX_BODY_BYTES, path="/predict"
+)
 
 
 def _bento_tag() -> str | None:

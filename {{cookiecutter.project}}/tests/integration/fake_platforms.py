@@ -64,6 +64,9 @@ class FakeGitHub(FakePlatform):
     policies: dict = field(default_factory=dict)  # environment -> [{id, name, type}]
     # Most items per page, whatever per_page asks: small values exercise the Link header.
     page_limit: int = 100
+    # A hostile or broken server: every listing page links to this URL as its next page
+    # (answering 429 after 1000 requests, so a client that never stops fails, not hangs).
+    next_link: str | None = None
 
     def handle(self, method, path, query, headers, body):
         _require(headers.get("Authorization") == f"Bearer {TOKEN}", "Bad credentials", 401)
@@ -93,6 +96,9 @@ class FakeGitHub(FakePlatform):
             if page * per_page < len(existing):
                 following = f"http://{headers['Host']}{path}?per_page={per_page}&page={page + 1}"
                 links["Link"] = f'<{following}>; rel="next"'
+            if self.next_link is not None:
+                _require(len(self.requests) <= 1000, "followed Link for 1000 requests", 429)
+                links["Link"] = f'<{self.next_link}>; rel="next"'
             return 200, {"total_count": len(existing), "branch_policies": shown}, links
         if method == "POST" and policy_id is None:
             _require(

@@ -6,6 +6,7 @@ path, authentication and JSON body, keep state like the platforms, and record wh
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from fake_platforms import TOKEN, FakeGitHub, FakeGitLab, Server
 from typer.testing import CliRunner
 
 from {{ cookiecutter.package }}.cli import app
+from {{ cookiecutter.package }}.deploy import platforms
 
 pytestmark = pytest.mark.integration
 
@@ -362,3 +364,88 @@ def test_a_wrong_token_is_refused_naming_the_request(project):
         "environments sync: environment test: GET /api/v4/projects/77/protected_environments/test "
         "failed with HTTP 401: 401 Unauthorized"
     )
+
+
+PREPROD_POLICIES = f"{ENVIRONMENTS}/preprod/deployment-branch-policies"
+
+
+def test_a_link_to_another_origin_is_not_followed_and_that_origin_gets_no_request(project):
+    edit_approval(project, "production", reviewer_teams=["ml-leads"])
+    elsewhere = FakeGitHub()
+    with Server(elsewhere) as other:  # another port of 127.0.0.1: another origin
+        github = FakeGitHub(next_link=f"{other.url}{PREPROD_POLICIES}?per_page=100&page=2")
+        with Server(github) as server:
+            result = sync("github", github_env(server))
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        f"environments sync: environment preprod: GET {PREPROD_POLICIES}: the next page is on "
+        f"another origin ({other.url}); not following it with the token"
+    )
+    assert elsewhere.requests == []
+    assert TOKEN not in result.output
+
+
+def test_a_link_that_loops_stops_after_the_page_cap_with_one_clear_line(project):
+    edit_approval(project, "production", reviewer_teams=["ml-leads"])
+    github = FakeGitHub()
+    with Server(github) as server:
+        github.next_link = f"{server.url}{PREPROD_POLICIES}?per_page=100"  # itself
+        result = sync("github", github_env(server))
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        f"environments sync: environment preprod: GET {PREPROD_POLICIES}: still a next page "
+        f"after {platforms.MAX_PAGES} pages; stopping (does the Link header loop?)"
+    )
+    listed = [r for r in github.requests if r.path == PREPROD_POLICIES]
+    assert len(listed) == platforms.MAX_PAGES
+    assert github.writes()[-1] == ("PUT", f"{ENVIRONMENTS}/preprod")  # nothing after the loop
+
+
+@pytest.mark.parametrize(
+    ("platform", "variable"), [("github", "GITHUB_API_URL"), ("gitlab", "GITLAB_API_URL")]
+)
+@pytest.mark.parametrize("dry_run", [False, True], ids=["apply", "dry-run"])
+def test_a_plain_http_api_url_off_this_machine_is_refused_before_any_request(
+    project, platform, variable, dry_run
+):
+    env = {
+        "GITHUB_TOKEN": TOKEN,
+        "GITHUB_REPOSITORY": "acme/churn",
+        "GITLAB_TOKEN": TOKEN,
+        "CI_PROJECT_ID": "77",
+        variable: "http://api.example.com",
+    }
+    result = sync(platform, env, *(["--dry-run"] if dry_run else []))
+    assert result.exit_code == 1
+    # One line, and not the line the sync starts with: no client was made, nothing sent.
+    assert result.output.strip().splitlines() == [
+        "environments sync: the API URL must be https:// (http:// only for 127.0.0.1, ::1 or "
+        "localhost), not 'http://api.example.com'"
+    ]
+
+
+@pytest.mark.parametrize(
+    "url", ["http://localhost:8080", "http://[::1]:8080/api/v4", "https://gitlab.example.com"]
+)
+def test_https_and_loopback_http_api_urls_are_accepted(project, monkeypatch, url):
+    monkeypatch.setenv("GITLAB_API_URL", url)
+    assert platforms.settings("gitlab", dry_run=True).api == url
+
+
+def test_the_settings_never_show_the_token(project, monkeypatch):
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    monkeypatch.setenv("GITHUB_REPOSITORY", "acme/churn")
+    setup = platforms.settings("github", dry_run=False)
+    assert setup.token == TOKEN
+    for shown in (repr(setup), str(setup), f"{setup}", repr({"settings": setup})):
+        assert TOKEN not in shown
+
+
+def test_no_log_line_of_a_sync_carries_the_token(project, caplog):
+    gitlab = FakeGitLab()
+    with caplog.at_level(logging.DEBUG), Server(gitlab) as server:
+        result = sync("gitlab", gitlab_env(server))
+    assert result.exit_code == 0, result.output
+    assert "HTTP Request" in caplog.text  # httpx logged each request
+    assert TOKEN not in caplog.text
+    assert TOKEN not in result.output

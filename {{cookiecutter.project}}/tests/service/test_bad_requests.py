@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -24,10 +27,16 @@ def numeric(model) -> str:
     return next(f.name for f in model.spec.features if f.kind == "numeric")
 
 
-def post(server: str, body: dict | bytes, content_type: str = "application/json"):
-    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+def post(
+    server: str,
+    body: dict | bytes | Iterator[bytes],
+    content_type: str = "application/json",
+    path: str = "/predict",
+):
+    """POST `body` (a dict as JSON, bytes as they are, an iterator of bytes streamed)."""
+    content = json.dumps(body).encode() if isinstance(body, dict) else body
     headers = {"Content-Type": content_type}
-    return httpx.post(f"{server}/predict", content=content, headers=headers, timeout=30)
+    return httpx.post(f"{server}{path}", content=content, headers=headers, timeout=30)
 
 
 def error_locations(response: httpx.Response) -> list[list]:
@@ -130,3 +139,79 @@ def test_a_body_that_is_not_json_by_content_type_gets_415(server, record, conten
     assert response.status_code == 415, response.text
     assert content_type in response.json()["error"]
     assert_still_serving(server, record)
+
+
+@pytest.fixture(scope="module")
+def limit(params) -> int:
+    return params.serving.max_body_bytes
+
+
+def padded(record: dict, size: int) -> bytes:
+    """A valid one-record request, padded with JSON whitespace to exactly `size` bytes."""
+    body = json.dumps({"records": [record]}).encode()
+    return body + b" " * (size - len(body))
+
+
+def in_chunks(body: bytes, size: int = 64 * 1024):
+    """`body` as a stream: httpx sends it chunked, with no Content-Length."""
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+def assert_too_large(response: httpx.Response, limit: int) -> None:
+    assert response.status_code == 413, response.text
+    assert f"larger than {limit} bytes" in response.json()["error"]
+
+
+@pytest.mark.parametrize("path", ["/predict", "/metadata"])
+def test_a_body_one_byte_over_the_limit_gets_413_naming_the_limit(server, record, limit, path):
+    response = post(server, padded(record, limit + 1), path=path)
+
+    assert_too_large(response, limit)
+    assert_still_serving(server, record)
+
+
+def test_a_body_of_exactly_the_limit_is_answered(server, record, limit):
+    response = post(server, padded(record, limit))
+
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("path", ["/predict", "/metadata"])
+def test_a_streamed_body_over_the_limit_gets_413(server, record, limit, path):
+    response = post(server, in_chunks(padded(record, 2 * limit)), path=path)
+
+    assert "content-length" not in response.request.headers
+    assert_too_large(response, limit)
+    assert_still_serving(server, record)
+
+
+def test_a_streamed_body_under_the_limit_is_answered(server, record):
+    response = post(server, in_chunks(json.dumps({"records": [record] * 50}).encode(), 100))
+
+    assert response.status_code == 200, response.text
+    assert len(response.json()["predictions"]) == 50
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_the_body_is_sent(server, limit):
+    url = urlsplit(server)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    connection.putrequest("POST", "/predict")
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Content-Length", str(limit + 1))
+    connection.endheaders()  # and not one byte of the body
+
+    response = connection.getresponse()
+
+    assert response.status == 413
+    assert f"larger than {limit} bytes" in json.loads(response.read())["error"]
+    connection.close()
+
+
+def test_an_indented_max_batch_request_fits_well_within_the_limit(server, record, params, limit):
+    body = json.dumps({"records": [record] * params.serving.max_batch_size}, indent=2).encode()
+
+    response = post(server, body)
+
+    assert response.status_code == 200, response.text
+    assert len(body) < limit / 2, "max_body_bytes leaves little room for a max batch"

@@ -51,6 +51,20 @@ def test_a_bad_task_is_rejected_naming_the_field_and_the_choices(tmp_path):
     assert "regression" in message
 
 
+def test_max_body_bytes_defaults_to_4_mib_and_is_read_from_serving(tmp_path):
+    assert load_params(write_params(tmp_path, GOOD)).serving.max_body_bytes == 4 * 1024 * 1024
+
+    params = load_params(write_params(tmp_path, {**GOOD, "serving": {"max_body_bytes": 2048}}))
+
+    assert params.serving.max_body_bytes == 2048
+
+
+@pytest.mark.parametrize("value", [0, -1, "a lot"])
+def test_a_max_body_bytes_that_is_not_a_positive_integer_is_rejected_by_name(tmp_path, value):
+    with pytest.raises(ValidationError, match="max_body_bytes"):
+        load_params(write_params(tmp_path, {**GOOD, "serving": {"max_body_bytes": value}}))
+
+
 def test_the_root_is_found_from_a_subfolder(tmp_path, monkeypatch):
     monkeypatch.delenv("PROJECT_ROOT", raising=False)
     write_params(tmp_path, GOOD)

@@ -5,14 +5,18 @@ live in the platform's settings, not in CI files, so `environments sync` sets th
 the platform's REST API. Tokens come only from environment variables and are never printed.
 A dry run prints every request and sends none, not even lookups: ids it would look up
 (users, teams, existing rules) are shown as `<...>` placeholders.
+
+The token goes only to the API's own origin: the API URL must be https:// (http:// only on
+this machine's loopback), and a `Link: next` header is followed only to that same origin.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -21,6 +25,8 @@ from ..config import Paths
 from .environments import Environment, load_all
 
 PLATFORMS = ("github", "gitlab")
+# Pages of one listing followed at most: a Link header that loops stops here.
+MAX_PAGES = 100
 
 
 class SyncFailed(RuntimeError):
@@ -34,7 +40,7 @@ class Settings:
     platform: str
     api: str  # base URL, no trailing slash
     project: str  # GitHub `owner/repo`; GitLab project id or URL-encoded path
-    token: str | None
+    token: str | None = field(repr=False)  # never in a repr, str or traceback
     token_variable: str
     auth_header: str
     auth_scheme: str  # "Bearer " for GitHub, "" for GitLab's PRIVATE-TOKEN
@@ -51,6 +57,32 @@ class Settings:
 
 def _variable(*names: str) -> str | None:
     return next((os.environ[name] for name in names if os.environ.get(name, "").strip()), None)
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """Scheme, host and port: where a request (and its token) goes."""
+    return url.scheme, url.host, url.port
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_api_url(api: str) -> None:
+    """Refuse an API URL the token must not be sent to: anything but https:// off loopback."""
+    url = httpx.URL(api)
+    if url.userinfo:
+        raise SyncFailed("the API URL must not carry credentials: export the token instead")
+    if url.scheme == "https" and url.host:
+        return
+    if url.scheme == "http" and _is_loopback(url.host):
+        return  # never leaves this machine: local stand-ins of the API
+    raise SyncFailed(
+        f"the API URL must be https:// (http:// only for 127.0.0.1, ::1 or localhost), not {api!r}"
+    )
 
 
 def settings(platform: str, dry_run: bool) -> Settings:
@@ -84,6 +116,7 @@ def settings(platform: str, dry_run: bool) -> Settings:
         if not dry_run:
             raise SyncFailed(missing_project)
         project = "OWNER/REPO" if platform == "github" else "PROJECT"
+    check_api_url(api)
     return Settings(platform, api.rstrip("/"), project, token, token_variable, header, scheme)
 
 
@@ -114,18 +147,37 @@ class Api:
         return self._send("GET", path, None, params, missing_ok)
 
     def lookup_pages(self, path: str, key: str) -> list[dict] | None:
-        """Every item of a paginated GitHub list (`key` holds the items), following Link."""
+        """Every item of a paginated GitHub list (`key` holds the items), following Link.
+
+        At most MAX_PAGES pages, and only within the API's origin: the client sends the
+        token with every request, so a `next` elsewhere would hand it to that host.
+        """
         if self.dry_run:
             self.echo(f"  GET {self.url(path)}  (lookup: not sent in a dry run)")
             return None
         items: list[dict] = []
         url: str | None = path
         params: dict | None = {"per_page": 100}
-        while url:
+        for _ in range(MAX_PAGES):
             response = self._request("GET", url, None, params)
             items.extend(response.json()[key])
-            url, params = response.links.get("next", {}).get("url"), None
-        return items
+            following = response.links.get("next", {}).get("url")
+            if following is None:
+                return items
+            url, params = self._same_origin(response.url.join(following), path), None
+        raise SyncFailed(
+            f"environment {self.environment}: GET {path}: still a next page after "
+            f"{MAX_PAGES} pages; stopping (does the Link header loop?)"
+        )
+
+    def _same_origin(self, url: httpx.URL, path: str) -> str:
+        """`url` if it is on the API's origin, else a one-line refusal."""
+        if _origin(url) != _origin(httpx.URL(self.settings.api)):
+            raise SyncFailed(
+                f"environment {self.environment}: GET {path}: the next page is on another "
+                f"origin ({url.scheme}://{url.netloc.decode()}); not following it with the token"
+            )
+        return str(url)
 
     def write(self, method: str, path: str, body: dict | None = None):
         """PUT/POST/DELETE `path`; in a dry run, printed with its body and not sent."""
