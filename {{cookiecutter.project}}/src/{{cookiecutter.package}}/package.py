@@ -77,6 +77,7 @@ def save_model(params: Params, paths: Paths) -> str:
         )
     metadata = {
         "max_batch_size": params.serving.max_batch_size,
+        "max_body_bytes": params.serving.max_body_bytes,
         "model_name": card.get("model_name"),
         "trained_at": card.get("trained_at"),
         "metrics": evaluation.get("metrics", {}),
