@@ -92,8 +92,21 @@ def write_stand_in_tools(folder: Path) -> Path:
 
     Each appends its argv to folder/calls.log and exits 0, or prints "error: it failed"
     and exits 1 once when a file `fail-<tool>-<first argument>` exists. Returns the log.
+    `docker image inspect <repository>:<tag>` also prints the image's JSON, whose
+    RepoDigests has `<repository>@sha256:<digest>`: the fake digest is the tag's bytes in
+    hex, zero-padded to 64 characters (`tag.encode().hex().ljust(64, "0")`).
     """
     log = folder / "calls.log"
+    answers = {
+        "docker": (
+            'if [ "$1 $2" = "image inspect" ]; then\n'
+            '  hex=$(printf %s "${3##*:}" | od -An -tx1 | tr -d " \\n")\n'
+            '  digest=$(printf "%s%064d" "$hex" 0 | cut -c1-64)\n'
+            '  printf \'[{"RepoTags": ["%s"], "RepoDigests": ["%s@sha256:%s"]}]\\n\' \\\n'
+            '    "$3" "${3%:*}" "$digest"\n'
+            "fi\n"
+        ),
+    }
     for tool in ("bentoml", "docker", "kubectl"):
         script = folder / tool
         script.write_text(
@@ -101,6 +114,7 @@ def write_stand_in_tools(folder: Path) -> Path:
             f'echo "{tool} $*" >> "{log}"\n'
             f'marker="{folder}/fail-{tool}-$1"\n'
             'if [ -f "$marker" ]; then rm "$marker"; echo "error: it failed" >&2; exit 1; fi\n'
+            + answers.get(tool, "")
         )
         script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return log

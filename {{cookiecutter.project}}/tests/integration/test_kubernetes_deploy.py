@@ -8,16 +8,18 @@ the cluster's Service, so health, smoke and load-test checks run for real agains
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import yaml
 
 from {{ cookiecutter.package }}.config import Paths
-from {{ cookiecutter.package }}.deploy import engine, records
+from {{ cookiecutter.package }}.deploy import engine, kubernetes, records
 
 pytestmark = pytest.mark.integration
 
 NAME = "cluster"
+REPOSITORY = "registry.example.com/churn-model"
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +60,20 @@ def mine(paths: Paths) -> list[dict]:
     return records.read(paths, NAME)
 
 
+def fake_digest(version: str) -> str:
+    """The digest the stand-in docker gives the image tagged `version` (tests/conftest.py)."""
+    return "sha256:" + version.encode().hex().ljust(64, "0")
+
+
+def undo_commands() -> list[str]:
+    deployment = f"deployment/{kubernetes.app_name()}"
+    return [
+        f"kubectl rollout undo {deployment} -n ml-test",
+        f"kubectl rollout status {deployment} --timeout=300s -n ml-test",
+        f"kubectl get {deployment} -o json -n ml-test",
+    ]
+
+
 def test_a_dry_run_only_plans_and_records_nothing(params, paths, bento, cluster, monkeypatch):
     _, log = cluster
     monkeypatch.setenv("KUBERNETES_DRY_RUN", "1")
@@ -68,10 +84,23 @@ def test_a_dry_run_only_plans_and_records_nothing(params, paths, bento, cluster,
     assert [command.split()[:2] for command in plan["commands"]] == [
         ["bentoml", "containerize"],
         ["docker", "push"],
+        ["docker", "image"],
         ["kubectl", "apply"],
         ["kubectl", "rollout"],
     ]
     assert (paths.reports / "deploy" / NAME / "deployment.yaml").exists()
+    assert not log.exists() and mine(paths) == []
+
+
+def test_a_dry_run_rollback_without_records_only_plans_the_undo(
+    params, paths, cluster, monkeypatch
+):
+    _, log = cluster
+    monkeypatch.setenv("KUBERNETES_DRY_RUN", "1")
+
+    plan = engine.rollback(params, paths, NAME)
+
+    assert (plan["action"], plan["commands"]) == ("dry-run", undo_commands())
     assert not log.exists() and mine(paths) == []
 
 
@@ -86,12 +115,19 @@ def test_a_deploy_runs_the_commands_then_checks_the_url_and_is_recorded(
     assert [line.split()[:2] for line in log.read_text().splitlines()] == [
         ["bentoml", "containerize"],
         ["docker", "push"],
+        ["docker", "image"],
         ["kubectl", "apply"],
         ["kubectl", "rollout"],
     ]
-    assert f"registry.example.com/churn-model:{version}" in log.read_text()
+    assert f"docker push {REPOSITORY}:{version}" in log.read_text()
     assert record["success"] and record["target"] == "kubernetes"
     assert record["checks"]["smoke"]["passed"] and record["checks"]["loadtest"]["passed"]
+    # Deployed by digest, and the record in the release store keeps it.
+    digest = fake_digest(version)
+    assert record["checks"]["kubernetes"]["digest"] == digest
+    applied = Path(record["checks"]["kubernetes"]["manifests"]) / "deployment.yaml"
+    pod = yaml.safe_load(applied.read_text())["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == f"{REPOSITORY}@{digest}"
     assert mine(paths)[-1] == record
 
 
@@ -105,11 +141,70 @@ def test_a_failed_rollout_reapplies_the_previous_record_and_fails(params, paths,
         engine.deploy(params, paths, NAME, bento["tag"])
 
     calls = log.read_text().splitlines()
-    assert [line.split()[:2] for line in calls[2:]] == [
+    assert [line.split()[:2] for line in calls[3:]] == [
         ["kubectl", "apply"],
         ["kubectl", "rollout"],
         ["kubectl", "apply"],
         ["kubectl", "rollout"],
     ]
-    assert previous["checks"]["kubernetes"]["manifests"] in calls[4]
+    assert previous["checks"]["kubernetes"]["manifests"] in calls[5]
     assert not mine(paths)[-1]["success"]
+
+
+def test_a_failed_undo_is_recorded_and_names_what_still_serves(params, paths, bento, cluster):
+    tools, log = cluster
+    assert records.previous(paths, NAME) is None  # one bento only was ever verified here
+    (tools / "fail-kubectl-rollout").touch()
+    log.unlink()
+
+    with pytest.raises(engine.DeployFailed, match="serves what it served before .*rollout undo"):
+        engine.rollback(params, paths, NAME)
+
+    assert log.read_text().splitlines() == undo_commands()[:1]
+    failed = mine(paths)[-1]
+    assert (failed["action"], failed["bento"], failed["success"]) == (
+        "rollback",
+        "unknown (kubectl rollout undo)",
+        False,
+    )
+    assert "rollout undo" in failed["error"]
+
+
+def test_a_rollback_without_a_previous_record_undoes_the_rollout_and_is_recorded(
+    params, paths, bento, cluster
+):
+    _, log = cluster
+    log.unlink()
+
+    record = engine.rollback(params, paths, NAME)
+
+    assert log.read_text().splitlines() == undo_commands()
+    assert (record["action"], record["bento"], record["success"]) == (
+        "rollback",
+        "unknown (kubectl rollout undo)",
+        True,
+    )
+    assert (record["target"], record["previous_bento"]) == ("kubernetes", bento["tag"])
+    assert record["checks"]["kubernetes"]["commands"] == undo_commands()
+    # The stand-in kubectl reports nothing about what the pods run now.
+    assert record["checks"]["kubernetes"]["serving"] == "unknown (kubectl rollout undo)"
+    assert record["checks"]["health"]["passed"]
+    assert mine(paths)[-1] == record and record["status"] == "FINISHED"
+
+
+def test_the_next_rollback_redeploys_the_last_recorded_bento(params, paths, bento, cluster):
+    _, log = cluster
+    log.unlink()
+
+    record = engine.rollback(params, paths, NAME)
+
+    assert (record["action"], record["bento"], record["success"]) == (
+        "rollback",
+        bento["tag"],
+        True,
+    )
+    assert record["previous_bento"] == "unknown (kubectl rollout undo)"
+    assert [line.split()[:2] for line in log.read_text().splitlines()][-2:] == [
+        ["kubectl", "apply"],
+        ["kubectl", "rollout"],
+    ]

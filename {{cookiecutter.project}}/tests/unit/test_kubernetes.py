@@ -8,13 +8,14 @@ Building the image, pushing it and the cluster's own behaviour are not exercised
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
 import yaml
 
 from {{ cookiecutter.package }}.config import Paths
-from {{ cookiecutter.package }}.deploy import kubernetes
+from {{ cookiecutter.package }}.deploy import engine, kubernetes, records
 from {{ cookiecutter.package }}.deploy.checks import CheckFailed
 from {{ cookiecutter.package }}.deploy.environments import load
 
@@ -22,6 +23,12 @@ pytestmark = pytest.mark.unit
 
 V1 = {"bento": "churn_model_service:v1aaaa", "model_version": "3", "git_commit": "a" * 40}
 V2 = {"bento": "churn_model_service:v2bbbb", "model_version": "4", "git_commit": "b" * 40}
+REPOSITORY = "registry.example.com/churn-model"
+
+
+def fake_digest(version: str) -> str:
+    """The digest the stand-in docker gives the image tagged `version` (tests/conftest.py)."""
+    return "sha256:" + version.encode().hex().ljust(64, "0")
 
 
 def production(tmp_path, **changes):
@@ -72,11 +79,46 @@ def test_a_manifest_the_schema_rejects_is_named_with_its_field(tmp_path):
         kubernetes.validate([deployment])
 
 
-def test_the_image_is_the_repository_tagged_with_the_bento_version(tmp_path):
-    deployment = by_kind(kubernetes.render(load(production(tmp_path)), V1))["Deployment"]
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
+def test_the_image_is_named_by_its_digest_when_known_else_by_the_bento_version(tmp_path):
+    environment, digest = load(production(tmp_path)), fake_digest("v1aaaa")
 
-    assert container["image"] == "registry.example.com/churn-model:v1aaaa"
+    def image(manifests: list[dict]) -> str:
+        return by_kind(manifests)["Deployment"]["spec"]["template"]["spec"]["containers"][0][
+            "image"
+        ]
+
+    assert image(kubernetes.render(environment, V1, digest)) == f"{REPOSITORY}@{digest}"
+    assert image(kubernetes.render(environment, V1)) == f"{REPOSITORY}:v1aaaa"
+
+
+def test_pods_run_as_a_numeric_non_root_user_read_only_without_privileges_or_token(tmp_path):
+    manifests = kubernetes.render(load(production(tmp_path)), V1, fake_digest("v1aaaa"))
+    pod = by_kind(manifests)["Deployment"]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    context = container["securityContext"]
+
+    assert pod["automountServiceAccountToken"] is False
+    for level in (pod["securityContext"], context):
+        assert level["runAsNonRoot"] is True
+        # The uid `bentoml containerize` gives its user `bentoml`, owner of the bento.
+        assert level["runAsUser"] == 1034
+        assert level["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    kubernetes.validate(manifests)
+
+
+def test_bentoml_writes_only_to_emptydir_volumes_at_tmp_and_its_home(tmp_path):
+    pod = kubernetes.render(load(production(tmp_path)), V1)[0]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    home = {variable["name"]: variable["value"] for variable in container["env"]}["BENTOML_HOME"]
+
+    assert sorted(mounts) == sorted(["/tmp", home])
+    assert not home.startswith("/home/bentoml/bento")  # the bento itself stays read-only
+    assert all(volumes[name] == {"name": name, "emptyDir": {}} for name in mounts.values())
 
 
 def test_replicas_resources_and_autoscaling_bounds_come_from_the_environment_file(tmp_path):
@@ -128,7 +170,7 @@ def test_a_bad_kubernetes_field_is_an_error_naming_the_file_and_field(tmp_path, 
         load(file)
 
 
-def test_a_dry_run_plans_exactly_containerize_push_apply_and_rollout_status(
+def test_a_dry_run_plans_exactly_containerize_push_inspect_apply_and_rollout_status(
     tmp_path, monkeypatch, capsys
 ):
     monkeypatch.setenv("KUBERNETES_DRY_RUN", "1")
@@ -142,6 +184,7 @@ def test_a_dry_run_plans_exactly_containerize_push_apply_and_rollout_status(
         "bentoml containerize churn_model_service:v1aaaa "
         "-t registry.example.com/churn-model:v1aaaa",
         "docker push registry.example.com/churn-model:v1aaaa",
+        "docker image inspect registry.example.com/churn-model:v1aaaa",
         f"kubectl apply -f {folder} -n ml-prod",
         "kubectl rollout status deployment/churn-model --timeout=120s -n ml-prod",
     ]
@@ -177,7 +220,9 @@ def checked(url: str, full: bool) -> dict:
     return {"health": {"passed": True}}
 
 
-def test_a_real_run_calls_containerize_push_apply_and_rollout_status_in_order(tmp_path, tools):
+def test_a_real_run_calls_containerize_push_inspect_apply_and_rollout_status_in_order(
+    tmp_path, tools
+):
     calls, _ = tools
     environment = load(production(tmp_path))
 
@@ -188,11 +233,105 @@ def test_a_real_run_calls_containerize_push_apply_and_rollout_status_in_order(tm
         "bentoml containerize churn_model_service:v1aaaa "
         "-t registry.example.com/churn-model:v1aaaa",
         "docker push registry.example.com/churn-model:v1aaaa",
+        "docker image inspect registry.example.com/churn-model:v1aaaa",
         f"kubectl apply -f {folder} -n ml-prod",
         "kubectl rollout status deployment/churn-model --timeout=120s -n ml-prod",
     ]
     assert results["health"] == {"passed": True}
     assert results["kubernetes"]["serving"] == V1["bento"]
+
+
+def test_the_applied_deployment_names_the_pushed_digest_and_the_results_keep_it(tmp_path, tools):
+    results = kubernetes.replace(Paths(tmp_path), load(production(tmp_path)), V1, None, checked)
+
+    digest = fake_digest("v1aaaa")
+    applied = yaml.safe_load(
+        (tmp_path / ".state/kubernetes/production/v1aaaa/deployment.yaml").read_text()
+    )
+    assert applied["spec"]["template"]["spec"]["containers"][0]["image"] == f"{REPOSITORY}@{digest}"
+    assert results["kubernetes"]["digest"] == digest
+    assert results["kubernetes"]["image"] == f"{REPOSITORY}@{digest}"
+    assert results["kubernetes"]["tag"] == f"{REPOSITORY}:v1aaaa"
+
+
+def inspected(*digests: str):
+    """A runner answering `docker image inspect` with these RepoDigests, the rest silently."""
+
+    def runner(command) -> str:
+        if command[:3] == ["docker", "image", "inspect"]:
+            return json.dumps([{"RepoTags": [command[3]], "RepoDigests": list(digests)}])
+        return ""
+
+    return runner
+
+
+def test_the_digest_is_the_one_of_the_environments_repository_not_simply_the_first(tmp_path):
+    environment, mine = load(production(tmp_path)), fake_digest("mine")
+    runner = inspected(
+        f"mirror.example.com/churn-model@{fake_digest('other')}", f"{REPOSITORY}@{mine}"
+    )
+
+    assert kubernetes.pushed_digest(environment, V1["bento"], runner) == mine
+
+
+def test_a_docker_hub_repository_matches_its_short_name_in_repo_digests(tmp_path):
+    environment, digest = (
+        load(production(tmp_path, image="docker.io/library/churn-model")),
+        fake_digest("hub"),
+    )
+
+    assert (
+        kubernetes.pushed_digest(environment, V1["bento"], inspected(f"churn-model@{digest}"))
+        == digest
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ([], r"RepoDigests lists no registry\.example\.com/churn-model@sha256:\.\.\. \(\[\]\)$"),
+        (
+            [f"{REPOSITORY}@sha256:short"],
+            r"RepoDigests lists no registry\.example\.com/churn-model@",
+        ),
+        (None, r"`docker image inspect` answered no list of images$"),
+    ],
+    ids=["no-digest", "malformed-digest", "not-json"],
+)
+def test_a_push_whose_digest_cannot_be_read_fails_in_one_line_before_any_kubectl(
+    tmp_path, answer, message
+):
+    calls = []
+    answered = inspected(*answer) if answer is not None else (lambda command: "not json")
+
+    def runner(command) -> str:
+        calls.append(command)
+        return answered(command)
+
+    before = {**V1, "target": "kubernetes", "checks": {}}
+    with pytest.raises(CheckFailed, match=message) as failed:
+        kubernetes.replace(Paths(tmp_path), load(production(tmp_path)), V2, before, checked, runner)
+
+    assert str(failed.value).startswith(
+        "docker push registry.example.com/churn-model:v2bbbb gave no digest that can be read: "
+    )
+    assert "\n" not in str(failed.value)
+    assert not [command for command in calls if command[0] == "kubectl"]
+    assert failed.value.checks["kubernetes"]["serving"] == V1["bento"]
+
+
+def test_a_failed_inspect_after_the_push_fails_the_deploy_and_touches_no_cluster(tmp_path, tools):
+    calls, fail_once = tools
+    fail_once("docker", "image")
+
+    with pytest.raises(
+        CheckFailed,
+        match=r"gave no digest that can be read: `docker image inspect .*` exited 1: error: it failed$",
+    ):
+        kubernetes.replace(Paths(tmp_path), load(production(tmp_path)), V2, None, checked)
+
+    assert calls()[-1] == "docker image inspect registry.example.com/churn-model:v2bbbb"
+    assert not [call for call in calls() if call.startswith("kubectl")]
 
 
 def test_a_failed_rollout_reapplies_the_previous_manifests_and_fails(tmp_path, tools):
@@ -206,10 +345,11 @@ def test_a_failed_rollout_reapplies_the_previous_manifests_and_fails(tmp_path, t
         kubernetes.replace(paths, environment, V2, before, checked)
 
     state = tmp_path / ".state" / "kubernetes" / "production"
-    assert calls()[4:] == [
+    assert calls()[5:] == [
         "bentoml containerize churn_model_service:v2bbbb "
         "-t registry.example.com/churn-model:v2bbbb",
         "docker push registry.example.com/churn-model:v2bbbb",
+        "docker image inspect registry.example.com/churn-model:v2bbbb",
         f"kubectl apply -f {state / 'v2bbbb'} -n ml-prod",
         "kubectl rollout status deployment/churn-model --timeout=120s -n ml-prod",
         f"kubectl apply -f {state / 'v1aaaa'} -n ml-prod",
@@ -236,6 +376,48 @@ def test_a_failed_check_after_the_rollout_also_restores_the_previous_bento(tmp_p
     assert failed.value.checks["kubernetes"]["serving"] == V1["bento"]
 
 
+def test_a_restore_renders_the_previous_bento_again_at_the_digest_its_record_keeps(tmp_path, tools):
+    calls, fail_once = tools
+    paths, environment = Paths(tmp_path), load(production(tmp_path))
+    ran = fake_digest("ran-before")
+    before = {**V1, "target": "kubernetes", "checks": {"kubernetes": {"digest": ran}}}
+    fail_once("kubectl", "rollout")
+
+    with pytest.raises(CheckFailed, match="rollout status"):
+        kubernetes.replace(paths, environment, V2, before, checked)
+
+    v1 = tmp_path / ".state" / "kubernetes" / "production" / "v1aaaa"
+    restored = yaml.safe_load((v1 / "deployment.yaml").read_text())
+    assert restored["spec"]["template"]["spec"]["containers"][0]["image"] == f"{REPOSITORY}@{ran}"
+    assert calls()[-2] == f"kubectl apply -f {v1} -n ml-prod"
+
+
+def test_kept_manifests_rewritten_since_by_a_failed_redeploy_are_not_what_is_restored(
+    tmp_path, tools
+):
+    calls, fail_once = tools
+    paths, environment = Paths(tmp_path), load(production(tmp_path))
+    first = kubernetes.replace(paths, environment, V1, None, checked)
+    before = {**V1, "target": "kubernetes", "checks": first}
+    kept = tmp_path / ".state" / "kubernetes" / "production" / "v1aaaa" / "deployment.yaml"
+    # The same bento built again is another image: its deploy rewrites v1's folder, then fails.
+    rebuilt = yaml.safe_load(kept.read_text())
+    rebuilt["spec"]["template"]["spec"]["containers"][0]["image"] = (
+        f"{REPOSITORY}@{fake_digest('rebuilt')}"
+    )
+    kept.write_text(yaml.safe_dump(rebuilt))
+    fail_once("kubectl", "rollout")
+
+    with pytest.raises(CheckFailed):
+        kubernetes.replace(paths, environment, V2, before, checked)
+
+    restored = yaml.safe_load(kept.read_text())
+    assert (
+        restored["spec"]["template"]["spec"]["containers"][0]["image"]
+        == first["kubernetes"]["image"]
+    )
+
+
 def test_a_failed_push_touches_no_cluster(tmp_path, tools):
     calls, fail_once = tools
     fail_once("docker", "push")
@@ -246,8 +428,141 @@ def test_a_failed_push_touches_no_cluster(tmp_path, tools):
     assert not [call for call in calls() if call.startswith("kubectl")]
 
 
+@pytest.mark.parametrize(
+    ("fails", "restored", "serving"),
+    [
+        ("rollout", True, "unknown (kubectl rollout undo)"),
+        ("apply", False, "an unknown state (kubectl apply failed; no manifests to re-apply)"),
+    ],
+)
+def test_after_a_kubectl_undo_record_a_failed_rollout_is_undone_in_the_cluster(
+    tmp_path, tools, fails, restored, serving
+):
+    calls, fail_once = tools
+    before = {"bento": "unknown (kubectl rollout undo)", "target": "kubernetes", "checks": {}}
+    fail_once("kubectl", fails)
+
+    with pytest.raises(CheckFailed) as failed:
+        kubernetes.replace(Paths(tmp_path), load(production(tmp_path)), V2, before, checked)
+
+    undone = [
+        "kubectl rollout undo deployment/churn-model -n ml-prod",
+        "kubectl rollout status deployment/churn-model --timeout=120s -n ml-prod",
+    ]
+    assert (calls()[-2:] == undone) is restored
+    assert failed.value.checks["kubernetes"]["serving"] == serving
+
+
 def test_a_missing_tool_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
 
     with pytest.raises(kubernetes.CommandFailed, match="kubectl is not installed"):
         kubernetes.run(["kubectl", "version"])
+
+
+UNDO = [
+    "kubectl rollout undo deployment/churn-model -n ml-prod",
+    "kubectl rollout status deployment/churn-model --timeout=120s -n ml-prod",
+    "kubectl get deployment/churn-model -o json -n ml-prod",
+]
+
+
+def answering(deployment: dict, calls: list[str]):
+    """A runner logging each command, answering `kubectl get` with `deployment` as JSON."""
+
+    def runner(command) -> str:
+        calls.append(" ".join(command))
+        return json.dumps(deployment) if command[1] == "get" else ""
+
+    return runner
+
+
+def test_undo_rolls_back_in_the_cluster_and_reports_what_the_pods_now_run(tmp_path):
+    environment, calls = load(production(tmp_path)), []
+    [deployment, *_] = kubernetes.render(environment, V1, fake_digest("v1aaaa"))
+    answered = []
+
+    def health(url: str) -> dict:
+        answered.append(url)
+        return {"passed": True, "detail": "/readyz answered 200"}
+
+    results = kubernetes.undo(environment, health, answering(deployment, calls))
+
+    assert calls == UNDO
+    assert results["kubernetes"]["commands"] == UNDO
+    assert results["kubernetes"]["serving"] == V1["bento"]
+    assert results["kubernetes"]["image"] == f"{REPOSITORY}@{fake_digest('v1aaaa')}"
+    assert results["health"]["passed"] and answered == ["https://churn.example.com"]
+
+
+def test_undo_names_an_unknown_bento_when_the_cluster_does_not_say(tmp_path, tools):
+    calls, _ = tools
+    healthy = {"passed": True, "detail": "/readyz answered 200"}
+
+    results = kubernetes.undo(load(production(tmp_path)), lambda url: healthy)
+
+    assert calls() == UNDO
+    assert results["kubernetes"]["serving"] == "unknown (kubectl rollout undo)"
+
+
+@pytest.mark.parametrize(
+    ("fails", "serving"),
+    [
+        ("rollout", "what it served before (the undo failed)"),
+        ("health", "unknown (kubectl rollout undo)"),
+    ],
+)
+def test_a_failed_undo_or_an_unhealthy_url_after_it_fails_naming_what_serves(
+    tmp_path, tools, fails, serving
+):
+    calls, fail_once = tools
+    if fails == "rollout":
+        fail_once("kubectl", "rollout")
+    answer = {"passed": fails != "health", "detail": "/readyz answered 503"}
+
+    with pytest.raises(
+        CheckFailed,
+        match="rollout undo .* exited 1" if fails == "rollout" else "health: /readyz answered 503",
+    ) as failed:
+        kubernetes.undo(load(production(tmp_path)), lambda url: answer)
+
+    assert failed.value.checks["kubernetes"]["serving"] == serving
+    assert calls() == (UNDO[:1] if fails == "rollout" else UNDO)
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch) -> Paths:
+    """A project whose release store is a fresh MLflow SQLite file: no deploy records."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.db'}")
+    return Paths(tmp_path)
+
+
+def alone(file, **deploy) -> None:
+    """The environment file, requiring no other environment (and with `deploy` if given)."""
+    document = yaml.safe_load(file.read_text())
+    document["requires"] = None
+    document["deploy"] = deploy or document["deploy"]
+    file.write_text(yaml.safe_dump(document))
+
+
+def test_a_local_environment_with_no_previous_record_refuses_a_rollback(store):
+    alone(production(store.root), target="local", port=3003)
+
+    with pytest.raises(
+        engine.Refused, match="^production has no previously verified bento to roll back to$"
+    ):
+        engine.rollback(None, store, "production")
+
+
+def test_a_dry_run_rollback_with_no_previous_record_plans_the_undo_and_runs_nothing(
+    store, tools, monkeypatch
+):
+    calls, _ = tools
+    alone(production(store.root))
+    monkeypatch.setenv("KUBERNETES_DRY_RUN", "1")
+
+    plan = engine.rollback(None, store, "production")
+
+    assert plan["action"] == "dry-run" and plan["commands"] == UNDO
+    assert calls() == []
+    assert records.read(store, "production") == []

@@ -148,12 +148,56 @@ def promote(params: Params, paths: Paths, name: str) -> dict:
 
 
 def rollback(params: Params, paths: Paths, name: str) -> dict:
-    """Redeploy the bento `name` served before its current one (a new deploy record)."""
-    get(paths, name)
+    """Redeploy the bento `name` served before its current one (a new deploy record).
+
+    With no such record (records lost, or a cluster older than the release store), a
+    kubernetes environment goes back to the Deployment's previous revision (`kubectl
+    rollout undo`), recorded as a rollback of an unknown bento; a local one is refused.
+    """
+    environment = get(paths, name)
     target = records.previous(paths, name)
-    if target is None:
+    if target is not None:
+        return deploy(params, paths, name, target["bento"], action="rollback")
+    if environment.deploy.target != "kubernetes":
         raise Refused(f"{name} has no previously verified bento to roll back to")
-    return deploy(params, paths, name, target["bento"], action="rollback")
+    if kubernetes.dry_run():
+        return kubernetes.plan_undo(environment)
+    with _locked(paths):
+        before = records.current(paths, name)
+        record = records.start(
+            paths,
+            {
+                "time": records.now(),
+                "environment": name,
+                "action": "rollback",
+                "bento": kubernetes.UNDONE,
+                "bento_sha256": None,
+                "model_version": None,
+                "git_commit": None,
+                "actor": records.actor(),
+                "target": "kubernetes",
+                "url": environment.url,
+                "previous_bento": before["bento"] if before else None,
+                "checks": {},
+                "success": False,
+                "error": None,
+            },
+        )
+        try:
+            record["checks"] = kubernetes.undo(environment)
+        except checks.CheckFailed as error:
+            record.update(checks=error.checks, error=str(error))
+            record = records.finish(paths, record)
+            _report(paths, record)
+            served = error.checks["kubernetes"]["serving"]
+            raise DeployFailed(
+                f"rollback of {name} by kubectl rollout undo failed, {name} serves {served}: "
+                f"{error}"
+            ) from error
+        record["success"] = True
+        record = records.finish(paths, record)
+    _report(paths, record)
+    return record
 
 
 def status(paths: Paths) -> list[dict]:

@@ -3,14 +3,19 @@
 Manifests are rendered from the environment file as plain dicts, validated offline against
 the Kubernetes schemas bundled with kubernetes-validate, and kept per bento version in
 .state/kubernetes/<env>/<version>/, so a rollback re-applies exactly what ran before.
-The commands (`bentoml containerize`, `docker push`, `kubectl apply`, `kubectl rollout
-status`) run as subprocesses, as CI runs them where Docker and the cluster credentials
+The commands (`bentoml containerize`, `docker push`, `docker image inspect`, `kubectl apply`,
+`kubectl rollout status`; `kubectl rollout undo` for a rollback the release store has no
+record for) run as subprocesses, as CI runs them where Docker and the cluster credentials
 (KUBECONFIG) exist. With KUBERNETES_DRY_RUN=1 nothing runs: the manifests are written to
 reports/deploy/<env>/ and the commands are printed.
+
+The Deployment names its image by digest (`<repository>@sha256:...`), read back from
+Docker after the push: a tag can be pushed again, a digest always means the same image.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -21,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from ..config import PROJECT, Paths
-from .checks import CheckFailed
+from .checks import CheckFailed, health
 from .environments import Environment, KubernetesDeploy
 
 DRY_RUN_VARIABLE = "KUBERNETES_DRY_RUN"
@@ -29,9 +34,19 @@ DRY_RUN_VARIABLE = "KUBERNETES_DRY_RUN"
 KUBERNETES_VERSION = "1.34"
 # Where images built by `bentoml containerize` serve.
 CONTAINER_PORT = 3000
+# Those images run as the user `bentoml`, uid and gid 1034, which owns the bento. The image
+# names the user, not the number, so the kubelet can enforce runAsNonRoot only when the pod
+# gives the number. BentoML writes only to $BENTOML_HOME and /tmp: with a read-only root
+# filesystem, both are emptyDir volumes (the bento itself stays in /home/bentoml/bento).
+BENTO_UID = 1034
+BENTOML_HOME = "/var/lib/bentoml"
+WRITABLE = {"tmp": "/tmp", "bentoml-home": BENTOML_HOME}
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 FILES = ("deployment.yaml", "service.yaml", "hpa.yaml")
+# The record of a rollback done by the cluster (`kubectl rollout undo`): it checks no bento.
+UNDONE = "unknown (kubectl rollout undo)"
 
-Runner = Callable[[Sequence[str]], None]
+Runner = Callable[[Sequence[str]], str]
 
 
 class CommandFailed(RuntimeError):
@@ -71,8 +86,54 @@ def image(environment: Environment, bento: str) -> str:
     return f"{settings(environment).image}:{bento_version(bento)}"
 
 
-def render(environment: Environment, labels: dict) -> list[dict]:
-    """Deployment, Service and HorizontalPodAutoscaler for the bento `labels` describes."""
+def pinned(environment: Environment, digest: str) -> str:
+    """The image as the Deployment names it: the repository at the pushed digest."""
+    return f"{settings(environment).image}@{digest}"
+
+
+def _hardened(**fields) -> dict:
+    """A securityContext: a non-root user by number, the runtime's default seccomp profile."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": BENTO_UID,
+        "runAsGroup": BENTO_UID,
+        **fields,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _container(config: KubernetesDeploy, image_ref: str) -> dict:
+    resources = {"cpu": config.resources.cpu, "memory": config.resources.memory}
+    return {
+        "name": "bento",
+        "image": image_ref,
+        "ports": [{"name": "http", "containerPort": CONTAINER_PORT}],
+        "env": [{"name": "BENTOML_HOME", "value": BENTOML_HOME}],
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "http"},
+            "initialDelaySeconds": 5,
+            "periodSeconds": 5,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/livez", "port": "http"},
+            "initialDelaySeconds": 30,
+            "periodSeconds": 10,
+        },
+        "resources": {"requests": resources, "limits": resources},
+        "securityContext": _hardened(
+            readOnlyRootFilesystem=True,
+            allowPrivilegeEscalation=False,
+            capabilities={"drop": ["ALL"]},
+        ),
+        "volumeMounts": [{"name": name, "mountPath": path} for name, path in WRITABLE.items()],
+    }
+
+
+def render(environment: Environment, labels: dict, digest: str | None = None) -> list[dict]:
+    """Deployment, Service and HorizontalPodAutoscaler for the bento `labels` describes.
+
+    The Deployment names the image by `digest` when given (every real deploy), else by tag.
+    """
     config = settings(environment)
     name, bento = app_name(), labels["bento"]
     selector = {"app.kubernetes.io/name": name}
@@ -92,23 +153,7 @@ def render(environment: Environment, labels: dict) -> list[dict]:
         "labels": tags,
         "annotations": annotations,
     }
-    resources = {"cpu": config.resources.cpu, "memory": config.resources.memory}
-    container = {
-        "name": "bento",
-        "image": image(environment, bento),
-        "ports": [{"name": "http", "containerPort": CONTAINER_PORT}],
-        "readinessProbe": {
-            "httpGet": {"path": "/readyz", "port": "http"},
-            "initialDelaySeconds": 5,
-            "periodSeconds": 5,
-        },
-        "livenessProbe": {
-            "httpGet": {"path": "/livez", "port": "http"},
-            "initialDelaySeconds": 30,
-            "periodSeconds": 10,
-        },
-        "resources": {"requests": resources, "limits": resources},
-    }
+    image_ref = pinned(environment, digest) if digest else image(environment, bento)
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -118,7 +163,13 @@ def render(environment: Environment, labels: dict) -> list[dict]:
             "selector": {"matchLabels": selector},
             "template": {
                 "metadata": {"labels": tags, "annotations": annotations},
-                "spec": {"containers": [container]},
+                "spec": {
+                    # The service calls no Kubernetes API: no token in the pods.
+                    "automountServiceAccountToken": False,
+                    "securityContext": _hardened(fsGroup=BENTO_UID),
+                    "containers": [_container(config, image_ref)],
+                    "volumes": [{"name": name, "emptyDir": {}} for name in WRITABLE],
+                },
             },
         },
     }
@@ -172,9 +223,9 @@ def validate(manifests: list[dict]) -> None:
             ) from None
 
 
-def write(environment: Environment, labels: dict, folder: Path) -> Path:
+def write(environment: Environment, labels: dict, folder: Path, digest: str | None = None) -> Path:
     """Render, validate and write the manifests to `folder`, one file each."""
-    manifests = render(environment, labels)
+    manifests = render(environment, labels, digest)
     validate(manifests)
     folder.mkdir(parents=True, exist_ok=True)
     for file, manifest in zip(FILES, manifests, strict=True):
@@ -190,26 +241,42 @@ def _kubectl(environment: Environment, *args: str) -> list[str]:
     return ["kubectl", *args, "-n", settings(environment).namespace]
 
 
+def _rollout_status(environment: Environment) -> list[str]:
+    timeout = f"--timeout={settings(environment).rollout_timeout_seconds}s"
+    return _kubectl(environment, "rollout", "status", f"deployment/{app_name()}", timeout)
+
+
 def apply_commands(environment: Environment, folder: Path) -> list[list[str]]:
     """Apply the manifests in `folder`, then wait until the new pods are ready."""
-    timeout = f"--timeout={settings(environment).rollout_timeout_seconds}s"
+    return [_kubectl(environment, "apply", "-f", str(folder)), _rollout_status(environment)]
+
+
+def build_commands(environment: Environment, bento: str) -> list[list[str]]:
+    """Build and push the image, then ask Docker for the digest the push gave it."""
+    tagged = image(environment, bento)
     return [
-        _kubectl(environment, "apply", "-f", str(folder)),
-        _kubectl(environment, "rollout", "status", f"deployment/{app_name()}", timeout),
+        ["bentoml", "containerize", bento, "-t", tagged],
+        ["docker", "push", tagged],
+        ["docker", "image", "inspect", tagged],
     ]
 
 
 def commands(environment: Environment, bento: str, folder: Path) -> list[list[str]]:
     """Every command a deploy of `bento` runs, in order, before its checks."""
-    tagged = image(environment, bento)
+    return [*build_commands(environment, bento), *apply_commands(environment, folder)]
+
+
+def undo_commands(environment: Environment) -> list[list[str]]:
+    """Back to the Deployment's previous revision, wait for it, then read what it runs."""
+    deployment = f"deployment/{app_name()}"
     return [
-        ["bentoml", "containerize", bento, "-t", tagged],
-        ["docker", "push", tagged],
-        *apply_commands(environment, folder),
+        _kubectl(environment, "rollout", "undo", deployment),
+        _rollout_status(environment),
+        _kubectl(environment, "get", deployment, "-o", "json"),
     ]
 
 
-def run(command: Sequence[str]) -> None:
+def run(command: Sequence[str]) -> str:
     """Run one command, its output in the log; raise CommandFailed naming it if it fails."""
     print(f"$ {shlex.join(command)}", flush=True)
     try:
@@ -222,6 +289,40 @@ def run(command: Sequence[str]) -> None:
     if done.returncode != 0:
         last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
         raise CommandFailed(f"`{shlex.join(command)}` exited {done.returncode}: {last[0]}")
+    return done.stdout
+
+
+def _familiar(repository: str) -> str:
+    """A repository as Docker lists it in RepoDigests: Docker Hub's prefixes dropped."""
+    for prefix in ("docker.io/", "index.docker.io/"):
+        if repository.startswith(prefix):
+            return repository.removeprefix(prefix).removeprefix("library/")
+    return repository
+
+
+def pushed_digest(environment: Environment, bento: str, runner: Runner = run) -> str:
+    """The digest of the image just pushed, from `docker image inspect` (its JSON, parsed).
+
+    RepoDigests holds `<repository>@sha256:...` for each repository the image is in, so
+    the entry of the environment's repository is taken, never simply the first.
+    """
+    tagged = image(environment, bento)
+    repository = _familiar(settings(environment).image)
+    problem = f"docker push {tagged} gave no digest that can be read"
+    try:
+        found = json.loads(runner(["docker", "image", "inspect", tagged]))
+        listed = [str(entry) for entry in found[0].get("RepoDigests") or []]
+    except CommandFailed as error:
+        raise CommandFailed(f"{problem}: {error}") from None
+    except (ValueError, LookupError, AttributeError):
+        raise CommandFailed(
+            f"{problem}: `docker image inspect` answered no list of images"
+        ) from None
+    for entry in listed:
+        name, _, digest = entry.rpartition("@")
+        if _familiar(name) == repository and DIGEST.fullmatch(digest):
+            return digest
+    raise CommandFailed(f"{problem}: RepoDigests lists no {repository}@sha256:... ({listed})")
 
 
 def plan(paths: Paths, environment: Environment, labels: dict) -> dict:
@@ -230,6 +331,7 @@ def plan(paths: Paths, environment: Environment, labels: dict) -> dict:
     steps = [shlex.join(command) for command in commands(environment, labels["bento"], folder)]
     (folder / "commands.sh").write_text("\n".join(steps) + "\n", encoding="utf-8")
     print(f"${DRY_RUN_VARIABLE} is set: nothing runs. Validated manifests: {folder}")
+    print(f"  (they name the image by tag; a deploy names it {pinned(environment, '<digest>')})")
     print("\n".join(f"  {step}" for step in steps))
     return {
         "action": "dry-run",
@@ -242,14 +344,42 @@ def plan(paths: Paths, environment: Environment, labels: dict) -> dict:
     }
 
 
-def _restore(paths: Paths, environment: Environment, before: dict | None, runner: Runner) -> str:
-    """Re-apply the previous record's manifests; return what the environment serves now."""
+def _kept(record: dict) -> Path | None:
+    """The manifests `record` applied, if kept here and still naming the image it ran."""
+    kept = record.get("checks", {}).get("kubernetes", {})
+    if not kept.get("manifests"):
+        return None
+    file = Path(kept["manifests"]) / FILES[0]
+    try:
+        pod = yaml.safe_load(file.read_text(encoding="utf-8"))["spec"]["template"]["spec"]
+        return file.parent if pod["containers"][0]["image"] == kept.get("image") else None
+    except (AttributeError, OSError, LookupError, TypeError, yaml.YAMLError):
+        return None
+
+
+def _restore(
+    paths: Paths, environment: Environment, before: dict | None, runner: Runner, applied: bool
+) -> str:
+    """Re-apply the previous record's manifests; return what the environment serves now.
+
+    `applied`: whether `kubectl apply` succeeded (else it may have changed nothing).
+    """
     if before is None or before.get("target") != "kubernetes":
         return "no verified bento (no previous kubernetes record to roll back to)"
-    kept = before.get("checks", {}).get("kubernetes", {}).get("manifests")
-    folder = Path(kept) if kept and Path(kept).is_dir() else None
-    if folder is None:
-        folder = write(environment, before, manifests_folder(paths, environment, before["bento"]))
+    if before["bento"] == UNDONE:  # no manifests: back to the cluster's previous revision
+        if not applied:
+            return "an unknown state (kubectl apply failed; no manifests to re-apply)"
+        try:
+            for command in undo_commands(environment)[:2]:
+                runner(command)
+        except CommandFailed as error:
+            return f"an unknown state: undoing the rollout failed too ({error})"
+        return UNDONE
+    folder = _kept(before)
+    if folder is None:  # rendered again from the record, at the digest it ran
+        digest = before.get("checks", {}).get("kubernetes", {}).get("digest")
+        folder = manifests_folder(paths, environment, before["bento"])
+        write(environment, before, folder, digest)
     try:
         for command in apply_commands(environment, folder):
             runner(command)
@@ -272,30 +402,97 @@ def replace(
     the manifests were applied, the previous record's manifests are applied again.
     """
     bento = labels["bento"]
-    folder = write(environment, labels, manifests_folder(paths, environment, bento))
-    steps = commands(environment, bento, folder)
-    results: dict = {
-        "kubernetes": {
-            "image": image(environment, bento),
-            "manifests": str(folder),
-            "commands": [shlex.join(command) for command in steps],
-        }
+    folder = manifests_folder(paths, environment, bento)
+    state: dict = {
+        "tag": image(environment, bento),
+        "manifests": str(folder),
+        "commands": [shlex.join(command) for command in commands(environment, bento, folder)],
     }
-    applied = False
+    results: dict = {"kubernetes": state}
+    touched = applied = False
     try:
-        for command in steps:
-            # From `kubectl apply` on, the cluster may have changed: a failure must restore.
-            applied = applied or command[:2] == ["kubectl", "apply"]
-            runner(command)
+        containerize, push, _ = build_commands(environment, bento)
+        runner(containerize)
+        runner(push)
+        state["digest"] = pushed_digest(environment, bento, runner)
+        state["image"] = pinned(environment, state["digest"])
+        write(environment, labels, folder, state["digest"])
+        apply, wait = apply_commands(environment, folder)
+        # From `kubectl apply` on, the cluster may have changed: a failure must restore.
+        touched = True
+        runner(apply)
+        applied = True
+        runner(wait)
         results.update(verify(environment.url, True))
     except Exception as error:
         results.update(getattr(error, "checks", {}))
         served = (
-            _restore(paths, environment, before, runner)
-            if applied
+            _restore(paths, environment, before, runner, applied)
+            if touched
             else (before["bento"] if before else "what it served before (nothing was applied)")
         )
-        results["kubernetes"]["serving"] = served
+        state["serving"] = served
         raise CheckFailed(str(error), results) from error
-    results["kubernetes"]["serving"] = bento
+    state["serving"] = bento
+    return results
+
+
+def plan_undo(environment: Environment) -> dict:
+    """The dry run of `undo`: print its commands, run none."""
+    steps = [shlex.join(command) for command in undo_commands(environment)]
+    print(f"${DRY_RUN_VARIABLE} is set: nothing runs.")
+    print("\n".join(f"  {step}" for step in steps))
+    return {
+        "action": "dry-run",
+        "environment": environment.name,
+        "bento": UNDONE,
+        "model_version": None,
+        "url": environment.url,
+        "commands": steps,
+    }
+
+
+def _reported(deployment: str) -> dict:
+    """The bento and image the Deployment's pod template names (`kubectl get -o json`)."""
+    try:
+        template = json.loads(deployment)["spec"]["template"]
+        bento = template["metadata"]["annotations"]["bento-tag"]
+        return {"serving": bento, "image": template["spec"]["containers"][0]["image"]}
+    except (ValueError, LookupError, TypeError):
+        return {}
+
+
+def undo(
+    environment: Environment,
+    check: Callable[[str], dict] = health,
+    runner: Runner = run,
+) -> dict:
+    """Roll the Deployment back to the revision before its current one, as the cluster
+    remembers it: for when the release store holds no earlier record to redeploy.
+
+    The cluster's previous revision is whatever was applied before, checked or not (a
+    deploy that failed and was restored is a revision too), so the checks say what the
+    pods now run, as the cluster reports it, and whether the URL answers /readyz.
+    """
+    undo_step, status_step, get_step = undo_commands(environment)
+    state: dict = {
+        "commands": [shlex.join(step) for step in (undo_step, status_step, get_step)],
+        "serving": "what it served before (the undo failed)",
+    }
+    results: dict = {"kubernetes": state}
+    try:
+        runner(undo_step)
+        state["serving"] = "an unknown state (the undone rollout did not finish)"
+        runner(status_step)
+    except CommandFailed as error:
+        raise CheckFailed(str(error), results) from error
+    state["serving"] = UNDONE
+    try:
+        state.update(_reported(runner(get_step)))
+    except CommandFailed as error:
+        state["reported"] = str(error)
+    results["health"] = check(environment.url)
+    if not results["health"]["passed"]:
+        detail = results["health"]["detail"]
+        raise CheckFailed(f"health: {detail} at {environment.url}", results)
     return results
