@@ -178,7 +178,13 @@ def stand_in_options(repo: Path) -> list[str]:
 
 
 def run_act(
-    repo: Path, event: str, workflow: str, payload: dict, artifacts: Path, run_id: str
+    repo: Path,
+    event: str,
+    workflow: str,
+    payload: dict,
+    artifacts: Path,
+    run_id: str,
+    secrets: dict[str, str] | None = None,
 ) -> Run:
     """Run one workflow for one event on the host; its artifacts go to artifacts/<run_id>/."""
     event_file = artifacts.parent / f"event-{run_id}.json"
@@ -192,6 +198,7 @@ def run_act(
         "--action-cache-path", artifacts.parent / "act-cache", *inputs,
         "--env", f"CI_STAND_IN_ARTIFACTS={artifacts}", "--env", f"CI_STAND_IN_RUN_ID={run_id}",
         "--env", f"CI_STAND_INS={STAND_INS}", *stand_in_options(repo),
+        *[f"--secret={name}={value}" for name, value in (secrets or {}).items()],
     ]  # fmt: skip
     output, code = execute(command, repo, artifacts.parent / f"act-{run_id}.log")
     results = ACT_RESULT.findall(output)

@@ -8,6 +8,7 @@ so one pipeline runs at a time, and each test checks nothing is left listening t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -28,6 +29,8 @@ from ci_runners import (
     servers_on,
     stop_servers_started_under,
 )
+from mlflow import MlflowClient
+from release_store import ReleaseStore, running_release_store
 
 # Part of `make test`; `make test-ci-runs` runs only these.
 pytestmark = [pytest.mark.slow, pytest.mark.ci_run]
@@ -36,6 +39,13 @@ ENVIRONMENTS = ["test", "preprod", "production"]
 # The pytest layers, one JUnit file each (reports/junit/<layer>.xml).
 LAYERS = {"unit", "data", "model", "artifacts", "integration", "service"}
 DEPLOY_PORTS = (3001, 3002, 3003)
+PROJECT = "churn-model"
+# What one push to main records: (environment, action), in order.
+PUSH_STEPS = [("test", "deploy"), ("preprod", "promote"), ("production", "promote")]
+# A model that still passes the thresholds and the baseline, but trails the default one
+# by more than the 2% tolerance on roc_auc (0.964 against 0.994 on the held-out rows).
+WORSE_MODEL = {"n_estimators: 200": "n_estimators: 2", "learning_rate: 0.05": "learning_rate: 0.5",
+               "num_leaves: 15": "num_leaves: 3"}  # fmt: skip
 GITLAB_REMOTE = "https://gitlab.example.com/ml-team/churn-model.git"
 GITHUB_REMOTE = "https://github.com/ml-team/churn-model.git"
 MERGE_REQUEST = {
@@ -88,15 +98,63 @@ def junit_results(folder: Path) -> dict[str, tuple[int, int]]:
     return results
 
 
-def deploy_records(history: Path) -> dict[str, list[str]]:
-    """Environment -> bentos deployed there successfully, oldest first."""
-    assert history.is_file(), f"no deploy history at {history}"
-    lines = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
-    deployed: dict[str, list[str]] = {}
-    for record in lines:
-        if record.get("success"):
-            deployed.setdefault(record["environment"], []).append(record["bento"])
-    return deployed
+@pytest.fixture
+def store(tmp_path) -> ReleaseStore:
+    """A fresh release store (MLflow server, PostgreSQL, S3) that outlives every run."""
+    with running_release_store(tmp_path / "release-store") as started:
+        yield started
+
+
+def deploys(store: ReleaseStore) -> list[tuple[str, str, str, str]]:
+    """(environment, action, bento, run status) of every deploy attempt, oldest first."""
+    client = MlflowClient(store.uri)
+    experiment = client.get_experiment_by_name(f"{PROJECT}-deployments")
+    if experiment is None:
+        return []
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    runs.sort(key=lambda run: run.data.tags["time"])
+    return [
+        (tags["environment"], tags["action"], tags["bento"], run.info.status)
+        for run, tags in ((run, run.data.tags) for run in runs)
+    ]
+
+
+def aliases(store: ReleaseStore) -> dict[str, str]:
+    """Environment -> the model version aliased after it."""
+    model = MlflowClient(store.uri).get_registered_model(PROJECT)
+    return {alias: str(version) for alias, version in model.aliases.items()}
+
+
+def assert_released(store: ReleaseStore, tag: str) -> str:
+    """The bento's archive is in the bucket, and its bytes match the digest its model
+    version records; returns the model version."""
+    client = MlflowClient(store.uri)
+    key = f"bento.{tag.partition(':')[2]}"
+    [version] = client.search_model_versions(f"name = '{PROJECT}' and tags.`{key}.sha256` != ''")
+    archive = version.tags[f"{key}.archive"].rpartition("/")[2]
+    [object_key] = [k for k in store.objects() if k.endswith(f"/bentos/{archive}")]
+    digest = hashlib.sha256(store.read(object_key)).hexdigest()
+    assert digest == version.tags[f"{key}.sha256"], (tag, object_key)
+    return str(version.version)
+
+
+def built_bento(folder: Path) -> str:
+    """The tag in a build's dist/bento.json (the only thing a build hands on)."""
+    return json.loads((folder / "dist" / "bento.json").read_text())["tag"]
+
+
+def commit_worse_model(repo: Path) -> None:
+    params = repo / "params.yaml"
+    text = params.read_text()
+    for old, new in WORSE_MODEL.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    params.write_text(text)
+    git(repo, "commit", "-q", "-am", "Smaller model")
+
+
+def revert_last_commit(repo: Path) -> None:
+    git(repo, "revert", "--no-edit", "HEAD")
 
 
 def assert_passed(run: Run, expected: set[str]) -> None:
@@ -146,12 +204,10 @@ def gitlab_merge_request(repo: Path) -> list[str]:
     return gitlab_options(MERGE_REQUEST, unset=("CI_COMMIT_BRANCH",))
 
 
-def gitlab_history_files(repo: Path) -> list[Path]:
-    """Every deploy history a job of the pipeline left, in its artifacts or build folder."""
+def gitlab_deploy_reports(repo: Path) -> list[Path]:
+    """Every deploy a job of the pipeline reported, in its artifacts or build folder."""
     local = repo / ".gitlab-ci-local"
-    return sorted(local.glob("artifacts/*/.state/history.jsonl")) + sorted(
-        local.glob("builds/*/.state/history.jsonl")
-    )
+    return sorted(local.glob("*/*/reports/deploys/*.json"))
 
 
 def test_gitlab_merge_request_pipeline_runs_every_check_and_deploys_nothing(baked, tmp_path):
@@ -170,43 +226,21 @@ def test_gitlab_merge_request_pipeline_runs_every_check_and_deploys_nothing(bake
     # The service job load-tested the bento the package job built, received as an artifact.
     assert list(gitlab_artifacts(repo, "package").glob("dist/*.bento")), run.tail()
     assert list(gitlab_artifacts(repo, "service").glob("reports/loadtest/test/result.json"))
-    assert gitlab_history_files(repo) == []
-    assert_no_servers_left(tmp_path)
-
-
-def test_gitlab_default_branch_pipeline_carries_one_bento_through_production(baked, tmp_path):
-    repo = pipeline_clone(baked, tmp_path, GITLAB_REMOTE)
-    options = gitlab_options({})
-    planned = gitlab_jobs(repo, options)
-    deploy_jobs = {job["environment"]: job["name"] for job in planned if job["environment"]}
-    assert list(deploy_jobs) == ENVIRONMENTS, planned
-    manual = [job["name"] for job in planned if job["when"] == "manual"]
-    assert manual == [deploy_jobs["preprod"], deploy_jobs["production"]], planned
-
-    run = run_gitlab(repo, options, manual=manual)
-
-    assert_passed(run, {job["name"] for job in planned})
-    started = [run.output.index(f"{deploy_jobs[env]} ") for env in ENVIRONMENTS]
-    assert started == sorted(started), "deploy jobs ran out of order"
-    built = {
-        json.loads(f.read_text())["tag"] for f in tmp_path.rglob("artifacts/*/dist/bento.json")
-    }
-    assert len(built) == 1, f"more than one bento built: {built}"
-    history = gitlab_artifacts(repo, deploy_jobs["production"]) / ".state" / "history.jsonl"
-    assert deploy_records(history) == {env: list(built) for env in ENVIRONMENTS}
-    results = junit_results(gitlab_artifacts(repo, "build") / "reports")
-    assert results and all(tests and not bad for tests, bad in results.values()), results
+    assert gitlab_deploy_reports(repo) == []
     assert_no_servers_left(tmp_path)
 
 
 @pytest.mark.parametrize("pipeline", ["merge_request", "default_branch"])
-def test_gitlab_pipeline_stops_at_the_data_when_a_column_is_dropped(baked, tmp_path, pipeline):
+def test_gitlab_pipeline_stops_at_the_data_when_a_column_is_dropped(
+    baked, tmp_path, pipeline, request
+):
     repo = pipeline_clone(baked, tmp_path, GITLAB_REMOTE)
     if pipeline == "merge_request":
         options = gitlab_merge_request(repo)
         stopping_job = "data"
     else:
-        options, stopping_job = gitlab_options({}), "build"
+        store = request.getfixturevalue("store")
+        options, stopping_job = gitlab_options({"MLFLOW_TRACKING_URI": store.uri}), "build"
     column = drop_a_suite_column(repo)
     planned = [job["name"] for job in gitlab_jobs(repo, options)]
     manual = [job["name"] for job in gitlab_jobs(repo, options) if job["when"] == "manual"]
@@ -218,7 +252,72 @@ def test_gitlab_pipeline_stops_at_the_data_when_a_column_is_dropped(baked, tmp_p
     assert run.jobs == {**dict.fromkeys(before, "passed"), stopping_job: "failed"}, run.tail()
     failure = run.output[run.output.index(f"{stopping_job} ") :]
     assert column in failure and "expect_" in failure, run.tail()
-    assert gitlab_history_files(repo) == [], "a deploy was recorded"
+    assert gitlab_deploy_reports(repo) == [], "a deploy was reported"
+    if pipeline == "default_branch":
+        assert deploys(store) == [], "a deploy was recorded"
+    assert_no_servers_left(tmp_path)
+
+
+def test_gitlab_promotion_across_pushes_lives_in_the_release_store(baked, tmp_path, store):
+    """Successive pipelines on main, each starting from nothing but the repository and the
+    release store's variable: pushes, then Run pipeline with DEPLOY_* variables."""
+    repo = pipeline_clone(baked, tmp_path, GITLAB_REMOTE)
+    push = gitlab_options({"MLFLOW_TRACKING_URI": store.uri})
+    planned = gitlab_jobs(repo, push)
+    manual = [job["name"] for job in planned if job["when"] == "manual"]
+    assert manual == ["deploy-preprod", "deploy-production"], planned
+
+    def run_by_hand(environment: str, action: str, bento: str = ""):
+        variables = {"CI_PIPELINE_SOURCE": "web", "DEPLOY_ENVIRONMENT": environment}
+        variables |= {"DEPLOY_ACTION": action, "DEPLOY_BENTO": bento}
+        return run_gitlab(repo, gitlab_options({"MLFLOW_TRACKING_URI": store.uri, **variables}))
+
+    # Push 1: bento A through test, preprod and production.
+    run = run_gitlab(repo, push, manual=manual)
+    assert_passed(run, {job["name"] for job in planned})
+    a = built_bento(gitlab_artifacts(repo, "build"))
+    assert deploys(store) == [(env, verb, a, "FINISHED") for env, verb in PUSH_STEPS]
+    version_a = assert_released(store, a)
+    assert aliases(store) == dict.fromkeys(ENVIRONMENTS, version_a)
+    assert_no_servers_left(tmp_path)
+
+    # Push 2: a worse model fails the evaluate stage's no-regression gate against A.
+    commit_worse_model(repo)
+    run = run_gitlab(repo, push, manual=manual)
+    assert run.returncode != 0 and run.jobs == {"build": "failed"}, run.tail()
+    assert re.search(
+        rf"production roc_auc: 0\.9\d+ trails production version {version_a} \(0\.9\d+\) by 0\.0\d+",
+        run.output,
+    ), run.tail()
+    assert len(deploys(store)) == 3 and aliases(store) == dict.fromkeys(ENVIRONMENTS, version_a)
+
+    # Push 3, the worse model reverted: bento B reaches test; preprod waits for its click.
+    revert_last_commit(repo)
+    run = run_gitlab(repo, push)
+    assert_passed(run, {"build", "deploy-test"})
+    b = built_bento(gitlab_artifacts(repo, "build"))
+    version_b = assert_released(store, b)
+    assert deploys(store)[-1] == ("test", "deploy", b, "FINISHED")
+
+    # Run pipeline: B, verified only in test, is refused by production; nothing recorded.
+    run = run_by_hand("production", "deploy", b)
+    assert run.jobs == {"dispatch-production": "failed"}, run.tail()
+    assert f"bento {b} has not been verified in preprod" in run.output, run.tail()
+    assert len(deploys(store)) == 4 and aliases(store)["production"] == version_a
+
+    # Run pipeline twice: B promoted to preprod, then production, from records of push 3.
+    for environment in ("preprod", "production"):
+        assert_passed(run_by_hand(environment, "promote"), {f"dispatch-{environment}"})
+    assert deploys(store)[-2:] == [
+        ("preprod", "promote", b, "FINISHED"),
+        ("production", "promote", b, "FINISHED"),
+    ]
+    assert aliases(store) == dict.fromkeys(ENVIRONMENTS, version_b)
+
+    # Run pipeline: roll production back to A, which a pipeline three pushes ago built.
+    assert_passed(run_by_hand("production", "rollback"), {"dispatch-production"})
+    assert deploys(store)[-1] == ("production", "rollback", a, "FINISHED")
+    assert aliases(store) == {"test": version_b, "preprod": version_b, "production": version_a}
     assert_no_servers_left(tmp_path)
 
 
@@ -259,31 +358,55 @@ def test_github_pull_request_workflow_runs_every_check(baked, tmp_path):
     assert_no_servers_left(tmp_path)
 
 
-def test_github_promotion_workflow_carries_one_bento_through_production(baked, tmp_path):
-    repo = pipeline_clone(baked, tmp_path, GITHUB_REMOTE)
+def github_push(repo: Path) -> dict:
     head = git(repo, "rev-parse", "HEAD")
-    payload = github_repository({"ref": "refs/heads/main", "before": "0" * 40, "after": head})
+    return github_repository({"ref": "refs/heads/main", "before": "0" * 40, "after": head})
+
+
+def github_dispatch(environment: str, action: str, bento: str = "") -> dict:
+    inputs = {"environment": environment, "action": action, "bento": bento}
+    return github_repository({"ref": "refs/heads/main", "inputs": inputs})
+
+
+def test_github_promotion_across_pushes_lives_in_the_release_store(baked, tmp_path, store):
+    """Successive pushes to main and Run workflow, each a separate act run that starts from
+    nothing but the repository and the release store's secret."""
+    repo = pipeline_clone(baked, tmp_path, GITHUB_REMOTE)
     artifacts = tmp_path / "artifacts"
+    secrets = {"MLFLOW_TRACKING_URI": store.uri}
 
-    run = run_act(repo, "push", "cd.yml", payload, artifacts, run_id="1")
+    def act(event: str, payload: dict, run_id: str):
+        return run_act(repo, event, "cd.yml", payload, artifacts, run_id, secrets)
 
+    # Push 1: bento A through test, preprod and production.
+    run = act("push", github_push(repo), "1")
     assert_passed(run, workflow_jobs(repo, "cd.yml", "push"))
-    built = {json.loads(f.read_text())["tag"] for f in (artifacts / "1").glob("*/dist/bento.json")}
-    assert len(built) == 1, f"more than one bento built: {built}"
-    history = artifacts / "1" / "release-production" / ".state" / "history.jsonl"
-    assert deploy_records(history) == {env: list(built) for env in ENVIRONMENTS}
+    a = built_bento(artifacts / "1" / "release-build")
+    assert deploys(store) == [(env, verb, a, "FINISHED") for env, verb in PUSH_STEPS]
+    version_a = assert_released(store, a)
+    assert aliases(store) == dict.fromkeys(ENVIRONMENTS, version_a)
     assert_no_servers_left(tmp_path)
 
-    # Run workflow by hand: promote to production again from that run's release artifacts.
-    inputs = {"environment": "production", "action": "promote", "bento": "", "run_id": "1"}
-    dispatch = github_repository({"ref": "refs/heads/main", "inputs": inputs})
+    # Push 2, a better-looking change: bento B replaces A everywhere.
+    git(repo, "commit", "-q", "--allow-empty", "-m", "Retrain on the same data")
+    run = act("push", github_push(repo), "2")
+    assert_passed(run, workflow_jobs(repo, "cd.yml", "push"))
+    b = built_bento(artifacts / "2" / "release-build")
+    assert b != a
+    assert deploys(store)[3:] == [(env, verb, b, "FINISHED") for env, verb in PUSH_STEPS]
+    version_b = assert_released(store, b)
+    assert_no_servers_left(tmp_path)
 
-    run = run_act(repo, "workflow_dispatch", "cd.yml", dispatch, artifacts, run_id="2")
+    # Run workflow: a bento the release store never saw is refused; nothing is recorded.
+    unknown = f"{PROJECT}:neverbuilt0000000"
+    run = act("workflow_dispatch", github_dispatch("test", "deploy", unknown), "3")
+    assert run.jobs == {"dispatch-test": "failed"}, run.tail()
+    assert f"bento {unknown} is not in the release store" in run.output, run.tail()
+    assert len(deploys(store)) == 6
 
+    # Run workflow: roll production back, in a run that never saw A built.
+    run = act("workflow_dispatch", github_dispatch("production", "rollback"), "4")
     assert_passed(run, {"dispatch-production"})
-    # It starts from run 1's release-preprod records and adds its own production deploy.
-    dispatched = artifacts / "2" / "release-production" / ".state" / "history.jsonl"
-    assert deploy_records(dispatched) == {env: list(built) for env in ENVIRONMENTS}
-    new = set(dispatched.read_text().splitlines()) - set(history.read_text().splitlines())
-    assert [json.loads(line)["environment"] for line in new] == ["production"], new
+    assert deploys(store)[-1] == ("production", "rollback", a, "FINISHED")
+    assert aliases(store) == {"test": version_b, "preprod": version_b, "production": version_a}
     assert_no_servers_left(tmp_path)
