@@ -337,6 +337,30 @@ def store_require_server() -> None:
     typer.echo(f"release store: {uri}")
 
 
+@store_app.command("migrate")
+def store_migrate(
+    to: Annotated[str, typer.Option("--to", help="The team's MLflow tracking server URI")],
+) -> None:
+    """Copy this project's release store (model versions with their runs, logged models and
+    bentos; deploy records; aliases) to the tracking server TO, which must not have the model."""
+    from mlflow.exceptions import MlflowException
+
+    from . import release_migration
+
+    paths = Paths.discover()
+    try:
+        done = release_migration.migrate(paths, to, typer.echo)
+    except MlflowException as error:
+        raise RuntimeError(
+            f"migrating to {to} failed: {str(error.message).splitlines()[0]} (anything already "
+            "copied stays on the server: delete it there before trying again)"
+        ) from None
+    typer.echo(
+        f"copied {paths.mlflow_uri} to {to}: {len(done['versions'])} model versions, "
+        f"{len(done['deploy_records'])} deploy records, {len(done['aliases'])} aliases"
+    )
+
+
 @app.command("import-bento")
 def import_bento() -> None:
     """Import the bento archives in dist/ into the project's bento store (CI jobs get them
