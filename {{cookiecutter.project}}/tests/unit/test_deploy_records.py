@@ -8,7 +8,7 @@ import yaml
 
 from {{ cookiecutter.package }} import registry
 from {{ cookiecutter.package }}.config import Paths
-from {{ cookiecutter.package }}.deploy import records
+from {{ cookiecutter.package }}.deploy import engine, records
 from {{ cookiecutter.package }}.deploy.environments import load_all
 from {{ cookiecutter.package }}.loadtest import check_gates
 
@@ -117,6 +117,10 @@ def test_a_deploy_killed_before_its_outcome_stays_visible_and_verifies_nothing(s
     assert (last["bento"], last["status"], last["success"]) == ("b:2", "RUNNING", False)
     assert records.current(store, "test")["bento"] == "a:1"
     assert not records.verified(store, "test", "b:2")
+    write(store.root, environment("test", None, 3001))
+    text = engine.format_status(engine.status(store))
+    assert "test: last deploy of b:2 started at" in text
+    assert "recorded no outcome (still running, or killed)" in text
 
 
 def test_a_record_is_an_mlflow_run_with_its_fields_checks_and_figures(store):

@@ -254,10 +254,12 @@ def format_status(rows: list[dict]) -> str:
     )
     for row in rows:
         if failure := row["last_failure"]:
-            text += (
-                f"\n{row['environment']}: last {failure['action']} of {failure['bento']} "
-                f"failed at {failure['time']}: {failure['error']}"
-            )
+            attempt = f"\n{row['environment']}: last {failure['action']} of {failure['bento']}"
+            if failure.get("status") == "RUNNING":
+                text += f"{attempt} started at {failure['time']} and recorded no outcome"
+                text += " (still running, or killed)"
+            else:
+                text += f"{attempt} failed at {failure['time']}: {failure['error']}"
     return text
 
 
