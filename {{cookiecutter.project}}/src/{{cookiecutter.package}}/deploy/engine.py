@@ -239,12 +239,12 @@ def format_status(rows: list[dict]) -> str:
                 row["environment"],
                 row["url"],
                 row["running"] or "-",
-                str(record.get("model_version", "-")),
-                str(record.get("git_commit", "-"))[:8],
+                str(record.get("model_version") or "-"),
+                str(record.get("git_commit") or "-")[:8],
                 _gates(record) if record else "-",
-                record.get("action", "-"),
-                record.get("time", "-"),
-                record.get("actor", "-"),
+                record.get("action") or "-",
+                record.get("time") or "-",
+                record.get("actor") or "-",
                 "yes" if row["healthy"] else "no",
             )
         )
