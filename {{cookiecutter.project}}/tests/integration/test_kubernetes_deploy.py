@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from {{ cookiecutter.package }}.config import Paths
-from {{ cookiecutter.package }}.deploy import engine, kubernetes, records
+from {{ cookiecutter.package }}.deploy import engine, kubernetes_manifests, records
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +66,7 @@ def fake_digest(version: str) -> str:
 
 
 def undo_commands() -> list[str]:
-    deployment = f"deployment/{kubernetes.app_name()}"
+    deployment = f"deployment/{kubernetes_manifests.app_name()}"
     return [
         f"kubectl rollout undo {deployment} -n ml-test",
         f"kubectl rollout status {deployment} --timeout=300s -n ml-test",

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from {{ cookiecutter.package }}.config import Paths
-from {{ cookiecutter.package }}.deploy import engine, kubernetes, records
+from {{ cookiecutter.package }}.deploy import engine, kubernetes, kubernetes_manifests, records
 from {{ cookiecutter.package }}.deploy.checks import CheckFailed
 from {{ cookiecutter.package }}.deploy.environments import load
 
@@ -61,9 +61,9 @@ def by_kind(manifests: list[dict]) -> dict[str, dict]:
 
 
 def test_the_rendered_manifests_validate_against_the_kubernetes_schemas(tmp_path):
-    manifests = kubernetes.render(load(production(tmp_path)), V1)
+    manifests = kubernetes_manifests.render(load(production(tmp_path)), V1)
 
-    kubernetes.validate(manifests)
+    kubernetes_manifests.validate(manifests)
     assert [(m["apiVersion"], m["kind"]) for m in manifests] == [
         ("apps/v1", "Deployment"),
         ("v1", "Service"),
@@ -72,11 +72,11 @@ def test_the_rendered_manifests_validate_against_the_kubernetes_schemas(tmp_path
 
 
 def test_a_manifest_the_schema_rejects_is_named_with_its_field(tmp_path):
-    deployment = kubernetes.render(load(production(tmp_path)), V1)[0]
+    deployment = kubernetes_manifests.render(load(production(tmp_path)), V1)[0]
     deployment["spec"]["replicas"] = "three"
 
     with pytest.raises(ValueError, match=r"Deployment churn-model .* field spec\.replicas"):
-        kubernetes.validate([deployment])
+        kubernetes_manifests.validate([deployment])
 
 
 def test_the_image_is_named_by_its_digest_when_known_else_by_the_bento_version(tmp_path):
@@ -87,12 +87,12 @@ def test_the_image_is_named_by_its_digest_when_known_else_by_the_bento_version(t
             "image"
         ]
 
-    assert image(kubernetes.render(environment, V1, digest)) == f"{REPOSITORY}@{digest}"
-    assert image(kubernetes.render(environment, V1)) == f"{REPOSITORY}:v1aaaa"
+    assert image(kubernetes_manifests.render(environment, V1, digest)) == f"{REPOSITORY}@{digest}"
+    assert image(kubernetes_manifests.render(environment, V1)) == f"{REPOSITORY}:v1aaaa"
 
 
 def test_pods_run_as_a_numeric_non_root_user_read_only_without_privileges_or_token(tmp_path):
-    manifests = kubernetes.render(load(production(tmp_path)), V1, fake_digest("v1aaaa"))
+    manifests = kubernetes_manifests.render(load(production(tmp_path)), V1, fake_digest("v1aaaa"))
     pod = by_kind(manifests)["Deployment"]["spec"]["template"]["spec"]
     [container] = pod["containers"]
     context = container["securityContext"]
@@ -106,11 +106,11 @@ def test_pods_run_as_a_numeric_non_root_user_read_only_without_privileges_or_tok
     assert context["readOnlyRootFilesystem"] is True
     assert context["allowPrivilegeEscalation"] is False
     assert context["capabilities"] == {"drop": ["ALL"]}
-    kubernetes.validate(manifests)
+    kubernetes_manifests.validate(manifests)
 
 
 def test_bentoml_writes_only_to_emptydir_volumes_at_tmp_and_its_home(tmp_path):
-    pod = kubernetes.render(load(production(tmp_path)), V1)[0]["spec"]["template"]["spec"]
+    pod = kubernetes_manifests.render(load(production(tmp_path)), V1)[0]["spec"]["template"]["spec"]
     [container] = pod["containers"]
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
@@ -122,7 +122,7 @@ def test_bentoml_writes_only_to_emptydir_volumes_at_tmp_and_its_home(tmp_path):
 
 
 def test_replicas_resources_and_autoscaling_bounds_come_from_the_environment_file(tmp_path):
-    manifests = by_kind(kubernetes.render(load(production(tmp_path)), V1))
+    manifests = by_kind(kubernetes_manifests.render(load(production(tmp_path)), V1))
     deployment, autoscaler = manifests["Deployment"], manifests["HorizontalPodAutoscaler"]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
 
@@ -135,7 +135,7 @@ def test_replicas_resources_and_autoscaling_bounds_come_from_the_environment_fil
 
 
 def test_pods_serve_on_port_3000_with_probes_and_carry_the_bento_model_and_commit(tmp_path):
-    deployment = kubernetes.render(load(production(tmp_path)), V1)[0]
+    deployment = kubernetes_manifests.render(load(production(tmp_path)), V1)[0]
     pod = deployment["spec"]["template"]
     container = pod["spec"]["containers"][0]
 
@@ -194,7 +194,8 @@ def test_a_dry_run_plans_exactly_containerize_push_inspect_apply_and_rollout_sta
         "hpa.yaml",
         "service.yaml",
     ]
-    kubernetes.validate([yaml.safe_load((folder / f).read_text()) for f in kubernetes.FILES])
+    files = kubernetes_manifests.FILES
+    kubernetes_manifests.validate([yaml.safe_load((folder / f).read_text()) for f in files])
     assert "docker push" in capsys.readouterr().out
 
 
@@ -479,7 +480,7 @@ def answering(deployment: dict, calls: list[str]):
 
 def test_undo_rolls_back_in_the_cluster_and_reports_what_the_pods_now_run(tmp_path):
     environment, calls = load(production(tmp_path)), []
-    [deployment, *_] = kubernetes.render(environment, V1, fake_digest("v1aaaa"))
+    [deployment, *_] = kubernetes_manifests.render(environment, V1, fake_digest("v1aaaa"))
     answered = []
 
     def health(url: str) -> dict:

@@ -1,8 +1,8 @@
 """The kubernetes target: the bento as an image behind a Deployment, Service and autoscaler.
 
-Manifests are rendered from the environment file as plain dicts, validated offline against
-the Kubernetes schemas bundled with kubernetes-validate, and kept per bento version in
-.state/kubernetes/<env>/<version>/, so a rollback re-applies exactly what ran before.
+The manifests (rendered and validated offline by kubernetes_manifests.py) are kept per
+bento version in .state/kubernetes/<env>/<version>/, so a rollback re-applies exactly
+what ran before.
 The commands (`bentoml containerize`, `docker push`, `docker image inspect`, `kubectl apply`,
 `kubectl rollout status`; `kubectl rollout undo` for a rollback the release store has no
 record for) run as subprocesses, as CI runs them where Docker and the cluster credentials
@@ -23,26 +23,13 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import yaml
-
-from ..config import PROJECT, Paths
+from ..config import Paths
+from . import kubernetes_manifests as manifests
 from .checks import CheckFailed, health
-from .environments import Environment, KubernetesDeploy
+from .environments import Environment
 
 DRY_RUN_VARIABLE = "KUBERNETES_DRY_RUN"
-# The Kubernetes API version whose schemas the manifests must satisfy.
-KUBERNETES_VERSION = "1.34"
-# Where images built by `bentoml containerize` serve.
-CONTAINER_PORT = 3000
-# Those images run as the user `bentoml`, uid and gid 1034, which owns the bento. The image
-# names the user, not the number, so the kubelet can enforce runAsNonRoot only when the pod
-# gives the number. BentoML writes only to $BENTOML_HOME and /tmp: with a read-only root
-# filesystem, both are emptyDir volumes (the bento itself stays in /home/bentoml/bento).
-BENTO_UID = 1034
-BENTOML_HOME = "/var/lib/bentoml"
-WRITABLE = {"tmp": "/tmp", "bentoml-home": BENTOML_HOME}
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-FILES = ("deployment.yaml", "service.yaml", "hpa.yaml")
 # The record of a rollback done by the cluster (`kubectl rollout undo`): it checks no bento.
 UNDONE = "unknown (kubectl rollout undo)"
 
@@ -57,193 +44,14 @@ def dry_run() -> bool:
     return os.environ.get(DRY_RUN_VARIABLE, "").strip().lower() in ("1", "true", "yes")
 
 
-def settings(environment: Environment) -> KubernetesDeploy:
-    if not isinstance(environment.deploy, KubernetesDeploy):
-        raise ValueError(f"environments/{environment.name}.yaml: deploy.target is not kubernetes")
-    return environment.deploy
-
-
-def app_name() -> str:
-    """The Deployment, Service and autoscaler name: the project, as a DNS label."""
-    return re.sub(r"[^a-z0-9-]+", "-", PROJECT.lower()).strip("-")[:63] or "bento"
-
-
-def _label(value: object) -> str:
-    """A valid label value: at most 63 of [A-Za-z0-9._-], alphanumeric at both ends."""
-    text = re.sub(r"[^A-Za-z0-9._-]+", "-", "" if value is None else str(value))
-    return text[:63].strip("-._")
-
-
-def bento_version(bento: str) -> str:
-    name, _, version = bento.partition(":")
-    if not name or not version:
-        raise ValueError(f"bento tag {bento!r} is not of the form name:version")
-    return version
-
-
-def image(environment: Environment, bento: str) -> str:
-    """The image the bento is built into: the environment's repository, tagged by version."""
-    return f"{settings(environment).image}:{bento_version(bento)}"
-
-
-def pinned(environment: Environment, digest: str) -> str:
-    """The image as the Deployment names it: the repository at the pushed digest."""
-    return f"{settings(environment).image}@{digest}"
-
-
-def _hardened(**fields) -> dict:
-    """A securityContext: a non-root user by number, the runtime's default seccomp profile."""
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": BENTO_UID,
-        "runAsGroup": BENTO_UID,
-        **fields,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-def _container(config: KubernetesDeploy, image_ref: str) -> dict:
-    resources = {"cpu": config.resources.cpu, "memory": config.resources.memory}
-    return {
-        "name": "bento",
-        "image": image_ref,
-        "ports": [{"name": "http", "containerPort": CONTAINER_PORT}],
-        "env": [{"name": "BENTOML_HOME", "value": BENTOML_HOME}],
-        "readinessProbe": {
-            "httpGet": {"path": "/readyz", "port": "http"},
-            "initialDelaySeconds": 5,
-            "periodSeconds": 5,
-        },
-        "livenessProbe": {
-            "httpGet": {"path": "/livez", "port": "http"},
-            "initialDelaySeconds": 30,
-            "periodSeconds": 10,
-        },
-        "resources": {"requests": resources, "limits": resources},
-        "securityContext": _hardened(
-            readOnlyRootFilesystem=True,
-            allowPrivilegeEscalation=False,
-            capabilities={"drop": ["ALL"]},
-        ),
-        "volumeMounts": [{"name": name, "mountPath": path} for name, path in WRITABLE.items()],
-    }
-
-
-def render(environment: Environment, labels: dict, digest: str | None = None) -> list[dict]:
-    """Deployment, Service and HorizontalPodAutoscaler for the bento `labels` describes.
-
-    The Deployment names the image by `digest` when given (every real deploy), else by tag.
-    """
-    config = settings(environment)
-    name, bento = app_name(), labels["bento"]
-    selector = {"app.kubernetes.io/name": name}
-    tags = {
-        **selector,
-        "app.kubernetes.io/version": _label(bento_version(bento)),
-        "environment": environment.name,
-        "bento-name": _label(bento.partition(":")[0]),
-        "bento-version": _label(bento_version(bento)),
-        "model-version": _label(labels.get("model_version")),
-        "git-commit": _label(labels.get("git_commit")),
-    }
-    annotations = {"bento-tag": bento}
-    metadata = {
-        "name": name,
-        "namespace": config.namespace,
-        "labels": tags,
-        "annotations": annotations,
-    }
-    image_ref = pinned(environment, digest) if digest else image(environment, bento)
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": metadata,
-        "spec": {
-            "replicas": config.replicas,
-            "selector": {"matchLabels": selector},
-            "template": {
-                "metadata": {"labels": tags, "annotations": annotations},
-                "spec": {
-                    # The service calls no Kubernetes API: no token in the pods.
-                    "automountServiceAccountToken": False,
-                    "securityContext": _hardened(fsGroup=BENTO_UID),
-                    "containers": [_container(config, image_ref)],
-                    "volumes": [{"name": name, "emptyDir": {}} for name in WRITABLE],
-                },
-            },
-        },
-    }
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": metadata,
-        "spec": {
-            "type": "ClusterIP",
-            "selector": selector,
-            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
-        },
-    }
-    autoscaler = {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": metadata,
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "minReplicas": config.autoscaling.min_replicas,
-            "maxReplicas": config.autoscaling.max_replicas,
-            "metrics": [
-                {
-                    "type": "Resource",
-                    "resource": {
-                        "name": "cpu",
-                        "target": {
-                            "type": "Utilization",
-                            "averageUtilization": config.autoscaling.cpu_percent,
-                        },
-                    },
-                }
-            ],
-        },
-    }
-    return [deployment, service, autoscaler]
-
-
-def validate(manifests: list[dict]) -> None:
-    """Check each manifest against the bundled Kubernetes schemas; no network, no cluster."""
-    from kubernetes_validate import ValidationError, validate
-
-    for manifest in manifests:
-        try:
-            validate(manifest, KUBERNETES_VERSION, strict=True)
-        except ValidationError as error:
-            field = ".".join(str(part) for part in error.path) or "(top level)"
-            raise ValueError(
-                f"rendered {manifest.get('kind')} {manifest['metadata'].get('name')} does not "
-                f"validate against Kubernetes {KUBERNETES_VERSION}: field {field}: {error.message}"
-            ) from None
-
-
-def write(environment: Environment, labels: dict, folder: Path, digest: str | None = None) -> Path:
-    """Render, validate and write the manifests to `folder`, one file each."""
-    manifests = render(environment, labels, digest)
-    validate(manifests)
-    folder.mkdir(parents=True, exist_ok=True)
-    for file, manifest in zip(FILES, manifests, strict=True):
-        (folder / file).write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
-    return folder
-
-
-def manifests_folder(paths: Paths, environment: Environment, bento: str) -> Path:
-    return paths.state / "kubernetes" / environment.name / bento_version(bento)
-
-
 def _kubectl(environment: Environment, *args: str) -> list[str]:
-    return ["kubectl", *args, "-n", settings(environment).namespace]
+    return ["kubectl", *args, "-n", manifests.settings(environment).namespace]
 
 
 def _rollout_status(environment: Environment) -> list[str]:
-    timeout = f"--timeout={settings(environment).rollout_timeout_seconds}s"
-    return _kubectl(environment, "rollout", "status", f"deployment/{app_name()}", timeout)
+    timeout = f"--timeout={manifests.settings(environment).rollout_timeout_seconds}s"
+    deployment = f"deployment/{manifests.app_name()}"
+    return _kubectl(environment, "rollout", "status", deployment, timeout)
 
 
 def apply_commands(environment: Environment, folder: Path) -> list[list[str]]:
@@ -253,7 +61,7 @@ def apply_commands(environment: Environment, folder: Path) -> list[list[str]]:
 
 def build_commands(environment: Environment, bento: str) -> list[list[str]]:
     """Build and push the image, then ask Docker for the digest the push gave it."""
-    tagged = image(environment, bento)
+    tagged = manifests.image(environment, bento)
     return [
         ["bentoml", "containerize", bento, "-t", tagged],
         ["docker", "push", tagged],
@@ -268,7 +76,7 @@ def commands(environment: Environment, bento: str, folder: Path) -> list[list[st
 
 def undo_commands(environment: Environment) -> list[list[str]]:
     """Back to the Deployment's previous revision, wait for it, then read what it runs."""
-    deployment = f"deployment/{app_name()}"
+    deployment = f"deployment/{manifests.app_name()}"
     return [
         _kubectl(environment, "rollout", "undo", deployment),
         _rollout_status(environment),
@@ -306,8 +114,8 @@ def pushed_digest(environment: Environment, bento: str, runner: Runner = run) ->
     RepoDigests holds `<repository>@sha256:...` for each repository the image is in, so
     the entry of the environment's repository is taken, never simply the first.
     """
-    tagged = image(environment, bento)
-    repository = _familiar(settings(environment).image)
+    tagged = manifests.image(environment, bento)
+    repository = _familiar(manifests.settings(environment).image)
     problem = f"docker push {tagged} gave no digest that can be read"
     try:
         found = json.loads(runner(["docker", "image", "inspect", tagged]))
@@ -327,11 +135,12 @@ def pushed_digest(environment: Environment, bento: str, runner: Runner = run) ->
 
 def plan(paths: Paths, environment: Environment, labels: dict) -> dict:
     """The dry run: write validated manifests to reports/deploy/<env>/ and print the commands."""
-    folder = write(environment, labels, paths.reports / "deploy" / environment.name)
+    folder = manifests.write(environment, labels, paths.reports / "deploy" / environment.name)
     steps = [shlex.join(command) for command in commands(environment, labels["bento"], folder)]
     (folder / "commands.sh").write_text("\n".join(steps) + "\n", encoding="utf-8")
     print(f"${DRY_RUN_VARIABLE} is set: nothing runs. Validated manifests: {folder}")
-    print(f"  (they name the image by tag; a deploy names it {pinned(environment, '<digest>')})")
+    pinned = manifests.pinned(environment, "<digest>")
+    print(f"  (they name the image by tag; a deploy names it {pinned})")
     print("\n".join(f"  {step}" for step in steps))
     return {
         "action": "dry-run",
@@ -342,19 +151,6 @@ def plan(paths: Paths, environment: Environment, labels: dict) -> dict:
         "manifests": str(folder),
         "commands": steps,
     }
-
-
-def _kept(record: dict) -> Path | None:
-    """The manifests `record` applied, if kept here and still naming the image it ran."""
-    kept = record.get("checks", {}).get("kubernetes", {})
-    if not kept.get("manifests"):
-        return None
-    file = Path(kept["manifests"]) / FILES[0]
-    try:
-        pod = yaml.safe_load(file.read_text(encoding="utf-8"))["spec"]["template"]["spec"]
-        return file.parent if pod["containers"][0]["image"] == kept.get("image") else None
-    except (AttributeError, OSError, LookupError, TypeError, yaml.YAMLError):
-        return None
 
 
 def _restore(
@@ -375,11 +171,11 @@ def _restore(
         except CommandFailed as error:
             return f"an unknown state: undoing the rollout failed too ({error})"
         return UNDONE
-    folder = _kept(before)
+    folder = manifests.kept_folder(before)
     if folder is None:  # rendered again from the record, at the digest it ran
         digest = before.get("checks", {}).get("kubernetes", {}).get("digest")
-        folder = manifests_folder(paths, environment, before["bento"])
-        write(environment, before, folder, digest)
+        folder = manifests.manifests_folder(paths, environment, before["bento"])
+        manifests.write(environment, before, folder, digest)
     try:
         for command in apply_commands(environment, folder):
             runner(command)
@@ -402,9 +198,9 @@ def replace(
     the manifests were applied, the previous record's manifests are applied again.
     """
     bento = labels["bento"]
-    folder = manifests_folder(paths, environment, bento)
+    folder = manifests.manifests_folder(paths, environment, bento)
     state: dict = {
-        "tag": image(environment, bento),
+        "tag": manifests.image(environment, bento),
         "manifests": str(folder),
         "commands": [shlex.join(command) for command in commands(environment, bento, folder)],
     }
@@ -415,8 +211,8 @@ def replace(
         runner(containerize)
         runner(push)
         state["digest"] = pushed_digest(environment, bento, runner)
-        state["image"] = pinned(environment, state["digest"])
-        write(environment, labels, folder, state["digest"])
+        state["image"] = manifests.pinned(environment, state["digest"])
+        manifests.write(environment, labels, folder, state["digest"])
         apply, wait = apply_commands(environment, folder)
         # From `kubectl apply` on, the cluster may have changed: a failure must restore.
         touched = True
