@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +70,27 @@ def test_a_second_build_in_the_same_process_packs_the_model_saved_for_it(
     assert second["model_tag"] != bento["model_tag"]
     packed = [str(model.tag) for model in bentoml.get(second["tag"]).info.all_models]
     assert packed == [second["model_tag"]]
+
+
+def test_a_bento_whose_service_fails_to_start_is_reported_at_once_in_one_line(
+    params, paths, bento, tmp_path
+):
+    import bentoml
+
+    other = Paths(tmp_path)
+    for folder in (paths.models, paths.reports, paths.raw_dir.parent):
+        shutil.copytree(folder, other.root / folder.name)
+    broken = package.build(params, other)
+    # The packed booster is unreadable: the service raises while it sets up, and BentoML
+    # would restart its worker every few seconds until the readiness timeout.
+    (Path(bentoml.models.get(broken["model_tag"]).path) / "model.txt").write_text("garbage")
+
+    with (
+        pytest.raises(RuntimeError, match="failed to start: ") as caught,
+        package.running_server(paths, broken["tag"]),
+    ):
+        pass
+
+    message = str(caught.value)
+    assert "\n" not in message and "LightGBMError" in message, message
+    assert "not ready" not in message  # it did not wait for the timeout

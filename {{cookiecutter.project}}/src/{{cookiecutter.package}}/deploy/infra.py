@@ -15,7 +15,6 @@ retried online, so a fresh CI runner with a cold cache still works.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -86,16 +85,6 @@ def make_venv(paths: Paths, folder: Path, requirements: Path) -> Path:
     return python
 
 
-def _cause(log: str) -> str:
-    """What broke, from a server log: a missing module first, else the last error line."""
-    # BentoML wraps import failures in its own message; the module name is what matters.
-    if missing := re.search(r"No module named '([^']+)'", log):
-        return f"ModuleNotFoundError: No module named '{missing.group(1)}'"
-    lines = [line.strip() for line in log.splitlines() if line.strip()]
-    errors = [line for line in lines if re.match(r"^[\w.]*(Error|Exception)\b.*:", line)]
-    return errors[-1] if errors else (lines[-1] if lines else "(no output)")
-
-
 def check(
     params: Params, paths: Paths, bento_tag: str | None = None, keep_venv_in: Path | None = None
 ) -> dict:
@@ -139,7 +128,7 @@ def check(
         # A server that died says why in its log (e.g. ModuleNotFoundError: lightgbm).
         cause = str(error)
         if log.exists():
-            cause, result["log"] = _cause(log.read_text(errors="replace")), str(log)
+            cause, result["log"] = local.error_cause(log.read_text(errors="replace")), str(log)
         result["error"] = f"bento {tag} does not serve from its own requirements: {cause}"
     else:
         if not result["smoke"]["passed"]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -23,6 +24,9 @@ import httpx
 from ..config import Paths
 
 READY_TIMEOUT = 180.0
+# BentoML's line when the service's setup raised; it then restarts the worker every few
+# seconds rather than exit, so only the log tells that waiting is pointless.
+STARTUP_FAILED = "Application startup failed"
 STOP_TIMEOUT = 15.0
 
 
@@ -155,13 +159,35 @@ def start(
     return server
 
 
+def error_cause(log: str) -> str:
+    """What broke, from a server log: a missing module first, else the last error line."""
+    # BentoML wraps import failures in its own message; the module name is what matters.
+    if missing := re.search(r"No module named '([^']+)'", log):
+        return f"ModuleNotFoundError: No module named '{missing.group(1)}'"
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"^[\w.]*(Error|Exception)\b.*:", line)]
+    return errors[-1] if errors else (lines[-1] if lines else "(no output)")
+
+
+def _log_text(server: Server) -> str:
+    path = Path(server.log)
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
 def wait_ready(server: Server, process: subprocess.Popen, timeout: float) -> None:
+    """Return once the server answers; fail at once, in one line, if it exits or its
+    service fails to start (the log keeps the whole traceback)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(
-                f"bentoml serve {server.bento} exited with code {process.returncode} "
-                f"before it was ready:\n{_tail(server.log)}"
+                f"bentoml serve {server.bento} exited with code {process.returncode} before "
+                f"it was ready: {error_cause(_log_text(server))} (log: {server.log})"
+            )
+        if STARTUP_FAILED in (log := _log_text(server)):
+            raise RuntimeError(
+                f"bentoml serve {server.bento} failed to start: {error_cause(log)} "
+                f"(log: {server.log})"
             )
         if healthy(server):
             return
