@@ -238,9 +238,10 @@ def loadtest(
 
 def _deploy_step(step, *args) -> None:
     """Run a deploy command; a refusal or failed check is one clear line and exit 1."""
-    from .deploy.engine import DeployFailed, Refused
+    from .deploy.engine import DeployFailed, Refused, abort_on_signals
 
     params, paths = _setup()
+    abort_on_signals()
     try:
         record = step(params, paths, *args)
     except (Refused, DeployFailed) as error:

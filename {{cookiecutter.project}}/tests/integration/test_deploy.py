@@ -8,7 +8,12 @@ everything is stopped. The environments get free ports and a short load test.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import httpx
 import pytest
@@ -184,6 +189,71 @@ def test_rollback_restores_the_previous_bento_as_a_new_record(
     assert after[: len(before)] == before and after[-1] == rolled
     [row] = [r for r in engine.status(paths) if r["environment"] == "test"]
     assert (row["running"], row["record"]["action"]) == (bento["tag"], "rollback")
+
+
+def start_deploy(env: str, bento: str) -> subprocess.Popen:
+    """`deploy` as a person or a CI job runs it: its own process (and process group)."""
+    command = [sys.executable, "-m", "{{ cookiecutter.package }}.cli", "deploy", env]
+    return subprocess.Popen(
+        [*command, "--bento", bento],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def wait_for_candidate(paths: Paths, env: str, process: subprocess.Popen) -> local.Server:
+    """The candidate server, once it is recorded and listening (the deploy is checking it)."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[0]
+        found = local.read_state(paths, local.candidate(env))
+        if found is not None and local.listening(found.port):
+            return found
+        time.sleep(0.2)
+    raise AssertionError("the deploy never started its candidate")
+
+
+def test_a_deploy_stopped_by_sigterm_stops_its_candidate_and_records_the_abort(
+    params, paths, bento, environments, deployed, tmp_path
+):
+    second = build_from(params, paths, Paths(tmp_path))
+    process = start_deploy("test", second)
+    checked = wait_for_candidate(paths, "test", process)
+
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+
+    assert process.returncode == 1, output
+    assert f"test still serves {bento['tag']}: aborted by SIGTERM" in output
+    assert not local.listening(checked.port)
+    assert local.read_state(paths, local.candidate("test")) is None
+    last = records.read(paths, "test")[-1]
+    assert (last["bento"], last["status"]) == (second, "FAILED")
+    assert last["error"] == "aborted by SIGTERM"
+    assert serving(environments["test"].url) == bento["tag"]
+
+
+def test_a_deploy_killed_outright_leaves_a_candidate_that_down_finds(
+    params, paths, bento, environments, deployed, tmp_path
+):
+    second = build_from(params, paths, Paths(tmp_path))
+    process = start_deploy("test", second)
+    checked = wait_for_candidate(paths, "test", process)
+
+    os.killpg(process.pid, signal.SIGKILL)  # the deploy only: each server has its own group
+    process.communicate(timeout=60)
+
+    assert local.listening(checked.port), "the candidate died with the deploy"
+    last = records.read(paths, "test")[-1]
+    assert (last["bento"], last["status"]) == (second, "RUNNING")
+    assert serving(environments["test"].url) == bento["tag"]
+    engine.down(paths, "test")
+    assert not local.listening(checked.port)
+    assert not local.listening(environments["test"].port)
+    # Serving again for the tests after this one.
+    assert engine.deploy(params, paths, "test", bento["tag"])["success"]
 
 
 def test_down_stops_every_environment(paths, environments, deployed):

@@ -107,6 +107,14 @@ def laptop(paths: Paths, bento, tmp_path_factory) -> Paths:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns.db'}")
         laptop = Paths(root)
         client = registry.client(laptop)
+        # Only this module's history: other modules of the session deploy and train too.
+        for alias in client.get_registered_model(PROJECT).aliases:
+            client.delete_registered_model_alias(PROJECT, alias)
+        for version in client.search_model_versions(MODEL):
+            if str(version.version) != str(bento["model_version"]):
+                client.delete_model_version(PROJECT, str(version.version))
+        for record in records.read(laptop):
+            client.delete_run(record["run_id"])
         first = client.get_model_version(PROJECT, bento["model_version"])
         for _ in range(2):
             last = client.create_model_version(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import signal
 from collections.abc import Iterator
 
 from .. import release_store
@@ -23,6 +24,21 @@ class Refused(RuntimeError):
 
 class DeployFailed(RuntimeError):
     """A check failed; the environment still serves what it served before."""
+
+
+class Aborted(RuntimeError):
+    """The deploy was told to stop (SIGTERM, Ctrl-C): it ends like a failed check."""
+
+
+def abort_on_signals() -> None:
+    """Turn SIGTERM and SIGINT into Aborted, so an interrupted deploy stops its candidate,
+    puts back what served, and records its attempt as failed."""
+
+    def abort(signum: int, _frame) -> None:
+        raise Aborted(f"aborted by {signal.Signals(signum).name}")
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, abort)
 
 
 @contextlib.contextmanager
@@ -274,4 +290,5 @@ def down(paths: Paths, name: str | None = None) -> list[str]:
                 local.stop(server)
                 stopped.append(environment)
             local.clear_state(paths, environment)
+            local.stop_candidate(paths, environment)
     return stopped

@@ -131,10 +131,13 @@ def start(
     python: str = sys.executable,
     env: dict[str, str] | None = None,
     timeout: float = READY_TIMEOUT,
+    record_as: str | None = None,
 ) -> Server:
     """Start `bentoml serve` detached on `port`; return once it answers /readyz.
 
     `python` and `env` let the infra check serve from another virtual environment.
+    `record_as` names the state file written as soon as the process exists, before it is
+    ready: a deploy killed while it waits leaves a server that `down` can still find.
     """
     if listening(port):
         raise RuntimeError(f"port {port} on 127.0.0.1 is already in use: cannot serve {label}")
@@ -151,10 +154,14 @@ def start(
             start_new_session=True,
         )
     server = Server(process.pid, port, bento, str(log), time.time())
+    if record_as is not None:
+        write_state(paths, record_as, server)
     try:
         wait_ready(server, process, timeout)
     except BaseException:
         stop(server)
+        if record_as is not None:
+            clear_state(paths, record_as)
         raise
     return server
 
@@ -212,13 +219,27 @@ def stop(server: Server | None) -> None:
             return
 
 
+def candidate(environment: str) -> str:
+    """The state name of the candidate a deploy to `environment` checks before switching."""
+    return f"{environment}.candidate"
+
+
+def stop_candidate(paths: Paths, environment: str) -> None:
+    """Stop the candidate of an interrupted deploy, if one was left, and forget it."""
+    stop(read_state(paths, candidate(environment)))
+    clear_state(paths, candidate(environment))
+
+
 def replace(paths: Paths, environment: str, port: int, bento: str, verify) -> dict:
     """Serve `bento` on `port` in place of what serves there, only if it passes `verify`.
 
     `verify(url, full)` raises when a check fails. The candidate is checked fully on a
     spare port while the old server keeps serving; only then does it take over the port
     and get checked again. If anything fails, the old bento serves again on `port`.
+    Every server is recorded as soon as it starts, so an interrupted deploy leaves nothing
+    that `down` or the next deploy cannot find.
     """
+    stop_candidate(paths, environment)
     old = read_state(paths, environment)
     old_serving = healthy(old)
     if listening(port) and not (old_serving and old.port == port):
@@ -226,14 +247,16 @@ def replace(paths: Paths, environment: str, port: int, bento: str, verify) -> di
             f"port {port} on 127.0.0.1 is in use by a process this project did not start "
             f"for {environment}: stop it or change deploy.port in environments/{environment}.yaml"
         )
-    candidate = start(paths, bento, free_port(), f"{environment}-candidate")
+    checked = start(
+        paths, bento, free_port(), f"{environment}-candidate", record_as=candidate(environment)
+    )
     try:
-        checks = verify(candidate.url, True)
+        checks = verify(checked.url, True)
     finally:
-        stop(candidate)
+        stop_candidate(paths, environment)
     stop(old)
     try:
-        new = start(paths, bento, port, environment)
+        new = start(paths, bento, port, environment, record_as=environment)
         try:
             checks["after_switch"] = verify(new.url, False)
         except BaseException:
