@@ -79,6 +79,19 @@ def bento(paths: Paths, params, evaluated) -> dict:
 
 
 @pytest.fixture(scope="session")
+def job_root(paths: Paths):
+    """`job_root(folder)`: `folder` as another CI job gets it (this session's data, model
+    and reports, no bento yet), as a project root."""
+
+    def copy(folder: Path) -> Paths:
+        for outputs in (paths.models, paths.reports, paths.raw_dir.parent):
+            shutil.copytree(outputs, folder / outputs.name, dirs_exist_ok=True)
+        return Paths(folder)
+
+    return copy
+
+
+@pytest.fixture(scope="session")
 def server(paths: Paths, bento):
     """The bento served by `bentoml serve` on a free port of 127.0.0.1."""
     from {{ cookiecutter.package }} import package

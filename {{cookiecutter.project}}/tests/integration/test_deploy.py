@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -64,10 +63,9 @@ def environments(paths: Paths):
                 (folder / name).write_text(text)
 
 
-def build_from(params, paths: Paths, root: Paths, tamper=None) -> str:
-    """Another bento of the same registered model version, its card optionally tampered."""
-    for folder in (paths.models, paths.reports, paths.raw_dir.parent):
-        shutil.copytree(folder, root.root / folder.name, dirs_exist_ok=True)
+def build_from(params, root: Paths, tamper=None) -> str:
+    """Another bento of the same registered model version (`root` from the `job_root`
+    fixture), its card optionally tampered."""
     if tamper is not None:
         card = json.loads(root.model_card.read_text())
         tamper(card)
@@ -128,9 +126,9 @@ def test_a_deploy_passes_its_checks_serves_the_bento_and_is_recorded(
 
 
 def test_a_bento_failing_its_smoke_check_leaves_the_previous_one_serving(
-    params, paths, bento, environments, deployed, tmp_path
+    params, paths, bento, environments, deployed, job_root, tmp_path
 ):
-    broken = build_from(params, paths, Paths(tmp_path), tamper=reverse_feature_order)
+    broken = build_from(params, job_root(tmp_path), tamper=reverse_feature_order)
 
     with pytest.raises(engine.DeployFailed, match="smoke") as failed:
         engine.deploy(params, paths, "test", broken)
@@ -169,9 +167,9 @@ def test_an_impossible_load_test_gate_fails_naming_the_gate_and_the_measure(
 
 
 def test_rollback_restores_the_previous_bento_as_a_new_record(
-    params, paths, bento, environments, deployed, tmp_path
+    params, paths, bento, environments, deployed, job_root, tmp_path
 ):
-    second = build_from(params, paths, Paths(tmp_path))
+    second = build_from(params, job_root(tmp_path))
     engine.deploy(params, paths, "test", second)
     assert serving(environments["test"].url) == second
     before = records.read(paths)
@@ -216,9 +214,9 @@ def wait_for_candidate(paths: Paths, env: str, process: subprocess.Popen) -> loc
 
 
 def test_a_deploy_stopped_by_sigterm_stops_its_candidate_and_records_the_abort(
-    params, paths, bento, environments, deployed, tmp_path
+    params, paths, bento, environments, deployed, job_root, tmp_path
 ):
-    second = build_from(params, paths, Paths(tmp_path))
+    second = build_from(params, job_root(tmp_path))
     process = start_deploy("test", second)
     checked = wait_for_candidate(paths, "test", process)
 
@@ -236,9 +234,9 @@ def test_a_deploy_stopped_by_sigterm_stops_its_candidate_and_records_the_abort(
 
 
 def test_a_deploy_killed_outright_leaves_a_candidate_that_down_finds(
-    params, paths, bento, environments, deployed, tmp_path
+    params, paths, bento, environments, deployed, job_root, tmp_path
 ):
-    second = build_from(params, paths, Paths(tmp_path))
+    second = build_from(params, job_root(tmp_path))
     process = start_deploy("test", second)
     checked = wait_for_candidate(paths, "test", process)
 

@@ -6,14 +6,12 @@ a real `bentoml serve` with it, so this module costs two server starts.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from {{ cookiecutter.package }} import package
-from {{ cookiecutter.package }}.config import Paths
 from {{ cookiecutter.package }}.deploy import infra
 
 pytestmark = pytest.mark.integration
@@ -42,11 +40,9 @@ def test_the_built_bento_served_from_its_own_requirements_answers_like_the_model
 
 
 def test_a_bento_missing_a_package_it_imports_fails_naming_the_module(
-    params, paths, bento, tmp_path
+    params, paths, bento, job_root, tmp_path
 ):
-    root = Paths(tmp_path)
-    for folder in (paths.models, paths.reports, paths.raw_dir.parent):
-        shutil.copytree(folder, root.root / folder.name)
+    root = job_root(tmp_path)
     broken = package.build(params, root, exclude_packages=frozenset({"lightgbm"}))["tag"]
 
     result = infra.check(params, paths, broken)

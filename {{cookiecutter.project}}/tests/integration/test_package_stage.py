@@ -57,15 +57,11 @@ def test_a_server_that_cannot_start_reports_its_output(paths):
 
 
 def test_a_second_build_in_the_same_process_packs_the_model_saved_for_it(
-    params, paths, bento, tmp_path
+    params, paths, bento, job_root, tmp_path
 ):
     import bentoml
 
-    other = Paths(tmp_path)
-    for folder in (paths.models, paths.reports, paths.raw_dir.parent):
-        shutil.copytree(folder, other.root / folder.name)
-
-    second = package.build(params, other)
+    second = package.build(params, job_root(tmp_path))
 
     assert second["model_tag"] != bento["model_tag"]
     packed = [str(model.tag) for model in bentoml.get(second["tag"]).info.all_models]
@@ -73,14 +69,11 @@ def test_a_second_build_in_the_same_process_packs_the_model_saved_for_it(
 
 
 def test_a_bento_whose_service_fails_to_start_is_reported_at_once_in_one_line(
-    params, paths, bento, tmp_path
+    params, paths, bento, job_root, tmp_path
 ):
     import bentoml
 
-    other = Paths(tmp_path)
-    for folder in (paths.models, paths.reports, paths.raw_dir.parent):
-        shutil.copytree(folder, other.root / folder.name)
-    broken = package.build(params, other)
+    broken = package.build(params, job_root(tmp_path))
     # The packed booster is unreadable: the service raises while it sets up, and BentoML
     # would restart its worker every few seconds until the readiness timeout.
     (Path(bentoml.models.get(broken["model_tag"]).path) / "model.txt").write_text("garbage")

@@ -3,7 +3,6 @@ bento `make package` builds, with its digest, and is the only place deploys take
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,12 +15,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def second(params, paths: Paths, bento, tmp_path_factory) -> dict:
+def second(params, bento, job_root, tmp_path_factory) -> dict:
     """Another bento of the same model version, built in another folder (as a CI job)."""
-    other = Paths(tmp_path_factory.mktemp("job"))
-    for folder in (paths.models, paths.reports, paths.raw_dir.parent):
-        shutil.copytree(folder, other.root / folder.name)
-    return package.build(params, other)
+    return package.build(params, job_root(tmp_path_factory.mktemp("job")))
 
 
 def digest_key(tag: str) -> str:
