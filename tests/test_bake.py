@@ -50,6 +50,7 @@ COMMON_FILES = [
     "src/{package}/deploy/infra.py",
     "src/{package}/deploy/kubernetes.py",
     "src/{package}/deploy/kubernetes_manifests.py",
+    "src/{package}/deploy/host.py",
     "src/{package}/deploy/local.py",
     "src/{package}/deploy/platforms.py",
     "src/{package}/deploy/records.py",

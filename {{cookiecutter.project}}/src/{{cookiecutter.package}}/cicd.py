@@ -89,6 +89,9 @@ class Environment:
     promotion: str
     url: str | None
     target: str
+    # Labels of the runner the deploy job must run on (GitHub runs-on, GitLab tags): the
+    # host target's own machine. Empty: any shared runner.
+    runner: tuple[str, ...] = ()
 
     @property
     def where(self) -> str:
@@ -115,8 +118,20 @@ def _url(name: str, deploy: dict) -> str | None:
             raise ValueError(f"environments/{name}.yaml: deploy.port is required for target local")
         return None
     if not deploy.get("url"):
-        raise ValueError(f"environments/{name}.yaml: deploy.url is required for a remote target")
+        raise ValueError(f"environments/{name}.yaml: deploy.url is required for a lasting target")
     return str(deploy["url"]).rstrip("/")
+
+
+def _runner(name: str, deploy: dict) -> tuple[str, ...]:
+    if deploy.get("target") != "host":
+        return ()
+    labels = deploy.get("runner")
+    if not labels or not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise ValueError(
+            f"environments/{name}.yaml: deploy.runner must list the labels of the runner on the "
+            "host (e.g. [self-hosted, ml-production])"
+        )
+    return tuple(labels)
 
 
 def _read(path: Path) -> Environment:
@@ -136,6 +151,7 @@ def _read(path: Path) -> Environment:
         promotion=promotion,
         url=_url(name, deploy),
         target=deploy.get("target", "local"),
+        runner=_runner(name, deploy),
     )
 
 

@@ -292,12 +292,16 @@ def status() -> None:
 @app.command()
 def down(
     env: Annotated[str | None, typer.Argument(help="Environment (default: all)")] = None,
+    job_end: Annotated[
+        bool,
+        typer.Option(help="Only what cannot outlive a CI job; a lasting host keeps serving"),
+    ] = False,
 ) -> None:
-    """Stop local deployments (one environment, or all)."""
+    """Stop deployments (one environment, or all): local servers and lasting hosts."""
     from .deploy import engine
 
     _, paths = _setup()
-    stopped = engine.down(paths, env)
+    stopped = engine.down(paths, env, lasting=not job_end)
     typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 

@@ -103,3 +103,39 @@ def test_a_local_environment_claims_no_url_and_says_it_is_only_verified_on_the_r
     assert jobs["deploy-test"]["name"].endswith("(auto; verified on the runner, then stopped)")
     assert gitlab["deploy-test"]["environment"] == {"name": "test"}
     assert "127.0.0.1" not in files[".github/workflows/cd.yml"] + files[".gitlab-ci.yml"]
+
+
+HOST = {
+    "target": "host",
+    "runner": ["self-hosted", "ml-production"],
+    "port": 8080,
+    "url": "https://churn.example.com",
+    "state_dir": "/srv/churn-model/production",
+}
+
+
+def test_a_lasting_host_gets_its_runner_and_url_on_both_platforms(project: Path):
+    production = yaml.safe_load((project / "environments" / "production.yaml").read_text())
+    production["deploy"] = HOST
+    (project / "environments" / "production.yaml").write_text(yaml.safe_dump(production))
+    files = cicd.render(project, ["github", "gitlab"])
+    jobs = yaml.safe_load(files[".github/workflows/cd.yml"])["jobs"]
+    gitlab = yaml.safe_load(files[".gitlab-ci.yml"])
+
+    for job in ("deploy-production", "dispatch-production"):
+        assert jobs[job]["runs-on"] == ["self-hosted", "ml-production"]
+        assert jobs[job]["environment"]["url"] == "https://churn.example.com"
+        assert gitlab[job]["tags"] == ["self-hosted", "ml-production"]
+        assert gitlab[job]["environment"]["url"] == "https://churn.example.com"
+    assert jobs["deploy-production"]["name"].endswith("(manual; https://churn.example.com)")
+    # The other environments stay on shared runners.
+    assert jobs["deploy-test"]["runs-on"] == "ubuntu-latest"
+    assert "tags" not in gitlab["deploy-test"]
+
+
+def test_a_host_without_runner_labels_is_refused(project: Path):
+    production = yaml.safe_load((project / "environments" / "production.yaml").read_text())
+    production["deploy"] = {key: value for key, value in HOST.items() if key != "runner"}
+    (project / "environments" / "production.yaml").write_text(yaml.safe_dump(production))
+    with pytest.raises(ValueError, match=r"production\.yaml: deploy\.runner must list the labels"):
+        cicd.render(project, ["github"])

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from .. import release_store
 from ..config import Params, Paths
-from . import checks, kubernetes, local, records
+from . import checks, host, kubernetes, local, records
 from .environments import Environment, get, load_all
 
 
@@ -122,6 +122,8 @@ def deploy(
         try:
             if environment.deploy.target == "kubernetes":
                 record["checks"] = kubernetes.replace(paths, environment, labels, before, verify)
+            elif environment.deploy.target == "host":
+                record["checks"] = host.replace(paths, environment, bento, verify)
             else:
                 record["checks"] = local.replace(paths, name, environment.port, bento, verify)
         except Exception as error:
@@ -129,8 +131,7 @@ def deploy(
             record["error"] = str(error)
             record = records.finish(paths, record)
             _report(paths, record)
-            server = local.read_state(paths, name)
-            served = server.bento if local.healthy(server) else "nothing"
+            served = _serving(paths, environment) or "nothing"
             served = record["checks"].get("kubernetes", {}).get("serving", served)
             raise DeployFailed(
                 f"{action} of {bento} to {name} failed, {name} still serves {served}: {error}"
@@ -140,6 +141,14 @@ def deploy(
         records.tag_registry(paths, record)
     _report(paths, record)
     return record
+
+
+def _serving(paths: Paths, environment: Environment) -> str | None:
+    """The bento that answers in `environment` now (local and host targets)."""
+    if environment.deploy.target == "host":
+        return host.serving(environment)
+    server = local.read_state(paths, environment.name)
+    return server.bento if local.healthy(server) else None
 
 
 def _report(paths: Paths, record: dict) -> None:
@@ -225,12 +234,18 @@ def status(paths: Paths) -> list[dict]:
         done = [record for record in mine if record["success"]]
         current = done[-1] if done else None
         last = mine[-1] if mine else None
+        if environment.deploy.target == "host":
+            running = host.serving(environment)
+            url, healthy = environment.url, running is not None
+        else:
+            running = server.bento if server and local.alive(server.pid) else None
+            url, healthy = server.url if server else environment.url, local.healthy(server)
         rows.append(
             {
                 "environment": name,
-                "url": server.url if server else environment.url,
-                "running": server.bento if server and local.alive(server.pid) else None,
-                "healthy": local.healthy(server),
+                "url": url,
+                "running": running,
+                "healthy": healthy,
                 "record": current,
                 "last_failure": last if last and not last.get("success") else None,
             }
@@ -279,12 +294,20 @@ def format_status(rows: list[dict]) -> str:
     return text
 
 
-def down(paths: Paths, name: str | None = None) -> list[str]:
-    """Stop the local servers of `name` (default: every environment); return what stopped."""
-    names = [get(paths, name).name] if name else list(load_all(paths))
+def down(paths: Paths, name: str | None = None, lasting: bool = True) -> list[str]:
+    """Stop the servers of `name` (default: every environment); return what stopped.
+
+    `lasting=False` (a CI job's end) leaves lasting hosts serving: they are meant to outlive
+    the job that deployed them."""
+    environments = load_all(paths)
+    names = [get(paths, name).name] if name else list(environments)
     stopped = []
     with _locked(paths):
         for environment in names:
+            if environments[environment].deploy.target == "host":
+                if lasting and host.down(environments[environment]):
+                    stopped.append(environment)
+                continue
             server = local.read_state(paths, environment)
             if server is not None:
                 local.stop(server)

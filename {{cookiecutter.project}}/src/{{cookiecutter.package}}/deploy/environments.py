@@ -71,6 +71,25 @@ class LocalDeploy(BaseModel):
     port: int = Field(gt=0, lt=65536)
 
 
+class HostDeploy(BaseModel):
+    """A machine of the environment's own, reached by a CI runner registered on it: the bento
+    keeps serving there after the job, under supervisor, behind nginx (see deploy/host.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: Literal["host"]
+    # GitHub `runs-on` labels / GitLab runner `tags` of the runner on that host.
+    runner: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]] = Field(
+        min_length=1
+    )
+    # Where nginx listens on the host; 0.0.0.0 to take traffic from other machines.
+    address: str = Field("127.0.0.1", pattern=r"^[0-9a-fA-F.:]+$|^localhost$")
+    port: int = Field(gt=0, lt=65536)
+    url: str = Field(pattern=r"^https?://[^\s/]+(/\S*)?$")
+    # The environment's lasting folder on the host (supervisor, nginx, bentos, venvs).
+    state_dir: str = Field(pattern=r"^(/|~/)[A-Za-z0-9_./-]+$")
+
+
 class Resources(BaseModel):
     """Requests and limits of each pod, in Kubernetes quantities ("500m", "1Gi")."""
 
@@ -124,11 +143,13 @@ class KubernetesDeploy(BaseModel):
 def _target(value: object) -> str:
     """Which target a deploy block is for; `local` when it says nothing."""
     found = value.get("target") if isinstance(value, dict) else getattr(value, "target", None)
-    return found if found in ("local", "kubernetes") else "local"
+    return found if found in ("local", "kubernetes", "host") else "local"
 
 
 Deploy = Annotated[
-    Annotated[LocalDeploy, Tag("local")] | Annotated[KubernetesDeploy, Tag("kubernetes")],
+    Annotated[LocalDeploy, Tag("local")]
+    | Annotated[KubernetesDeploy, Tag("kubernetes")]
+    | Annotated[HostDeploy, Tag("host")],
     Discriminator(_target),
 ]
 
@@ -145,9 +166,11 @@ class Environment(BaseModel):
 
     @property
     def port(self) -> int:
-        """The port on 127.0.0.1 the local target serves this environment on."""
+        """The port the local target serves this environment on (the host target: nginx's)."""
+        if isinstance(self.deploy, HostDeploy):
+            return self.deploy.port
         if not isinstance(self.deploy, LocalDeploy):
-            raise ValueError(f"environment {self.name} is not on the local target: it has no port")
+            raise ValueError(f"environment {self.name} is on a cluster: it has no port")
         offset = os.environ.get(PORT_OFFSET_VARIABLE, "0") or "0"
         try:
             return self.deploy.port + int(offset)
@@ -158,7 +181,7 @@ class Environment(BaseModel):
 
     @property
     def url(self) -> str:
-        if isinstance(self.deploy, KubernetesDeploy):
+        if isinstance(self.deploy, KubernetesDeploy | HostDeploy):
             return self.deploy.url.rstrip("/")
         return f"http://127.0.0.1:{self.port}"
 
@@ -168,7 +191,7 @@ def _field(location: tuple) -> str:
     parts = [
         str(part)
         for index, part in enumerate(location)
-        if not (index == 1 and location[0] == "deploy" and part in ("local", "kubernetes"))
+        if not (index == 1 and location[0] == "deploy" and part in ("local", "kubernetes", "host"))
     ]
     return ".".join(parts) or "(top level)"
 
