@@ -9,6 +9,8 @@ the actions that need GitHub's services are replaced by tests/ci_stand_ins/.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import csv
 import io
 import json
@@ -16,8 +18,12 @@ import os
 import re
 import signal
 import subprocess
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
+from http.client import HTTPConnection, HTTPException, RemoteDisconnected
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 from conftest import TEMPLATE, clean_env
@@ -185,8 +191,12 @@ def run_act(
     artifacts: Path,
     run_id: str,
     secrets: dict[str, str] | None = None,
+    runner_labels: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> Run:
-    """Run one workflow for one event on the host; its artifacts go to artifacts/<run_id>/."""
+    """Run one workflow for one event on the host; its artifacts go to artifacts/<run_id>/.
+
+    `runner_labels`: the runs-on labels of self-hosted runners, all run here too."""
     event_file = artifacts.parent / f"event-{run_id}.json"
     event_file.write_text(json.dumps(payload))
     (artifacts / run_id).mkdir(parents=True, exist_ok=True)
@@ -199,6 +209,8 @@ def run_act(
         "--env", f"CI_STAND_IN_ARTIFACTS={artifacts}", "--env", f"CI_STAND_IN_RUN_ID={run_id}",
         "--env", f"CI_STAND_INS={STAND_INS}", *stand_in_options(repo),
         *[f"--secret={name}={value}" for name, value in (secrets or {}).items()],
+        *[f"--platform={label}=-self-hosted" for label in runner_labels],
+        *[f"--env={name}={value}" for name, value in (env or {}).items()],
     ]  # fmt: skip
     output, code = execute(command, repo, artifacts.parent / f"act-{run_id}.log")
     results = ACT_RESULT.findall(output)
@@ -250,3 +262,80 @@ def stop_servers_started_under(ports: tuple[int, ...], folder: Path) -> dict[int
             os.killpg(os.getpgid(pid), signal.SIGTERM)
             stopped[port] = pid
     return stopped
+
+
+# ---------------------------------------------------------------- a lasting host
+
+
+def supervisorctl(state_dir: Path, *args: str) -> str:
+    """Ask the supervisord a host-target deploy left in `state_dir`."""
+    command = [
+        state_dir / "supervisor" / "bin" / "supervisorctl",
+        "-c",
+        state_dir / "supervisord.conf",
+    ]
+    return subprocess.run([*command, *args], capture_output=True, text=True).stdout.strip()
+
+
+def stop_host(state_dir: Path) -> None:
+    """Shut down the host's supervisord (and nginx and the bento under it), if it runs."""
+    if (state_dir / "supervisord.conf").exists() and supervisorctl(state_dir, "pid").isdigit():
+        supervisorctl(state_dir, "shutdown")
+
+
+@contextlib.contextmanager
+def steady_load(
+    url: str, body: dict, clients: int = 4, pause: float = 0.02
+) -> Iterator[collections.Counter]:
+    """POST `body` to `url` from `clients` threads (each about one request per `pause`
+    seconds, on its own keep-alive connection) until the block ends; count each request's
+    final outcome: "ok", "HTTP <status>" or the error's name.
+
+    Like any well-behaved HTTP client, a request that could not be sent on a reused
+    keep-alive connection the server had already closed (nginx closes idle ones when a
+    reload retires its old workers) is sent once more on a new connection; those are
+    counted under "re-sent on a new connection" besides their outcome, never hidden.
+    """
+    outcomes: collections.Counter = collections.Counter()
+    lock = threading.Lock()
+    done = threading.Event()
+    where = urlsplit(url)
+    payload = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+
+    def send(connection: HTTPConnection) -> str:
+        connection.request("POST", where.path, payload, headers)
+        response = connection.getresponse()
+        response.read()
+        return "ok" if response.status == 200 else f"HTTP {response.status}"
+
+    def client() -> None:
+        connection, reused = HTTPConnection(where.hostname, where.port, timeout=30), False
+        while not done.wait(pause):
+            try:
+                try:
+                    outcome = send(connection)
+                except (BrokenPipeError, ConnectionResetError, RemoteDisconnected):
+                    if not reused:
+                        raise
+                    connection.close()  # the server closed it while idle: never received
+                    with lock:
+                        outcomes["re-sent on a new connection"] += 1
+                    outcome = send(connection)
+                reused = True
+            except (OSError, HTTPException) as error:  # refused, reset, timed out, garbled
+                outcome, reused = type(error).__name__, False
+                connection.close()
+            with lock:
+                outcomes[outcome] += 1
+        connection.close()
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield outcomes
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(timeout=60)

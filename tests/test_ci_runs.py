@@ -9,11 +9,22 @@ so one pipeline runs at a time, and each test checks nothing is left listening t
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import io
 import json
+import os
 import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.request import urlopen
 
+import pandas as pd
 import pytest
 import yaml
 from ci_runners import (
@@ -27,7 +38,10 @@ from ci_runners import (
     run_act,
     run_gitlab,
     servers_on,
+    steady_load,
+    stop_host,
     stop_servers_started_under,
+    supervisorctl,
 )
 from mlflow import MlflowClient
 from release_store import ReleaseStore, running_release_store
@@ -103,6 +117,63 @@ def store(tmp_path) -> ReleaseStore:
     """A fresh release store (MLflow server, PostgreSQL, S3) that outlives every run."""
     with running_release_store(tmp_path / "release-store") as started:
         yield started
+
+
+@dataclass
+class PlatformApi:
+    """Local stand-ins of GitHub's and GitLab's REST APIs, as the deploy jobs reach them."""
+
+    github: object
+    gitlab: object
+    github_url: str
+    gitlab_url: str
+    token: str
+
+    def gitlab_variables(self) -> dict[str, str]:
+        return {
+            "CI_API_V4_URL": f"{self.gitlab_url}/api/v4",
+            "CI_PROJECT_ID": "77",
+            "GITLAB_TOKEN": self.token,
+        }
+
+    def checked(self, platform: str) -> list[str]:
+        """The environments whose protection the deploy jobs read, in order."""
+        fake = self.github if platform == "github" else self.gitlab
+        pattern = r".*/(?:environments|protected_environments)/([a-z-]+)$"
+        return [
+            m[1] for r in fake.requests if r.method == "GET" and (m := re.match(pattern, r.path))
+        ]
+
+
+@pytest.fixture
+def platform_api(baked) -> PlatformApi:
+    """The baked project's own API stand-ins (tests/integration/fake_platforms.py), holding
+    preprod and production protected as `environments sync` leaves them."""
+    sys.path.insert(0, str(baked / "tests" / "integration"))
+    import fake_platforms as fakes
+
+    github = fakes.FakeGitHub(repository="ml-team/churn-model")
+    branch_only = {"protected_branches": False, "custom_branch_policies": True}
+    gitlab = fakes.FakeGitLab()
+    maintainers = {"access_level": 40}
+    for name, self_review in (("preprod", False), ("production", True)):
+        github.environments[name] = {
+            "wait_timer": 0,
+            "prevent_self_review": self_review,
+            "reviewers": [{"type": "User", "id": 1}],
+            "deployment_branch_policy": branch_only,
+        }
+        github.policies[name] = [{"id": github.new_id(), "name": "main", "type": "branch"}]
+        # Semi-auto preprod: protected (who may click), no approval rule (the click is it).
+        rules = [{**maintainers, "required_approvals": 1}] if self_review else []
+        gitlab.protected[name] = {
+            "name": name,
+            "deploy_access_levels": [gitlab.entry(maintainers)],
+            "approval_rules": [gitlab.entry(rule, rule=True) for rule in rules],
+        }
+    gitlab.project["allow_pipeline_trigger_approve_deployment"] = False
+    with fakes.Server(github) as on_github, fakes.Server(gitlab) as on_gitlab:
+        yield PlatformApi(github, gitlab, on_github.url, on_gitlab.url, fakes.TOKEN)
 
 
 def deploys(store: ReleaseStore) -> list[tuple[str, str, str, str]]:
@@ -258,19 +329,25 @@ def test_gitlab_pipeline_stops_at_the_data_when_a_column_is_dropped(
     assert_no_servers_left(tmp_path)
 
 
-def test_gitlab_promotion_across_pushes_lives_in_the_release_store(baked, tmp_path, store):
+def test_gitlab_promotion_across_pushes_lives_in_the_release_store(
+    baked, tmp_path, store, platform_api
+):
     """Successive pipelines on main, each starting from nothing but the repository and the
-    release store's variable: pushes, then Run pipeline with DEPLOY_* variables."""
+    release store's variable: pushes, then Run pipeline with DEPLOY_* variables. Preprod
+    and production deploy only while GitLab (its API stand-in) protects them."""
     repo = pipeline_clone(baked, tmp_path, GITLAB_REMOTE)
-    push = gitlab_options({"MLFLOW_TRACKING_URI": store.uri})
+    variables = {"MLFLOW_TRACKING_URI": store.uri, **platform_api.gitlab_variables()}
+    push = gitlab_options(variables)
     planned = gitlab_jobs(repo, push)
     manual = [job["name"] for job in planned if job["when"] == "manual"]
     assert manual == ["deploy-preprod", "deploy-production"], planned
 
+    platform_variables = variables
+
     def run_by_hand(environment: str, action: str, bento: str = ""):
         variables = {"CI_PIPELINE_SOURCE": "web", "DEPLOY_ENVIRONMENT": environment}
         variables |= {"DEPLOY_ACTION": action, "DEPLOY_BENTO": bento}
-        return run_gitlab(repo, gitlab_options({"MLFLOW_TRACKING_URI": store.uri, **variables}))
+        return run_gitlab(repo, gitlab_options({**platform_variables, **variables}))
 
     # Push 1: bento A through test, preprod and production.
     run = run_gitlab(repo, push, manual=manual)
@@ -279,6 +356,7 @@ def test_gitlab_promotion_across_pushes_lives_in_the_release_store(baked, tmp_pa
     assert deploys(store) == [(env, verb, a, "FINISHED") for env, verb in PUSH_STEPS]
     version_a = assert_released(store, a)
     assert aliases(store) == dict.fromkeys(ENVIRONMENTS, version_a)
+    assert platform_api.checked("gitlab") == ["preprod", "production"]
     assert_no_servers_left(tmp_path)
 
     # Push 2: a worse model fails the evaluate stage's no-regression gate against A.
@@ -313,6 +391,16 @@ def test_gitlab_promotion_across_pushes_lives_in_the_release_store(baked, tmp_pa
         ("production", "promote", b, "FINISHED"),
     ]
     assert aliases(store) == dict.fromkeys(ENVIRONMENTS, version_b)
+
+    # Run pipeline, production's protection removed by hand: the rollback stops before
+    # deploying, naming the command that applies it; nothing is recorded.
+    protected = platform_api.gitlab.protected.pop("production")
+    run = run_by_hand("production", "rollback")
+    assert run.jobs == {"dispatch-production": "failed"}, run.tail()
+    assert "production is manual but gitlab does not hold it" in run.output, run.tail()
+    assert "make environments-sync PLATFORM=gitlab" in run.output, run.tail()
+    assert len(deploys(store)) == 6
+    platform_api.gitlab.protected["production"] = protected
 
     # Run pipeline: roll production back to A, which a pipeline three pushes ago built.
     assert_passed(run_by_hand("production", "rollback"), {"dispatch-production"})
@@ -368,15 +456,109 @@ def github_dispatch(environment: str, action: str, bento: str = "") -> dict:
     return github_repository({"ref": "refs/heads/main", "inputs": inputs})
 
 
-def test_github_promotion_across_pushes_lives_in_the_release_store(baked, tmp_path, store):
+HOST_PORT = 3013
+HOST_LABELS = ("self-hosted", "churn-production")
+
+
+@pytest.fixture
+def lasting_host():
+    """A state folder for production on the "lasting host" setup; its supervisord (and the
+    nginx and bento under it) is shut down at the end. Short: it holds a Unix socket."""
+    assert not servers_on((HOST_PORT,)), f"port {HOST_PORT} is in use: stop that server first"
+    folder = Path(tempfile.mkdtemp(prefix="host-", dir="/tmp"))
+    yield folder
+    stop_host(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def move_production_to_a_host(repo: Path, state_dir: Path) -> None:
+    """Commit production on target host (its own runner, supervisor, nginx on HOST_PORT),
+    with the CI files rendered again by the project's own renderer."""
+    file = repo / "environments" / "production.yaml"
+    production = yaml.safe_load(file.read_text())
+    production["deploy"] = {
+        "target": "host",
+        "runner": list(HOST_LABELS),
+        "port": HOST_PORT,
+        "url": f"http://127.0.0.1:{HOST_PORT}",
+        "state_dir": str(state_dir),
+    }
+    file.write_text(yaml.safe_dump(production, sort_keys=False))
+    source = repo / "src" / PROJECT.replace("-", "_") / "cicd.py"
+    spec = importlib.util.spec_from_file_location("baked_cicd", source)
+    renderer = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = renderer
+    spec.loader.exec_module(renderer)
+    renderer.write(repo)
+    git(repo, "commit", "-q", "-am", "Serve production from its own host")
+
+
+def host_serving(state_dir: Path) -> dict:
+    """What the host's live.json says serves, and whether its nginx answers."""
+    live = json.loads((state_dir / "live.json").read_text())
+    try:
+        with urlopen(f"http://127.0.0.1:{HOST_PORT}/readyz", timeout=5) as response:
+            live["answers"] = response.status == 200
+    except OSError:
+        live["answers"] = False
+    return live
+
+
+def bento_workers(state_dir: Path) -> dict[int, int]:
+    """pid -> parent pid of every BentoML worker running from the host's venvs."""
+    found = {}
+    for process in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (process / "cmdline").read_bytes()
+            parent = int((process / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if command.startswith(str(state_dir / "venvs").encode()) and b"_bentoml_impl" in command:
+            found[int(process.name)] = parent
+    return found
+
+
+def crash_and_wait_for_restart(state_dir: Path, colour: str) -> float:
+    """Kill the serving `bentoml serve` outright; seconds until supervisor has started it
+    again, its workers are the new one's (none left orphaned on the port) and nginx answers."""
+    before = int(supervisorctl(state_dir, "pid", colour))
+    os.kill(before, signal.SIGKILL)
+    started = time.monotonic()
+    while time.monotonic() - started < 180:
+        now = supervisorctl(state_dir, "pid", colour)
+        if now.isdigit() and int(now) not in (0, before):
+            workers = bento_workers(state_dir)
+            if set(workers.values()) == {int(now)} and host_serving(state_dir)["answers"]:
+                return time.monotonic() - started
+        time.sleep(0.5)
+    raise AssertionError(f"{colour} did not come back within 180s: {bento_workers(state_dir)}")
+
+
+def a_request(store: ReleaseStore, bento: str) -> dict:
+    """A one-row prediction request from the held-out rows released with `bento`."""
+    [key] = [
+        k for k in store.objects() if k.endswith(f"/{bento.partition(':')[2]}-smoke_rows.parquet")
+    ]
+    rows = pd.read_parquet(io.BytesIO(store.read(key))).drop(columns=["target"], errors="ignore")
+    return {"records": rows.head(1).to_dict("records")}
+
+
+def test_github_promotion_across_pushes_lives_in_the_release_store(
+    baked, tmp_path, store, lasting_host, platform_api
+):
     """Successive pushes to main and Run workflow, each a separate act run that starts from
-    nothing but the repository and the release store's secret."""
+    nothing but the repository and the release store's secret. Production lives on a
+    lasting host (its own runner labels): it keeps serving between runs, comes back after a
+    crash, and switches bentos blue-green under load."""
     repo = pipeline_clone(baked, tmp_path, GITHUB_REMOTE)
+    move_production_to_a_host(repo, lasting_host)
     artifacts = tmp_path / "artifacts"
-    secrets = {"MLFLOW_TRACKING_URI": store.uri}
+    # GITHUB_TOKEN is what act hands jobs as github.token; the API is the stand-in's.
+    secrets = {"MLFLOW_TRACKING_URI": store.uri, "GITHUB_TOKEN": platform_api.token}
+    api = {"GITHUB_API_URL": platform_api.github_url}
 
     def act(event: str, payload: dict, run_id: str):
-        return run_act(repo, event, "cd.yml", payload, artifacts, run_id, secrets)
+        return run_act(repo, event, "cd.yml", payload, artifacts, run_id, secrets, HOST_LABELS, api)
 
     # Push 1: bento A through test, preprod and production.
     run = act("push", github_push(repo), "1")
@@ -385,17 +567,33 @@ def test_github_promotion_across_pushes_lives_in_the_release_store(baked, tmp_pa
     assert deploys(store) == [(env, verb, a, "FINISHED") for env, verb in PUSH_STEPS]
     version_a = assert_released(store, a)
     assert aliases(store) == dict.fromkeys(ENVIRONMENTS, version_a)
+    assert platform_api.checked("github") == ["preprod", "production"]
     assert_no_servers_left(tmp_path)
 
-    # Push 2, a better-looking change: bento B replaces A everywhere.
+    # Between runs: production still answers, A, from the host; a crash is undone.
+    live = host_serving(lasting_host)
+    assert live["bento"] == a and live["answers"], live
+    restarted = crash_and_wait_for_restart(lasting_host, live["colour"])
+    print(
+        f"\nlasting host: restarted by supervisor {restarted:.1f}s after bentoml serve was killed"
+    )
+
+    # Push 2, a better-looking change: bento B replaces A everywhere; production switches
+    # blue-green while clients keep sending requests.
     git(repo, "commit", "-q", "--allow-empty", "-m", "Retrain on the same data")
-    run = act("push", github_push(repo), "2")
+    with steady_load(f"http://127.0.0.1:{HOST_PORT}/predict", a_request(store, a)) as outcomes:
+        run = act("push", github_push(repo), "2")
+    print(f"lasting host, push 2 (A -> B blue-green): {dict(outcomes)}")
     assert_passed(run, workflow_jobs(repo, "cd.yml", "push"))
     b = built_bento(artifacts / "2" / "release-build")
     assert b != a
     assert deploys(store)[3:] == [(env, verb, b, "FINISHED") for env, verb in PUSH_STEPS]
     version_b = assert_released(store, b)
     assert_no_servers_left(tmp_path)
+    assert set(outcomes) <= {"ok", "re-sent on a new connection"}, dict(outcomes)
+    assert outcomes["ok"] > 100, dict(outcomes)
+    live = host_serving(lasting_host)
+    assert live["bento"] == b and live["answers"], live
 
     # Run workflow: a bento the release store never saw is refused; nothing is recorded.
     unknown = f"{PROJECT}:neverbuilt0000000"
@@ -404,9 +602,15 @@ def test_github_promotion_across_pushes_lives_in_the_release_store(baked, tmp_pa
     assert f"bento {unknown} is not in the release store" in run.output, run.tail()
     assert len(deploys(store)) == 6
 
-    # Run workflow: roll production back, in a run that never saw A built.
-    run = act("workflow_dispatch", github_dispatch("production", "rollback"), "4")
+    # Run workflow: roll production back, in a run that never saw A built; blue-green again.
+    with steady_load(f"http://127.0.0.1:{HOST_PORT}/predict", a_request(store, a)) as outcomes:
+        run = act("workflow_dispatch", github_dispatch("production", "rollback"), "4")
+    print(f"lasting host, rollback (B -> A blue-green): {dict(outcomes)}")
     assert_passed(run, {"dispatch-production"})
     assert deploys(store)[-1] == ("production", "rollback", a, "FINISHED")
     assert aliases(store) == {"test": version_b, "preprod": version_b, "production": version_a}
     assert_no_servers_left(tmp_path)
+    assert set(outcomes) <= {"ok", "re-sent on a new connection"}, dict(outcomes)
+    assert outcomes["ok"] > 100, dict(outcomes)
+    live = host_serving(lasting_host)
+    assert live["bento"] == a and live["answers"], live

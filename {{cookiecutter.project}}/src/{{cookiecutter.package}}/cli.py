@@ -327,6 +327,22 @@ def environments_sync(
     typer.secho(f"{platform}: {', '.join(names)} {done}", fg="green")
 
 
+@environments_app.command("verify")
+def environments_verify(
+    env: Annotated[str, typer.Argument(help="Environment a CI job is about to deploy to")],
+    platform: Annotated[
+        str | None, typer.Option(help="github or gitlab (default: the CI platform running this)")
+    ] = None,
+) -> None:
+    """Exit 1 unless the platform protects ENV as its file asks (semi-auto and manual)."""
+    from .deploy import environments, protection
+
+    try:
+        typer.echo(protection.verify(environments.get(Paths.discover(), env), platform))
+    except protection.Unprotected as error:
+        _fail(str(error))
+
+
 store_app = typer.Typer(
     no_args_is_help=True, help="The release store (MLflow): model versions, bentos, deploys."
 )

@@ -54,8 +54,9 @@ class FakePlatform:
 
 @dataclass
 class FakeGitHub(FakePlatform):
-    """GitHub's environments API for repository acme/churn."""
+    """GitHub's environments API for one repository (acme/churn unless told)."""
 
+    repository: str = "acme/churn"
     users: dict = field(default_factory=lambda: {"octocat": 1, "outsider": 7})
     teams: dict = field(default_factory=lambda: {"ml-leads": 42})
     # Users with read access to the repository; only they may be reviewers.
@@ -75,14 +76,20 @@ class FakeGitHub(FakePlatform):
         if match := re.fullmatch(r"/users/([^/]+)", path):
             _require(method == "GET" and match[1] in self.users, "Not Found", 404)
             return 200, {"login": match[1], "id": self.users[match[1]], "type": "User"}, {}
-        if match := re.fullmatch(r"/orgs/acme/teams/([^/]+)", path):
+        owner = self.repository.split("/")[0]
+        if match := re.fullmatch(rf"/orgs/{re.escape(owner)}/teams/([^/]+)", path):
             _require(method == "GET" and match[1] in self.teams, "Not Found", 404)
             return 200, {"slug": match[1], "id": self.teams[match[1]]}, {}
         match = re.fullmatch(
-            r"/repos/acme/churn/environments/([^/]+)(/deployment-branch-policies)?(?:/(\d+))?", path
+            rf"/repos/{re.escape(self.repository)}/environments/([^/]+)"
+            r"(/deployment-branch-policies)?(?:/(\d+))?",
+            path,
         )
         _require(match is not None, "Not Found", 404)
         name, policies, policy_id = match[1], match[2], match[3]
+        if not policies and method == "GET":
+            _require(name in self.environments, "Not Found", 404)
+            return 200, self.get_environment(name), {}
         if not policies:
             _require(method == "PUT", "Not Found", 404)
             return 200, self.put_environment(name, body), {}
@@ -124,6 +131,39 @@ class FakeGitHub(FakePlatform):
             self.policies[name] = [p for p in existing if p["id"] != int(policy_id)]
             return 204, None, {}
         raise Refused(404, "Not Found")
+
+    def get_environment(self, name: str) -> dict:
+        """The environment as GitHub's GET shows it: its settings as protection rules."""
+        stored = self.environments[name]
+        logins = {id_: login for login, id_ in self.users.items()}
+        slugs = {id_: slug for slug, id_ in self.teams.items()}
+        rules = []
+        if stored["reviewers"]:
+            reviewers = [
+                {"type": "User", "reviewer": {"login": logins[r["id"]], "id": r["id"]}}
+                if r["type"] == "User"
+                else {"type": "Team", "reviewer": {"slug": slugs[r["id"]], "id": r["id"]}}
+                for r in stored["reviewers"]
+            ]
+            rules.append(
+                {
+                    "id": 1,
+                    "type": "required_reviewers",
+                    "prevent_self_review": bool(stored["prevent_self_review"]),
+                    "reviewers": reviewers,
+                }
+            )
+        if stored["wait_timer"]:
+            rules.append({"id": 2, "type": "wait_timer", "wait_timer": stored["wait_timer"]})
+        policy = stored["deployment_branch_policy"]
+        if policy:
+            rules.append({"id": 3, "type": "branch_policy"})
+        return {
+            "id": 9,
+            "name": name,
+            "protection_rules": rules,
+            "deployment_branch_policy": policy,
+        }
 
     def put_environment(self, name: str, body: object) -> dict:
         fields = {"wait_timer", "prevent_self_review", "reviewers", "deployment_branch_policy"}

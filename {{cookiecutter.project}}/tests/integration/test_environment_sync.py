@@ -73,6 +73,7 @@ ENVIRONMENTS = "/repos/acme/churn/environments"
 
 def test_github_sync_applies_every_environment_and_a_second_sync_changes_nothing(project):
     edit_approval(project, "production", reviewer_users=["octocat"], reviewer_teams=["ml-leads"])
+    edit_approval(project, "preprod", reviewer_users=["octocat"])
     github = FakeGitHub()
     with Server(github) as server:
         first = sync("github", github_env(server))
@@ -91,7 +92,8 @@ def test_github_sync_applies_every_environment_and_a_second_sync_changes_nothing
             "reviewers": [{"type": "User", "id": 1}, {"type": "Team", "id": 42}],
             "deployment_branch_policy": branch_only,
         }
-        assert github.environments["preprod"]["reviewers"] == []
+        # Semi-auto on GitHub: one reviewer's approval is its click.
+        assert github.environments["preprod"]["reviewers"] == [{"type": "User", "id": 1}]
         assert github.environments["preprod"]["deployment_branch_policy"] == branch_only
         # test has no approval: every rule is cleared, any branch may deploy.
         assert github.environments["test"] == {
@@ -118,6 +120,7 @@ def test_github_sync_applies_every_environment_and_a_second_sync_changes_nothing
 
 def test_github_sync_deletes_branch_policies_not_in_the_file(project):
     edit_approval(project, "production", reviewer_teams=["ml-leads"], branches=["main", "hotfix/*"])
+    edit_approval(project, "preprod", reviewer_users=["octocat"])
     github = FakeGitHub()
     github.environments["production"] = {}
     github.policies["production"] = [
@@ -141,6 +144,7 @@ def test_github_sync_deletes_branch_policies_not_in_the_file(project):
 
 def test_github_branch_policies_are_listed_across_pages(project):
     edit_approval(project, "production", reviewer_teams=["ml-leads"])
+    edit_approval(project, "preprod", reviewer_users=["octocat"])
     github = FakeGitHub(page_limit=2)
     github.environments["production"] = {}
     github.policies["production"] = [
@@ -173,7 +177,7 @@ def test_github_needs_named_reviewers_and_says_so_before_sending_anything(projec
         result = sync("github", github_env(server))
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        "environments sync: environments/production.yaml: approval: reviewers is 1 but GitHub "
+        "environments sync: environments/preprod.yaml: approval: reviewers is 1 but GitHub "
         "needs named reviewers: list logins in reviewer_users or team slugs in reviewer_teams"
     ]
     assert github.requests == []
@@ -181,6 +185,7 @@ def test_github_needs_named_reviewers_and_says_so_before_sending_anything(projec
 
 def test_an_unknown_team_is_one_line_naming_environment_method_path_and_status(project):
     edit_approval(project, "production", reviewer_teams=["ghosts"])
+    edit_approval(project, "preprod", reviewer_users=["octocat"])
     github = FakeGitHub()
     with Server(github) as server:
         result = sync("github", github_env(server))
@@ -195,6 +200,7 @@ def test_an_unknown_team_is_one_line_naming_environment_method_path_and_status(p
 
 def test_a_refused_update_is_one_line_with_the_platforms_reason(project):
     edit_approval(project, "production", reviewer_users=["outsider"])
+    edit_approval(project, "preprod", reviewer_users=["octocat"])
     github = FakeGitHub()
     with Server(github) as server:
         result = sync("github", github_env(server))
@@ -311,6 +317,7 @@ def test_gitlab_named_users_each_get_a_rule_and_an_unknown_one_stops_before_any_
 @pytest.mark.parametrize("platform", ["github", "gitlab"])
 def test_dry_run_sends_nothing_and_prints_each_request_with_the_token_masked(project, platform):
     edit_approval(project, "production", reviewer_users=["octocat"])
+    edit_approval(project, "preprod", reviewer_users=["octocat"])
     fake = FakeGitHub() if platform == "github" else FakeGitLab()
     with Server(fake) as server:
         env = github_env(server) if platform == "github" else gitlab_env(server)
@@ -371,6 +378,7 @@ PREPROD_POLICIES = f"{ENVIRONMENTS}/preprod/deployment-branch-policies"
 
 def test_a_link_to_another_origin_is_not_followed_and_that_origin_gets_no_request(project):
     edit_approval(project, "production", reviewer_teams=["ml-leads"])
+    edit_approval(project, "preprod", reviewer_users=["octocat"])
     elsewhere = FakeGitHub()
     with Server(elsewhere) as other:  # another port of 127.0.0.1: another origin
         github = FakeGitHub(next_link=f"{other.url}{PREPROD_POLICIES}?per_page=100&page=2")
@@ -387,6 +395,7 @@ def test_a_link_to_another_origin_is_not_followed_and_that_origin_gets_no_reques
 
 def test_a_link_that_loops_stops_after_the_page_cap_with_one_clear_line(project):
     edit_approval(project, "production", reviewer_teams=["ml-leads"])
+    edit_approval(project, "preprod", reviewer_users=["octocat"])
     github = FakeGitHub()
     with Server(github) as server:
         github.next_link = f"{server.url}{PREPROD_POLICIES}?per_page=100"  # itself

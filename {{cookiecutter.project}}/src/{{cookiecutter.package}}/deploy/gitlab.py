@@ -1,8 +1,9 @@
 """GitLab protected environments from environments/*.yaml: who deploys, who approves.
 
 REST API v4, /projects/:id/protected_environments (GitLab Premium): an environment with an
-`approval` is protected (Maintainers deploy) with approval rules for `reviewers`; one
-without is unprotected. Existing rules are compared first, so a second sync changes nothing.
+`approval` is protected (Maintainers deploy); a manual one also gets approval rules for
+`reviewers` (a semi-auto one does not: its manual job's click is its one step); one without
+is unprotected. Existing rules are compared first, so a second sync changes nothing.
 `prevent_self_review` maps to the project-wide `allow_pipeline_trigger_approve_deployment`.
 """
 
@@ -56,7 +57,9 @@ def wanted(environment: Environment, ids: _Ids) -> tuple[list[dict], list[dict]]
     assert approval is not None
     levels = [{"access_level": MAINTAINERS}]
     rules: list[dict] = []
-    if approval.reviewers:
+    # Semi-auto: the manual job's click, by a Maintainer, is the one step (GitHub has no
+    # manual job, so there `reviewers` is what holds it).
+    if approval.reviewers and environment.promotion == "manual":
         rules = [
             {"group_id": ids.group(path), "required_approvals": approval.reviewers}
             for path in approval.reviewer_teams

@@ -371,11 +371,42 @@ def _serving_env(where: Layout) -> dict[str, str]:
     return {**clean, "BENTOML_HOME": str(where.bentoml_home), "BENTOML_DO_NOT_TRACK": "true"}
 
 
+# Supervisor runs each colour through this launcher (stdlib only: it runs in the bento's
+# venv). BentoML's workers live in sessions of their own, so when `bentoml serve` itself is
+# killed they stay behind holding the port, and the restart could never bind it.
+LAUNCHER = """\
+\"\"\"Start `bentoml serve ... --port N` after ending processes a killed one left on N.\"\"\"
+import os, signal, sys
+from pathlib import Path
+
+port = int(sys.argv[sys.argv.index("--port") + 1])
+inodes = set()
+for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for line in Path(table).read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            inodes.add(f"socket:[{fields[9]}]")
+for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+    try:
+        holds = any(os.readlink(fd) in inodes for fd in fd_dir.iterdir())
+        command = (fd_dir.parent / "cmdline").read_bytes()
+    except OSError:
+        continue
+    # Only a BentoML worker of this host's venvs: never another program on the port.
+    if holds and command.startswith(sys.argv[1].encode()) and b"_bentoml_impl" in command:
+        print(f"ending pid {fd_dir.parent.name}, left on port {port} by a killed start", flush=True)
+        os.kill(int(fd_dir.parent.name), signal.SIGKILL)
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
 def _start_colour(where: Layout, colour: str, bento: str, python: Path) -> dict:
     port = local.free_port()
     log = where.program_log(colour)
     log.unlink(missing_ok=True)
-    command = [str(python), "-m", "bentoml", "serve", bento,
+    launcher = where.root / "launch_bento.py"
+    _write(launcher, LAUNCHER)
+    command = [str(python), str(launcher), str(python), "-m", "bentoml", "serve", bento,
                "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     env = {"BENTOML_HOME": str(where.bentoml_home), "BENTOML_DO_NOT_TRACK": "true"}
     _set_program(where, colour, _program(where, colour, command, env))
