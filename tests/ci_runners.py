@@ -281,6 +281,11 @@ def stop_host(state_dir: Path) -> None:
     """Shut down the host's supervisord (and nginx and the bento under it), if it runs."""
     if (state_dir / "supervisord.conf").exists() and supervisorctl(state_dir, "pid").isdigit():
         supervisorctl(state_dir, "shutdown")
+    # And whatever outlived it (a bento worker whose `bentoml serve` was killed).
+    for process in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, ValueError):
+            if (process / "cmdline").read_bytes().startswith(str(state_dir).encode()):
+                os.kill(int(process.name), signal.SIGKILL)
 
 
 @contextlib.contextmanager

@@ -171,7 +171,11 @@ def platform_api(baked) -> PlatformApi:
             "deploy_access_levels": [gitlab.entry(maintainers)],
             "approval_rules": [gitlab.entry(rule, rule=True) for rule in rules],
         }
-    gitlab.project["allow_pipeline_trigger_approve_deployment"] = False
+    gitlab.project.update(
+        allow_pipeline_trigger_approve_deployment=False,
+        restrict_user_defined_variables=True,
+        ci_pipeline_variables_minimum_override_role="maintainer",
+    )
     with fakes.Server(github) as on_github, fakes.Server(gitlab) as on_gitlab:
         yield PlatformApi(github, gitlab, on_github.url, on_gitlab.url, fakes.TOKEN)
 

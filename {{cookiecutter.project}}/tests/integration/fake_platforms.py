@@ -210,7 +210,12 @@ class FakeGitLab(FakePlatform):
     groups: dict = field(default_factory=lambda: {"acme/ml-leads": 21})
     protected: dict = field(default_factory=dict)
     project: dict = field(
-        default_factory=lambda: {"id": 77, "allow_pipeline_trigger_approve_deployment": True}
+        default_factory=lambda: {
+            "id": 77,
+            "allow_pipeline_trigger_approve_deployment": True,
+            "restrict_user_defined_variables": False,
+            "ci_pipeline_variables_minimum_override_role": "developer",
+        }
     )
 
     def handle(self, method, path, query, headers, body):

@@ -240,6 +240,9 @@ def test_gitlab_sync_protects_environments_and_a_second_sync_writes_nothing(proj
         ]
         assert sorted(gitlab.protected) == ["preprod", "production"]  # test stays open
         assert gitlab.project["allow_pipeline_trigger_approve_deployment"] is False
+        # Run pipeline's variables (DEPLOY_*, or anything a deploy job reads): Maintainers only.
+        assert gitlab.project["restrict_user_defined_variables"] is True
+        assert gitlab.project["ci_pipeline_variables_minimum_override_role"] == "maintainer"
         assert TOKEN not in first.output
 
         gitlab.requests.clear()

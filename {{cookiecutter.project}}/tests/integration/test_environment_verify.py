@@ -107,10 +107,12 @@ def test_gitlab_approval_rule_removed_by_hand_is_named(project):
         assert sync("gitlab", gitlab_env(server)).exit_code == 0
         server.platform.protected["production"]["approval_rules"] = []
         server.platform.project["allow_pipeline_trigger_approve_deployment"] = True
+        server.platform.project["ci_pipeline_variables_minimum_override_role"] = "developer"
         result = verify("production", on_gitlab(server))
     assert result.exit_code == 1
     assert "approval rule ('access_level', 40, 1) is missing" in result.output, result.output
     assert "whoever started the pipeline may approve it" in result.output
+    assert "pipeline variables are not restricted to Maintainers" in result.output
 
 
 @pytest.mark.parametrize(

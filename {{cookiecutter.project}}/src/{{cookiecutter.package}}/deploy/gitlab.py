@@ -4,7 +4,9 @@ REST API v4, /projects/:id/protected_environments (GitLab Premium): an environme
 `approval` is protected (Maintainers deploy); a manual one also gets approval rules for
 `reviewers` (a semi-auto one does not: its manual job's click is its one step); one without
 is unprotected. Existing rules are compared first, so a second sync changes nothing.
-`prevent_self_review` maps to the project-wide `allow_pipeline_trigger_approve_deployment`.
+`prevent_self_review` maps to the project-wide `allow_pipeline_trigger_approve_deployment`;
+pipeline variables are restricted to Maintainers (a pipeline variable could otherwise
+override what a deploy job reads).
 """
 
 from __future__ import annotations
@@ -116,15 +118,29 @@ def sync_environment(
         api.echo("  unchanged")
 
 
-def sync_self_review(api: Api, project_path: str, environments: list[Environment]) -> None:
-    """Forbid approving one's own pipeline if any environment asks; never loosen it here."""
-    if not any(env.approval and env.approval.prevent_self_review for env in environments):
-        return
-    api.environment = "(project setting)"
-    api.echo("prevent_self_review (project-wide on GitLab)")
-    project = api.lookup(project_path)
-    if project is None or project.get("allow_pipeline_trigger_approve_deployment"):
-        api.write("PUT", project_path, {"allow_pipeline_trigger_approve_deployment": False})
+# Who may set variables when running a pipeline: they could otherwise override what a deploy
+# job reads (DEPLOY_* are meant for Maintainers, through Run pipeline).
+VARIABLES_ROLE = "maintainer"
+STRICTER_ROLES = ("maintainer", "owner", "no_one_allowed")
+
+
+def sync_project(api: Api, project_path: str, environments: list[Environment]) -> None:
+    """Project-wide settings, never loosened: only Maintainers set pipeline variables, and
+    no one approves their own pipeline if any environment asks."""
+    api.environment = "(project settings)"
+    api.echo("project settings: pipeline variables (and prevent_self_review, project-wide)")
+    project = api.lookup(project_path) or {}
+    wanted: dict[str, object] = {}
+    if not project.get("restrict_user_defined_variables"):
+        wanted["restrict_user_defined_variables"] = True
+    if project.get("ci_pipeline_variables_minimum_override_role") not in STRICTER_ROLES:
+        wanted["ci_pipeline_variables_minimum_override_role"] = VARIABLES_ROLE
+    if any(env.approval and env.approval.prevent_self_review for env in environments) and (
+        project.get("allow_pipeline_trigger_approve_deployment", True)
+    ):
+        wanted["allow_pipeline_trigger_approve_deployment"] = False
+    if wanted:
+        api.write("PUT", project_path, wanted)
     else:
         api.echo("  unchanged")
 
@@ -141,4 +157,4 @@ def sync(api: Api, environments: list[Environment]) -> None:
         api.environment = environment.name
         api.echo(environment.name)
         sync_environment(api, project_path, environment, access[environment.name])
-    sync_self_review(api, project_path, environments)
+    sync_project(api, project_path, environments)

@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -222,41 +223,53 @@ def _program_pid(where: Layout, name: str) -> int | None:
 # ---------------------------------------------------------------- proxy
 
 
-def _nginx_conf(where: Layout, environment) -> str:
-    temp = where.root / "nginx-temp"
-    return f"""\
-# Written by the deploy: the environment's front door on {environment.deploy.address}:{environment.port}.
+# nginx's own braces make this a plain template: @NAME@ marks what the deploy fills in.
+NGINX_CONF = """\
+# Written by the deploy: the environment's front door on @LISTEN@.
 worker_processes 1;
-pid {where.root / "nginx.pid"};
-error_log {where.logs / "nginx-error.log"} warn;
-worker_shutdown_timeout {DRAIN_SECONDS}s;
-events {{ worker_connections 1024; }}
-http {{
+pid @STATE@/nginx.pid;
+error_log @STATE@/logs/nginx-error.log warn;
+worker_shutdown_timeout @DRAIN@s;
+events { worker_connections 1024; }
+http {
     access_log off;
-    client_body_temp_path {temp}/body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
-    upstream bento {{
-        include {where.upstream};
+    client_body_temp_path @STATE@/nginx-temp/body;
+    proxy_temp_path @STATE@/nginx-temp/proxy;
+    fastcgi_temp_path @STATE@/nginx-temp/fastcgi;
+    uwsgi_temp_path @STATE@/nginx-temp/uwsgi;
+    scgi_temp_path @STATE@/nginx-temp/scgi;
+    upstream bento {
+        include @UPSTREAM@;
         keepalive 32;
-    }}
-    server {{
-        listen {environment.deploy.address}:{environment.port};
+    }
+    server {
+        listen @LISTEN@;
         # The service enforces its own body limit (413) while it reads: pass bodies through.
         client_max_body_size 0;
         proxy_request_buffering off;
-        location / {{
+        location / {
             proxy_pass http://bento;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $host;
             proxy_read_timeout 300s;
-        }}
-    }}
-}}
+        }
+    }
+}
 """
+
+
+def _nginx_conf(where: Layout, environment) -> str:
+    filled = {
+        "@LISTEN@": f"{environment.deploy.address}:{environment.port}",
+        "@STATE@": str(where.root),
+        "@DRAIN@": str(DRAIN_SECONDS),
+        "@UPSTREAM@": str(where.upstream),
+    }
+    text = NGINX_CONF
+    for marker, value in filled.items():
+        text = text.replace(marker, value)
+    return text
 
 
 def _write(file: Path, text: str) -> None:
@@ -499,5 +512,15 @@ def down(environment) -> bool:
     deadline = time.monotonic() + local.STOP_TIMEOUT + 10
     while pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
+    _end_strays(where)
     where.live.unlink(missing_ok=True)
     return True
+
+
+def _end_strays(where: Layout) -> None:
+    """End bento workers of this host's venvs that outlived their `bentoml serve` (killed)."""
+    prefix = str(where.root / "venvs").encode()
+    for process in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, ValueError):
+            if (process / "cmdline").read_bytes().startswith(prefix):
+                os.kill(int(process.name), signal.SIGKILL)

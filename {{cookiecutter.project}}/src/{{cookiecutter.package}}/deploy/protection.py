@@ -74,7 +74,8 @@ def github_gaps(api: Api, environment: Environment) -> list[str]:
 
 def gitlab_gaps(api: Api, environment: Environment) -> list[str]:
     """What GitLab's protected environment lacks: protection itself (who may run the
-    manual job: its one click, for semi-auto) and, for manual, the approval rules."""
+    manual job: its one click, for semi-auto), for manual the approval rules, and the
+    project's restriction of pipeline variables to Maintainers."""
     project = f"/projects/{api.settings.project}"
     found = api.lookup(f"{project}/protected_environments/{quote(environment.name, safe='')}",
                        missing_ok=True)  # fmt: skip
@@ -89,10 +90,21 @@ def gitlab_gaps(api: Api, environment: Environment) -> list[str]:
             if gitlab._key(level) not in have_levels]  # fmt: skip
     gaps += [f"approval rule {gitlab._key(rule)} is missing" for rule in rules
              if gitlab._key(rule) not in have_rules]  # fmt: skip
-    if environment.approval.prevent_self_review and environment.promotion == "manual":
-        setting = api.lookup(project) or {}
-        if setting.get("allow_pipeline_trigger_approve_deployment", True):
-            gaps.append("whoever started the pipeline may approve it (self-review)")
+    project_settings = api.lookup(project) or {}
+    self_review = project_settings.get("allow_pipeline_trigger_approve_deployment", True)
+    if (
+        environment.approval.prevent_self_review
+        and environment.promotion == "manual"
+        and self_review
+    ):
+        gaps.append("whoever started the pipeline may approve it (self-review)")
+    # A pipeline variable set by anyone could override what this job reads.
+    role = project_settings.get("ci_pipeline_variables_minimum_override_role")
+    if (
+        not project_settings.get("restrict_user_defined_variables")
+        or role not in gitlab.STRICTER_ROLES
+    ):
+        gaps.append("pipeline variables are not restricted to Maintainers")
     return gaps
 
 
