@@ -553,7 +553,8 @@ def test_github_promotion_across_pushes_lives_in_the_release_store(
     """Successive pushes to main and Run workflow, each a separate act run that starts from
     nothing but the repository and the release store's secret. Production lives on a
     lasting host (its own runner labels): it keeps serving between runs, comes back after a
-    crash, and switches bentos blue-green under load."""
+    crash, and switches bentos blue-green under load. Preprod and production deploy only
+    while GitHub (its API stand-in) protects them."""
     repo = pipeline_clone(baked, tmp_path, GITHUB_REMOTE)
     move_production_to_a_host(repo, lasting_host)
     artifacts = tmp_path / "artifacts"
@@ -582,39 +583,41 @@ def test_github_promotion_across_pushes_lives_in_the_release_store(
         f"\nlasting host: restarted by supervisor {restarted:.1f}s after bentoml serve was killed"
     )
 
-    # Push 2, a better-looking change: bento B replaces A everywhere; production switches
-    # blue-green while clients keep sending requests.
+    # Push 2 while GitHub no longer protects preprod (changed by hand): bento B reaches
+    # test; preprod's job stops before deploying, naming the sync; production never starts.
+    preprod = platform_api.github.environments.pop("preprod")
     git(repo, "commit", "-q", "--allow-empty", "-m", "Retrain on the same data")
-    with steady_load(f"http://127.0.0.1:{HOST_PORT}/predict", a_request(store, a)) as outcomes:
-        run = act("push", github_push(repo), "2")
-    print(f"lasting host, push 2 (A -> B blue-green): {dict(outcomes)}")
-    assert_passed(run, workflow_jobs(repo, "cd.yml", "push"))
+    run = act("push", github_push(repo), "2")
+    assert run.returncode != 0, run.tail()
+    assert run.jobs == {"build": "passed", "deploy-test": "passed", "deploy-preprod": "failed"}
+    assert "preprod is semi-auto but github does not hold it" in run.output, run.tail()
+    assert "make environments-sync PLATFORM=github" in run.output, run.tail()
     b = built_bento(artifacts / "2" / "release-build")
     assert b != a
-    assert deploys(store)[3:] == [(env, verb, b, "FINISHED") for env, verb in PUSH_STEPS]
     version_b = assert_released(store, b)
-    assert_no_servers_left(tmp_path)
-    assert set(outcomes) <= {"ok", "re-sent on a new connection"}, dict(outcomes)
-    assert outcomes["ok"] > 100, dict(outcomes)
-    live = host_serving(lasting_host)
-    assert live["bento"] == b and live["answers"], live
+    assert deploys(store)[3:] == [("test", "deploy", b, "FINISHED")]
+    platform_api.github.environments["preprod"] = preprod
 
-    # Run workflow: a bento the release store never saw is refused; nothing is recorded.
-    unknown = f"{PROJECT}:neverbuilt0000000"
-    run = act("workflow_dispatch", github_dispatch("test", "deploy", unknown), "3")
-    assert run.jobs == {"dispatch-test": "failed"}, run.tail()
-    assert f"bento {unknown} is not in the release store" in run.output, run.tail()
-    assert len(deploys(store)) == 6
+    # Run workflow: B, verified only in test, is refused by production; nothing recorded.
+    run = act("workflow_dispatch", github_dispatch("production", "deploy", b), "3")
+    assert run.jobs == {"dispatch-production": "failed"}, run.tail()
+    assert f"bento {b} has not been verified in preprod" in run.output, run.tail()
+    assert len(deploys(store)) == 4 and host_serving(lasting_host)["bento"] == a
 
-    # Run workflow: roll production back, in a run that never saw A built; blue-green again.
-    with steady_load(f"http://127.0.0.1:{HOST_PORT}/predict", a_request(store, a)) as outcomes:
-        run = act("workflow_dispatch", github_dispatch("production", "rollback"), "4")
-    print(f"lasting host, rollback (B -> A blue-green): {dict(outcomes)}")
-    assert_passed(run, {"dispatch-production"})
-    assert deploys(store)[-1] == ("production", "rollback", a, "FINISHED")
+    # Run workflow: B promoted to preprod, then to production, which switches blue-green
+    # from A to B while clients keep sending requests; then rolled back the same way.
+    assert_passed(act("workflow_dispatch", github_dispatch("preprod", "promote"), "4"),
+                  {"dispatch-preprod"})  # fmt: skip
+    request = a_request(store, a)
+    for run_id, action, before, after in (("5", "promote", a, b), ("6", "rollback", b, a)):
+        with steady_load(f"http://127.0.0.1:{HOST_PORT}/predict", request) as outcomes:
+            run = act("workflow_dispatch", github_dispatch("production", action), run_id)
+        print(f"lasting host, {action} ({before} -> {after}, blue-green): {dict(outcomes)}")
+        assert_passed(run, {"dispatch-production"})
+        assert deploys(store)[-1] == ("production", action, after, "FINISHED")
+        assert set(outcomes) <= {"ok", "re-sent on a new connection"}, dict(outcomes)
+        assert outcomes["ok"] > 100, dict(outcomes)
+        live = host_serving(lasting_host)
+        assert live["bento"] == after and live["answers"], live
     assert aliases(store) == {"test": version_b, "preprod": version_b, "production": version_a}
     assert_no_servers_left(tmp_path)
-    assert set(outcomes) <= {"ok", "re-sent on a new connection"}, dict(outcomes)
-    assert outcomes["ok"] > 100, dict(outcomes)
-    live = host_serving(lasting_host)
-    assert live["bento"] == a and live["answers"], live

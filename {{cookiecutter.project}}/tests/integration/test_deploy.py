@@ -100,6 +100,17 @@ def test_production_refuses_a_bento_not_verified_in_preprod(params, paths, bento
     assert not local.listening(environments["production"].port)
 
 
+def test_a_disk_short_of_space_refuses_the_deploy_before_anything_changes(
+    params, paths, bento, environments, monkeypatch
+):
+    monkeypatch.setenv(engine.MIN_FREE_MB_VARIABLE, str(2**40))  # more than any disk here
+    attempts = len(records.read(paths, "test"))
+    with pytest.raises(engine.Refused, match=r"MB free under .*: a deploy needs 1099511627776 MB"):
+        engine.deploy(params, paths, "test", bento["tag"])
+    assert not local.listening(environments["test"].port)
+    assert len(records.read(paths, "test")) == attempts
+
+
 def test_promoting_to_preprod_before_anything_is_verified_in_test_names_the_step(
     params, paths, environments
 ):

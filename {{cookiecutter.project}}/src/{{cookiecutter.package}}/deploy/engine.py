@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
+import shutil
 import signal
 from collections.abc import Iterator
 
@@ -50,6 +52,27 @@ def _locked(paths: Paths) -> Iterator[None]:
         yield
 
 
+# Free space a deploy needs where it writes (bento store, state, logs, a host's venv):
+# checked first, so a full disk refuses the deploy instead of breaking it halfway.
+MIN_FREE_MB_VARIABLE = "DEPLOY_MIN_FREE_MB"
+MIN_FREE_MB = 1024
+
+
+def _require_space(paths: Paths, environment: Environment) -> None:
+    needed = int(os.environ.get(MIN_FREE_MB_VARIABLE) or MIN_FREE_MB)
+    folders = [paths.state, paths.bentoml_home]
+    if environment.deploy.target == "host":
+        folders.append(host.layout(environment).root)
+    for folder in folders:
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        free = shutil.disk_usage(existing).free // 2**20
+        if free < needed:
+            raise Refused(
+                f"only {free} MB free under {folder}: a deploy needs {needed} MB "
+                f"(${MIN_FREE_MB_VARIABLE}); free some space, nothing was changed"
+            )
+
+
 def _require_verified(paths: Paths, environments: dict, environment: Environment, bento: str):
     required = environment.requires
     if required is None or records.verified(paths, required, bento):
@@ -82,6 +105,7 @@ def deploy(
     environment = get(paths, name)
     bento = release_store.check_tag(bento or latest_bento(paths))
     with _locked(paths):
+        _require_space(paths, environment)
         _require_verified(paths, environments, environment, bento)
         digest = release_store.digest(paths, bento)
         release_store.fetch(paths, bento)
