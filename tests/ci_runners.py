@@ -19,6 +19,7 @@ import re
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.client import HTTPConnection, HTTPException, RemoteDisconnected
@@ -280,11 +281,15 @@ def supervisorctl(state_dir: Path, *args: str) -> str:
 def stop_host(state_dir: Path) -> None:
     """Shut down the host's supervisord (and nginx and the bento under it), if it runs."""
     if (state_dir / "supervisord.conf").exists() and supervisorctl(state_dir, "pid").isdigit():
-        supervisorctl(state_dir, "shutdown")
-    # And whatever outlived it (a bento worker whose `bentoml serve` was killed).
+        supervisorctl(state_dir, "shutdown")  # returns at once; it then stops its programs
+        deadline = time.monotonic() + 60
+        while (state_dir / "supervisord.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    # And whatever outlived it: a bento worker whose `bentoml serve` was killed, or anything
+    # of this host if supervisord did not stop in time.
     for process in Path("/proc").glob("[0-9]*"):
         with contextlib.suppress(OSError, ValueError):
-            if (process / "cmdline").read_bytes().startswith(str(state_dir).encode()):
+            if str(state_dir).encode() in (process / "cmdline").read_bytes():
                 os.kill(int(process.name), signal.SIGKILL)
 
 

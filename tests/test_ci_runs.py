@@ -131,6 +131,8 @@ class PlatformApi:
 
     def gitlab_variables(self) -> dict[str, str]:
         return {
+            # gitlab-ci-local marks its jobs GITLAB_CI=false; GitLab's runners say true.
+            "GITLAB_CI": "true",
             "CI_API_V4_URL": f"{self.gitlab_url}/api/v4",
             "CI_PROJECT_ID": "77",
             "GITLAB_TOKEN": self.token,
