@@ -289,7 +289,8 @@ def stop_host(state_dir: Path) -> None:
     # of this host if supervisord did not stop in time.
     for process in Path("/proc").glob("[0-9]*"):
         with contextlib.suppress(OSError, ValueError):
-            if str(state_dir).encode() in (process / "cmdline").read_bytes():
+            mine = int(process.name) in (os.getpid(), os.getppid())
+            if not mine and str(state_dir).encode() in (process / "cmdline").read_bytes():
                 os.kill(int(process.name), signal.SIGKILL)
 
 

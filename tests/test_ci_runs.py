@@ -475,6 +475,7 @@ def lasting_host():
     yield folder
     stop_host(folder)
     shutil.rmtree(folder, ignore_errors=True)
+    assert not servers_on((HOST_PORT,)), "the lasting host's nginx outlived its supervisord"
 
 
 def move_production_to_a_host(repo: Path, state_dir: Path) -> None:
