@@ -23,21 +23,35 @@ from .config import DecisionParams, DriftParams
 MISSING = "(missing)"
 
 
-def numeric_test(reference: np.ndarray, window: np.ndarray, params: DriftParams, alpha: float):
-    """(test, statistic, p_value or None, drifted) for one numeric column; NaNs ignored."""
-    reference = reference[~np.isnan(reference)]
-    window = window[~np.isnan(window)]
-    if len(reference) == 0 or len(window) == 0:
-        return params.numeric, 0.0, None, False
-    if params.numeric == "ks":
-        result = stats.ks_2samp(reference, window, method="asymp")
-        return "ks", float(result.statistic), float(result.pvalue), bool(result.pvalue < alpha)
+def ks_statistic(reference: np.ndarray, window: np.ndarray) -> float:
+    """The two-sample Kolmogorov-Smirnov statistic (as scipy.stats.ks_2samp computes it)."""
+    reference, window = np.sort(reference), np.sort(window)
+    both = np.concatenate([reference, window])
+    cdf_reference = np.searchsorted(reference, both, side="right") / len(reference)
+    cdf_window = np.searchsorted(window, both, side="right") / len(window)
+    return float(np.max(np.abs(cdf_reference - cdf_window)))
+
+
+def ks_tests(pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[float, float]]:
+    """(statistic, p-value) per (reference, window) pair: ks_2samp's asymptotic two-sided
+    test, with one call to scipy's Kolmogorov distribution for all columns (ks_2samp per
+    column spends ~1 ms in argument handling, more than the test)."""
+    if not pairs:
+        return []
+    statistics = np.array([ks_statistic(ref, win) for ref, win in pairs])
+    sizes = np.array([len(ref) * len(win) / (len(ref) + len(win)) for ref, win in pairs])
+    p_values = np.clip(stats.kstwo.sf(statistics, np.round(sizes)), 0, 1)
+    return list(zip(statistics.tolist(), p_values.tolist(), strict=True))
+
+
+def numeric_score(reference: np.ndarray, window: np.ndarray, params: DriftParams):
+    """(score, drifted) of a distance test: PSI or Wasserstein against its threshold."""
     if params.numeric == "psi":
         score = psi(reference, window)
-        return "psi", score, None, score >= params.psi
+        return score, score >= params.psi
     spread = float(np.std(reference)) or 1.0
     score = float(stats.wasserstein_distance(reference, window)) / spread
-    return "wasserstein", score, None, score >= params.wasserstein
+    return score, score >= params.wasserstein
 
 
 def psi(reference: np.ndarray, window: np.ndarray, bins: int = 10) -> float:
@@ -51,16 +65,19 @@ def psi(reference: np.ndarray, window: np.ndarray, bins: int = 10) -> float:
 
 
 def categorical_test(reference: pd.Series, window: pd.Series, alpha: float):
-    """(test, Cramer's V, p_value, drifted) from chi-square on the two samples' counts."""
-    ref = reference.astype(object).where(reference.notna(), MISSING).astype(str).value_counts()
-    win = window.astype(object).where(window.notna(), MISSING).astype(str).value_counts()
-    table = pd.concat([ref, win], axis=1).fillna(0).to_numpy().T
-    table = table[:, table.sum(axis=0) > 0]
-    if table.shape[1] < 2 or min(table.sum(axis=1)) == 0:
-        return "chi2", 0.0, 1.0, False
+    """(Cramer's V, p-value, drifted) from chi-square on the two samples' category counts."""
+    ref = reference.astype(object).where(reference.notna(), MISSING).astype(str).to_numpy()
+    win = window.astype(object).where(window.notna(), MISSING).astype(str).to_numpy()
+    categories, codes = np.unique(np.concatenate([ref, win]), return_inverse=True)
+    table = np.stack(
+        [np.bincount(codes[: len(ref)], minlength=len(categories)),
+         np.bincount(codes[len(ref) :], minlength=len(categories))]
+    )  # fmt: skip
+    if len(categories) < 2 or min(len(ref), len(win)) == 0:
+        return 0.0, 1.0, False
     chi2, p_value, _, _ = stats.chi2_contingency(table, correction=False)
-    cramers_v = math.sqrt(chi2 / (table.sum() * (min(table.shape) - 1)))
-    return "chi2", float(cramers_v), float(p_value), bool(p_value < alpha)
+    cramers_v = math.sqrt(chi2 / table.sum())  # a 2-row table: min(shape) - 1 == 1
+    return float(cramers_v), float(p_value), bool(p_value < alpha)
 
 
 def compare(
@@ -70,29 +87,39 @@ def compare(
     `reference`; the window drifted when at least one column, and at least
     `min_drifted_share` of them, did."""
     alpha = params.p_value / max(len(columns), 1)
-    results = []
+    results: dict[str, tuple] = {}  # name: (test, score, p-value or None, drifted)
+    numeric = {}
     for name, kind in columns.items():
         if kind == "numeric":
-            test, score, p_value, drifted = numeric_test(
-                reference[name].to_numpy(dtype="float64"),
-                window[name].to_numpy(dtype="float64"),
-                params,
-                alpha,
-            )
+            ref = reference[name].to_numpy(dtype="float64")
+            win = window[name].to_numpy(dtype="float64")
+            numeric[name] = (ref[~np.isnan(ref)], win[~np.isnan(win)])
         else:
-            test, score, p_value, drifted = categorical_test(reference[name], window[name], alpha)
-        results.append(
-            {"column": name, "kind": kind, "test": test, "score": score, "p_value": p_value,
-             "drifted": drifted}
-        )  # fmt: skip
-    drifted = [r["column"] for r in results if r["drifted"]]
-    share = len(drifted) / len(results) if results else 0.0
+            score, p_value, drifted = categorical_test(reference[name], window[name], alpha)
+            results[name] = ("chi2", score, p_value, drifted)
+    testable = {name: pair for name, pair in numeric.items() if min(map(len, pair)) > 0}
+    for name in numeric.keys() - testable.keys():  # every value missing on one side
+        results[name] = (params.numeric, 0.0, None, False)
+    if params.numeric == "ks":
+        for name, (statistic, p_value) in zip(testable, ks_tests(list(testable.values()))):
+            results[name] = ("ks", statistic, p_value, p_value < alpha)
+    else:
+        for name, (ref, win) in testable.items():
+            score, drifted = numeric_score(ref, win, params)
+            results[name] = (params.numeric, score, None, drifted)
+    rows = [
+        dict(zip(("column", "kind", "test", "score", "p_value"), (name, kind, *results[name][:3])),
+             drifted=bool(results[name][3]))
+        for name, kind in columns.items()
+    ]  # fmt: skip
+    drifted = [r["column"] for r in rows if r["drifted"]]
+    share = len(drifted) / len(rows) if rows else 0.0
     return {
         "drifted": bool(drifted) and share >= params.min_drifted_share,
         "drifted_columns": drifted,
         "drifted_share": share,
         "alpha_per_column": alpha,
-        "columns": results,
+        "columns": rows,
     }
 
 

@@ -142,11 +142,18 @@ class Recorder:
     """What the service calls per request: log (a sample of) requests through bentoml.monitor."""
 
     def __init__(
-        self, spec, settings: dict, log_dir: Path, model_version: str, worker: int = 0
+        self,
+        spec,
+        settings: dict,
+        log_dir: Path,
+        model_version: str,
+        worker: int = 0,
+        name: str = MONITOR_NAME,
     ) -> None:
         import bentoml
 
         self.bentoml = bentoml
+        self.name = name  # bentoml.monitor keeps one monitor per name and process
         self.enabled = bool(settings.get("enabled", True))
         self.sample_rate = float(settings.get("sample_rate", 1.0))
         self.options = {
@@ -168,7 +175,7 @@ class Recorder:
             return
         _request_id.set(request)
         columns = list(zip(*rows, strict=True))
-        with self.bentoml.monitor(MONITOR_NAME, PredictionLog, self.options) as monitor:
+        with self.bentoml.monitor(self.name, PredictionLog, self.options) as monitor:
             for (name, kind), values in zip(self.features, columns, strict=True):
                 monitor.log_batch(values, name, "feature", kind)
             monitor.log_batch(outputs["predictions"], "prediction", "prediction", self.prediction_type)
