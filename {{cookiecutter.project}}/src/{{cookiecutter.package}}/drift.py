@@ -57,7 +57,9 @@ def numeric_score(reference: np.ndarray, window: np.ndarray, params: DriftParams
 def psi(reference: np.ndarray, window: np.ndarray, bins: int = 10) -> float:
     """Population stability index over the reference's quantile bins."""
     edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
-    expected = np.bincount(np.searchsorted(edges, reference, side="right"), minlength=len(edges) + 1)
+    expected = np.bincount(
+        np.searchsorted(edges, reference, side="right"), minlength=len(edges) + 1
+    )
     actual = np.bincount(np.searchsorted(edges, window, side="right"), minlength=len(edges) + 1)
     expected = np.clip(expected / expected.sum(), 1e-4, None)
     actual = np.clip(actual / actual.sum(), 1e-4, None)
@@ -101,15 +103,17 @@ def compare(
     for name in numeric.keys() - testable.keys():  # every value missing on one side
         results[name] = (params.numeric, 0.0, None, False)
     if params.numeric == "ks":
-        for name, (statistic, p_value) in zip(testable, ks_tests(list(testable.values()))):
+        for name, (statistic, p_value) in zip(
+            testable, ks_tests(list(testable.values())), strict=True
+        ):
             results[name] = ("ks", statistic, p_value, p_value < alpha)
     else:
         for name, (ref, win) in testable.items():
             score, drifted = numeric_score(ref, win, params)
             results[name] = (params.numeric, score, None, drifted)
     rows = [
-        dict(zip(("column", "kind", "test", "score", "p_value"), (name, kind, *results[name][:3])),
-             drifted=bool(results[name][3]))
+        {"column": name, "kind": kind, "test": results[name][0], "score": results[name][1],
+         "p_value": results[name][2], "drifted": bool(results[name][3])}
         for name, kind in columns.items()
     ]  # fmt: skip
     drifted = [r["column"] for r in rows if r["drifted"]]

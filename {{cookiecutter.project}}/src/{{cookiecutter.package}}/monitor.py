@@ -45,7 +45,9 @@ def serving_version(paths: Paths, explicit: str | None) -> ModelVersion:
 def load_reference(paths: Paths, version: ModelVersion) -> tuple[pd.DataFrame, FeatureSpec]:
     """The training rows (with predictions) and feature spec the version's run logged."""
     spec = FeatureSpec.model_validate(
-        mlflow.artifacts.load_dict(registry.run_artifact(paths, version.run_id, registry.SPEC_ARTIFACT))
+        mlflow.artifacts.load_dict(
+            registry.run_artifact(paths, version.run_id, registry.SPEC_ARTIFACT)
+        )
     )
     uri = registry.run_artifact(paths, version.run_id, registry.REFERENCE_ARTIFACT)
     try:
@@ -98,15 +100,16 @@ def labelled(
     params: Params, paths: Paths, version: ModelVersion, spec: FeatureSpec, window: pd.DataFrame
 ) -> dict:
     """The model scored on the window's labelled rows against its training-time metrics."""
-    rows = served_data.with_labels(window, paths.feedback, spec.target).dropna(
-        subset=[spec.target]
-    )
+    rows = served_data.with_labels(window, paths.feedback, spec.target).dropna(subset=[spec.target])
     needed = params.monitoring.performance.min_labels
     result: dict = {"rows": int(len(rows)), "min_labels": needed, "failed": False}
     if len(rows) < needed:
         result["verdict"] = f"{len(rows)} labelled rows, fewer than {needed}: no verdict"
         return result
-    if spec.classes is not None and not (unknown := rows[~rows[spec.target].isin(spec.classes)]).empty:
+    if (
+        spec.classes is not None
+        and not (unknown := rows[~rows[spec.target].isin(spec.classes)]).empty
+    ):
         raise ValueError(
             f"labels hold {sorted(map(str, unknown[spec.target].unique()))[:5]}, not classes "
             f"of the model ({spec.classes})"
@@ -234,7 +237,9 @@ def record(paths: Paths, result: dict, folder: Path, report: Path) -> None:
     }
     for column in result["drift"]["columns"]:
         metrics[f"drift_score.{_metric_name(column['column'])}"] = column["score"]
-    with mlflow.start_run(experiment_id=experiment, run_name=f"window {result['window']}", tags=tags):
+    with mlflow.start_run(
+        experiment_id=experiment, run_name=f"window {result['window']}", tags=tags
+    ):
         mlflow.log_metrics(metrics)
         mlflow.log_artifact(str(report))
         mlflow.log_artifacts(str(folder), artifact_path=result["window"])

@@ -89,7 +89,9 @@ def table(result: dict) -> str:
     for c in result["drift"]["columns"]:
         p_value = f"{c['p_value']:.2g}" if c["p_value"] is not None else "-"
         mark = "DRIFTED" if c["drifted"] else "no"
-        lines.append(f"{c['column'][:27]:<28}{c['test']:<13}{c['score']:>9.3g}{p_value:>11}  {mark}")
+        lines.append(
+            f"{c['column'][:27]:<28}{c['test']:<13}{c['score']:>9.3g}{p_value:>11}  {mark}"
+        )
     drift_info = result["drift"]
     lines.append(
         f"window {result['window']}: {result['rows']} rows of model version "
@@ -158,6 +160,8 @@ def html(result: dict, folder: Path) -> Path:
         for p in result["plots"]
     )
     verdict = escape.escape(table(result).splitlines()[-1])
+    quality = result["quality"]
+    quality_text = "expectations met" if quality["success"] else "; ".join(quality["failures"])
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Monitoring {result["window"]}</title>
 <style>{STYLE}</style></head><body>
@@ -165,8 +169,7 @@ def html(result: dict, folder: Path) -> Path:
 <p><b>{verdict}</b></p>
 <p>{result["rows"]} served rows ({escape.escape(result["first"])} to
 {escape.escape(result["last"])}) against {result["reference_rows"]} training rows.
-Data quality: {"expectations met" if result["quality"]["success"] else
-escape.escape("; ".join(result["quality"]["failures"]))}.
+Data quality: {escape.escape(quality_text)}.
 Labelled performance: {escape.escape(result["performance"]["verdict"])}.</p>
 {images}
 <table><tr><th>column</th><th>test</th><th>score</th><th>p-value</th><th>drifted</th></tr>

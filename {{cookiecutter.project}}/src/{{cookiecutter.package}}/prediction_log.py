@@ -121,8 +121,10 @@ class PredictionLog(MonitorBase[Any]):
 
     def export_schema(self, columns_schema: dict[str, dict[str, str]]) -> None:
         meta = [{"name": "timestamp", "role": "time", "type": "datetime"}]
-        meta += [{"name": n, "role": n, "type": "integer" if n == "row" else "string"}
-                 for n in META_COLUMNS[1:]]
+        meta += [
+            {"name": n, "role": n, "type": "integer" if n == "row" else "string"}
+            for n in META_COLUMNS[1:]
+        ]
         self.schema.info(json.dumps({"columns": meta + list(columns_schema.values())}))
 
     def export_data(self, datas: dict[str, list]) -> None:
@@ -178,7 +180,9 @@ class Recorder:
         with self.bentoml.monitor(self.name, PredictionLog, self.options) as monitor:
             for (name, kind), values in zip(self.features, columns, strict=True):
                 monitor.log_batch(values, name, "feature", kind)
-            monitor.log_batch(outputs["predictions"], "prediction", "prediction", self.prediction_type)
+            monitor.log_batch(
+                outputs["predictions"], "prediction", "prediction", self.prediction_type
+            )
             if "probabilities" in outputs:
                 monitor.log_batch(
                     outputs["probabilities"], "probabilities", "prediction", "numerical_sequence"

@@ -9,8 +9,8 @@ from importlib.metadata import version
 
 import lightgbm as lgb
 import mlflow
-import pandas as pd
 import numpy as np
+import pandas as pd
 from mlflow.models import infer_signature
 
 from . import data, features, registry
@@ -120,7 +120,9 @@ def train(params: Params, paths: Paths) -> dict:
         "train_metrics": train_metrics,
         # The service's prediction histogram buckets (regression): training predictions' deciles.
         "prediction_deciles": (
-            np.quantile(raw, np.linspace(0.1, 0.9, 9)).tolist() if spec.task == "regression" else None
+            np.quantile(raw, np.linspace(0.1, 0.9, 9)).tolist()
+            if spec.task == "regression"
+            else None
         ),
     }
     paths.model_card.write_text(json.dumps(card, indent=2) + "\n")
