@@ -6,28 +6,33 @@ with a role and a type, stop it) with `PredictionLog`, a `MonitorBase` that writ
     <log dir>/predictions/data/data.<worker>.log     one JSON line per predicted row
     <log dir>/predictions/schema/schema.<worker>.log  the columns: name, role, type
 
-like BentoML's DefaultMonitor, with two differences that serving needs: the files rotate
-by size (DefaultMonitor rotates daily and keeps every day: unbounded), and a column is
-logged in one call rather than one per value (33 calls per one-row request cost ~60 us,
-more than the prediction). Imported by the service: standard library and bentoml only.
+like BentoML's DefaultMonitor, with what serving needs instead: the files rotate by size
+(DefaultMonitor rotates daily and keeps every day: unbounded), and a request costs three
+`log_batch` calls (its rows, as one `features` column spread into one JSON field per
+feature on export; the predictions; the probabilities) and one write. One call per value
+through DefaultMonitor and `logging` cost ~100 us per one-row request, more than the
+prediction. Imported by the service: standard library and bentoml only.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
-import logging
+import os
 import random
 import re
+import threading
+import time
 import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
 from bentoml.monitoring import MonitorBase
 
 MONITOR_NAME = "predictions"
+FEATURES = "features"  # the column holding a request's rows, in training order
 # Written by the log itself; a feature of the same name is logged with a trailing "_".
 META_COLUMNS = ("timestamp", "request_id", "row", "model_version")
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -35,7 +40,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 SCHEMA_MAX_BYTES = 1 << 20
 
-_record: ContextVar[dict[str, list] | None] = ContextVar("prediction_record", default=None)
+_record: ContextVar[dict[str, Any] | None] = ContextVar("prediction_record", default=None)
 _request_id: ContextVar[str] = ContextVar("prediction_request_id", default="")
 
 
@@ -52,20 +57,61 @@ def request_id(headers: list[tuple[bytes, bytes]]) -> str:
     return uuid.uuid4().hex
 
 
-def _file_logger(name: str, path: Path, max_bytes: int, backups: int) -> logging.Logger:
-    """A logger writing bare messages to `path`, rotated at `max_bytes`, `backups` kept."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, delay=True)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger = logging.getLogger(name)
-    logger.handlers = [handler]
-    logger.setLevel(logging.INFO)
-    logger.propagate = False  # never into BentoML's console log
-    return logger
+class RotatingLines:
+    """Append lines to `path`; past `max_bytes`, shift path -> path.1 -> ... -> path.<backups>.
+
+    What logging's RotatingFileHandler does, without a LogRecord, a lock and two stat calls
+    per line, and buffered: a request's write is a copy into memory, and a thread flushes
+    the buffer every FLUSH_SECONDS (and at rotation and exit). A write syscall per request
+    was a tenth of the serving time of a one-row request.
+    """
+
+    FLUSH_SECONDS = 0.5
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self.max_bytes, self.backups = path, max_bytes, backups
+        self.lock = threading.Lock()  # rotation against the flushing thread
+        self.file = open(path, "ab", buffering=1 << 16)  # noqa: SIM115 (open for its life)
+        self.size = self.file.tell()
+        threading.Thread(target=self._flush_often, name=f"flush {path.name}", daemon=True).start()
+        atexit.register(self.flush)
+
+    def write(self, text: str) -> None:
+        data = text.encode() + b"\n"
+        if self.size and self.size + len(data) > self.max_bytes:
+            self.rotate()
+        self.file.write(data)  # BufferedWriter: thread-safe against flush()
+        self.size += len(data)
+
+    def flush(self) -> None:
+        with self.lock:
+            self.file.flush()
+
+    def _flush_often(self) -> None:
+        while True:
+            time.sleep(self.FLUSH_SECONDS)
+            self.flush()
+
+    def rotate(self) -> None:
+        with self.lock:
+            self.file.close()
+            for number in range(self.backups - 1, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{number}")
+                if older.exists():
+                    os.replace(older, self.path.with_name(f"{self.path.name}.{number + 1}"))
+            if self.backups:
+                os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+            self.file = open(self.path, "wb", buffering=1 << 16)  # noqa: SIM115
+            self.size = 0
 
 
 class PredictionLog(MonitorBase[Any]):
-    """`bentoml.monitor(MONITOR_NAME, PredictionLog, options)`: size-rotated JSON lines."""
+    """`bentoml.monitor(MONITOR_NAME, PredictionLog, options)`: size-rotated JSON lines.
+
+    `features` ([(name, "numerical" | "categorical")], training order) names the values of
+    the FEATURES column; every other column is written under its own name.
+    """
 
     PRESERVED_COLUMNS = META_COLUMNS
 
@@ -76,21 +122,19 @@ class PredictionLog(MonitorBase[Any]):
         max_bytes: int,
         backups: int,
         model_version: str,
+        features: list[tuple[str, str]],
         worker: int = 0,
         **_: Any,
     ) -> None:
         super().__init__(name)
         folder = Path(log_path) / name
         self.model_version = model_version
-        self.data = _file_logger(
-            f"{__name__}.{name}.data", folder / "data" / f"data.{worker}.log", max_bytes, backups
-        )
-        self.schema = _file_logger(
-            f"{__name__}.{name}.schema",
-            folder / "schema" / f"schema.{worker}.log",
-            SCHEMA_MAX_BYTES,
-            1,
-        )
+        self.features = features
+        self.feature_columns = [column_name(feature) for feature, _ in features]
+        self.keys = [json.dumps(column) + ": " for column in self.feature_columns]
+        self.version_text = json.dumps(str(model_version))
+        self.data = RotatingLines(folder / "data" / f"data.{worker}.log", max_bytes, backups)
+        self.schema = RotatingLines(folder / "schema" / f"schema.{worker}.log", SCHEMA_MAX_BYTES, 1)
         self.pending_schema: dict[str, dict[str, str]] = {}
 
     def start_record(self) -> None:
@@ -101,13 +145,14 @@ class PredictionLog(MonitorBase[Any]):
 
     def log_batch(self, data_batch, name: str, role: str, data_type: str) -> None:
         """One column of the record, every row at once."""
-        name = column_name(name)
-        if self.columns_schema is None:
-            self.pending_schema[name] = {"name": name, "role": role, "type": data_type}
         record = _record.get()
         if record is None:
             raise RuntimeError("log a column inside `with bentoml.monitor(...)`")
-        record[name] = list(data_batch)
+        if name != FEATURES:
+            name = column_name(name)
+        if self.columns_schema is None:
+            self.pending_schema[name] = {"name": name, "role": role, "type": data_type}
+        record[name] = data_batch
 
     def stop_record(self) -> None:
         record = _record.get()
@@ -125,19 +170,41 @@ class PredictionLog(MonitorBase[Any]):
             {"name": n, "role": n, "type": "integer" if n == "row" else "string"}
             for n in META_COLUMNS[1:]
         ]
-        self.schema.info(json.dumps({"columns": meta + list(columns_schema.values())}))
+        columns = [
+            {"name": column, "role": "feature", "type": kind}
+            for column, (_, kind) in zip(self.feature_columns, self.features, strict=True)
+        ]
+        columns += [c for name, c in columns_schema.items() if name != FEATURES]
+        self.schema.write(json.dumps({"columns": meta + columns}))
+        self.schema.flush()
 
-    def export_data(self, datas: dict[str, list]) -> None:
-        """One JSON line per row; one write per request."""
+    def export_data(self, datas: dict[str, Any]) -> None:
+        """One JSON line per row; one write per request.
+
+        Lines are assembled from pre-encoded keys: numbers (finite, validated) are written
+        with repr(), which is valid JSON, and everything else with json.dumps. Building a
+        dict per row and encoding it took twice as long.
+        """
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
-        meta = {"timestamp": stamp, "request_id": _request_id.get(), "row": 0}
-        meta["model_version"] = self.model_version
-        names = list(datas)
+        head = '{"timestamp": "' + stamp + '", "request_id": ' + json.dumps(_request_id.get())
+        head += ', "model_version": ' + self.version_text + ', "row": '
+        rows = datas.pop(FEATURES, None) or [[]] * len(next(iter(datas.values())))
+        others = [(json.dumps(name) + ": ", values) for name, values in datas.items()]
         lines = []
-        for row, values in enumerate(zip(*datas.values(), strict=True)):
-            meta["row"] = row
-            lines.append(json.dumps({**meta, **dict(zip(names, values, strict=True))}))
-        self.data.info("\n".join(lines))
+        for row, features in enumerate(rows):
+            fields = [key + _encode(value) for key, value in zip(self.keys, features, strict=True)]
+            fields += [key + json.dumps(values[row]) for key, values in others]
+            lines.append(head + str(row) + ", " + ", ".join(fields) + "}")
+        self.data.write("\n".join(lines))
+
+
+def _encode(value: Any) -> str:
+    """A feature value as JSON: numbers by repr (finite after validation), None as null."""
+    if value is None:
+        return "null"
+    if type(value) is float or type(value) is int:
+        return repr(value)
+    return json.dumps(value)
 
 
 class Recorder:
@@ -154,8 +221,6 @@ class Recorder:
     ) -> None:
         import bentoml
 
-        self.bentoml = bentoml
-        self.name = name  # bentoml.monitor keeps one monitor per name and process
         self.enabled = bool(settings.get("enabled", True))
         self.sample_rate = float(settings.get("sample_rate", 1.0))
         self.options = {
@@ -163,30 +228,34 @@ class Recorder:
             "max_bytes": int(settings.get("max_bytes", 50 * 1024 * 1024)),
             "backups": int(settings.get("backups", 5)),
             "model_version": model_version,
+            "features": [
+                (f.name, "categorical" if f.kind == "categorical" else "numerical")
+                for f in spec.features
+            ],
             "worker": worker,
         }
-        self.features = [
-            (f.name, "categorical" if f.kind == "categorical" else "numerical")
-            for f in spec.features
-        ]
         self.prediction_type = "numerical" if spec.task == "regression" else "categorical"
+        # bentoml.monitor creates the monitor (one per name and process) and, per use, calls
+        # start_record and stop_record around the logging. Those two calls are made here
+        # directly: the context manager's dependency injection binds its signature on every
+        # call (~20 us, a third of the logging).
+        with bentoml.monitor(name, PredictionLog, self.options) as monitor:
+            self.monitor = monitor
 
     def record(self, rows: list[list], outputs: dict[str, list], request: str) -> None:
         """Log the request's rows and the model's outputs under `request` (its id)."""
         if not self.enabled or (self.sample_rate < 1.0 and random.random() >= self.sample_rate):
             return
         _request_id.set(request)
-        columns = list(zip(*rows, strict=True))
-        with self.bentoml.monitor(self.name, PredictionLog, self.options) as monitor:
-            for (name, kind), values in zip(self.features, columns, strict=True):
-                monitor.log_batch(values, name, "feature", kind)
+        monitor = self.monitor
+        monitor.start_record()
+        monitor.log_batch(rows, FEATURES, "feature", "numerical_sequence")
+        monitor.log_batch(outputs["predictions"], "prediction", "prediction", self.prediction_type)
+        if "probabilities" in outputs:
             monitor.log_batch(
-                outputs["predictions"], "prediction", "prediction", self.prediction_type
+                outputs["probabilities"], "probabilities", "prediction", "numerical_sequence"
             )
-            if "probabilities" in outputs:
-                monitor.log_batch(
-                    outputs["probabilities"], "probabilities", "prediction", "numerical_sequence"
-                )
+        monitor.stop_record()
 
 
 # One set per process: prometheus_client refuses to register a metric name twice.

@@ -4,6 +4,7 @@ labels joined by request id, and `monitor` on a shifted window of served traffic
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -23,8 +24,19 @@ def splits(params, raw_data):
     return features.split(raw_data, params)
 
 
-def served_log(paths, params):
-    return served_data.read_log(paths.monitoring_log(params.monitoring))
+def served_log(paths, params, until: str | None = None):
+    """The prediction log, once it holds `until` (the server flushes it twice a second)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            log = served_data.read_log(paths.monitoring_log(params.monitoring))
+        except (FileNotFoundError, ValueError):  # nothing flushed yet
+            if time.monotonic() > deadline:
+                raise
+        else:
+            if until is None or until in set(log["request_id"]) or time.monotonic() > deadline:
+                return log
+        time.sleep(0.2)
 
 
 def post(server: str, records: list[dict], request_id: str | None = None) -> httpx.Response:
@@ -44,7 +56,7 @@ def test_a_prediction_returns_its_request_id_and_lands_in_the_log_with_inputs_an
     assert response.status_code == 200, response.text
     assert response.headers["X-Request-ID"] == "it-logged-1"
     assert len(fresh.headers["X-Request-ID"]) == 32
-    logged = served_log(paths, params)
+    logged = served_log(paths, params, until=fresh.headers["X-Request-ID"])
     mine = logged[logged["request_id"] == "it-logged-1"]
     assert mine["row"].tolist() == [0, 1]
     assert mine[model.spec.names].to_dict(orient="records") == records
@@ -53,12 +65,16 @@ def test_a_prediction_returns_its_request_id_and_lands_in_the_log_with_inputs_an
     assert (logged["request_id"] == fresh.headers["X-Request-ID"]).sum() == 1
 
 
-def test_a_refused_request_gets_a_request_id_and_is_not_logged(server, paths, params):
+def test_a_refused_request_gets_a_request_id_and_is_not_logged(server, paths, params, model):
     response = post(server, [{"not_a_feature": 1.0}], "it-refused-1")
+    valid = {f.name: (f.categories[0] if f.categories else 1.0) for f in model.spec.features}
+    post(server, [valid], "it-after-refused-1")
 
     assert response.status_code == 400
     assert response.headers["X-Request-ID"] == "it-refused-1"
-    assert "it-refused-1" not in set(served_log(paths, params)["request_id"])
+    logged = set(served_log(paths, params, until="it-after-refused-1")["request_id"])
+    assert "it-after-refused-1" in logged
+    assert "it-refused-1" not in logged
 
 
 def prediction_samples(server: str) -> dict[tuple, float]:
@@ -125,8 +141,8 @@ def test_monitor_flags_a_shifted_window_scores_its_labels_and_records_it_in_mlfl
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
 
     joined = served_data.join_feedback(
-        served_log(paths, params), served_data.read_labels(labels_file, target), paths.feedback,
-        target,
+        served_log(paths, params, until=labels[-1][0]),
+        served_data.read_labels(labels_file, target), paths.feedback, target,
     )  # fmt: skip
     result = monitor.run(params, paths, model_version=str(trained["model_version"]))
 

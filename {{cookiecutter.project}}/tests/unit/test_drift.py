@@ -110,6 +110,7 @@ def test_the_prediction_log_rotates_and_keeps_at_most_backups_plus_one_files(pat
     for request in range(200):
         outputs = {"predictions": [1], "probabilities": [[0.25, 0.75]]}
         recorder.record([[float(request), 2.0]], outputs, f"req-{request}")
+    recorder.monitor.data.flush()  # the server's flushing thread does it twice a second
 
     files = sorted((tmp_path / "rotation" / "data").iterdir())
     assert [f.name for f in files] == ["data.9.log", "data.9.log.1", "data.9.log.2"]
