@@ -449,6 +449,55 @@ def ci_check() -> None:
     typer.echo("CI files match environments/*.yaml")
 
 
+# --- Monitoring: what the service logged, against what the model was trained on. ---
+@app.command()
+def monitor(
+    model_version: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MODEL_VERSION", help="Model version (default: the one aliased production)"
+        ),
+    ] = None,
+    rows: Annotated[
+        int | None, typer.Option(help="Window size in rows (default: monitoring.window_rows)")
+    ] = None,
+    fail_on_retrain: Annotated[
+        bool, typer.Option(help="Exit 3 when the decision is to retrain (for CI)")
+    ] = False,
+) -> None:
+    """Compare the latest window of served data with the training data; decide on retraining."""
+    from . import monitor as stage
+    from .monitor_report import table
+
+    params, paths = _setup()
+    result = stage.run(params, paths, model_version, rows)
+    typer.echo(table(result))
+    typer.echo(f"report: {result['html']}\nresult: {result['json']}")
+    if fail_on_retrain and result["decision"]["retrain"]:
+        raise typer.Exit(3)
+
+
+@app.command()
+def feedback(
+    labels: Annotated[
+        Path, typer.Argument(envvar="LABELS", help="CSV/Parquet: request_id, [row,] target")
+    ],
+) -> None:
+    """Join late labels to the prediction log by request id; monitor then scores the model."""
+    from . import served_data
+
+    params, paths = _setup()
+    target = params.data.target
+    log = served_data.read_log(paths.monitoring_log(params.monitoring))
+    done = served_data.join_feedback(
+        log, served_data.read_labels(labels, target), paths.feedback, target
+    )
+    typer.echo(
+        f"{done['joined']} of {done['labels']} labels joined by request id "
+        f"({done['unmatched']} not in the prediction log); {done['stored']} stored in {done['path']}"
+    )
+
+
 def main() -> None:
     """Console entry point: expected problems (missing inputs, bad config) end in one
     clear line and exit code 1 rather than a traceback."""

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 PROJECT = "{{ cookiecutter.project }}"
 PACKAGE = "{{ cookiecutter.package }}"
@@ -42,6 +42,62 @@ class ServingParams(BaseModel):
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
 
 
+class DriftParams(BaseModel):
+    """Per-type tests of a window against the training reference (see drift.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # ks: two-sample Kolmogorov-Smirnov p-value; psi: population stability index on the
+    # reference's deciles; wasserstein: earth mover's distance in reference standard deviations.
+    numeric: Literal["ks", "psi", "wasserstein"] = "ks"
+    # A p-value test (ks, chi2) flags a column below this p-value, split over the window's
+    # columns (Bonferroni): 0.05 = at most a 5% chance that an unshifted window is flagged.
+    p_value: float = Field(0.05, gt=0, lt=1)
+    psi: float = Field(0.2, gt=0)  # flagged at or above (0.1-0.25: moderate, > 0.25: major)
+    wasserstein: float = Field(0.1, gt=0)  # flagged at or above, in reference std units
+    # The window drifted when one column, and at least this share of its columns
+    # (features and prediction), did.
+    min_drifted_share: float = Field(0.0, ge=0, le=1)
+
+
+class DecisionParams(BaseModel):
+    """Retrain when `k` of the last `n` windows drifted and the latest did (or on labels)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k: int = Field(3, ge=1)
+    n: int = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _k_within_n(self) -> DecisionParams:
+        if self.k > self.n:
+            raise ValueError(f"monitoring.decision: k ({self.k}) must not exceed n ({self.n})")
+        return self
+
+
+class PerformanceParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Fewer labelled rows in a window than this: no performance verdict.
+    min_labels: int = Field(50, ge=1)
+    # Labelled primary metric may trail the training-time (held-out) one by this fraction.
+    tolerance: float = Field(0.05, ge=0)
+
+
+class MonitoringParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    sample_rate: float = Field(1.0, ge=0, le=1)  # share of requests logged
+    path: str = "monitoring"  # relative to the project root; $MONITORING_PATH overrides
+    max_bytes: int = Field(50 * 1024 * 1024, gt=0)  # one log file, then it rotates
+    backups: int = Field(5, ge=0)  # rotated files kept; disk use <= max_bytes * (backups + 1)
+    window_rows: int = Field(500, gt=0)  # the latest rows `make monitor` compares
+    drift: DriftParams = Field(default_factory=DriftParams)
+    decision: DecisionParams = Field(default_factory=DecisionParams)
+    performance: PerformanceParams = Field(default_factory=PerformanceParams)
+
+
 class Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -51,6 +107,7 @@ class Params(BaseModel):
     model: dict[str, object] = Field(default_factory=dict)
     evaluation: EvaluationParams = Field(default_factory=EvaluationParams)
     serving: ServingParams = Field(default_factory=ServingParams)
+    monitoring: MonitoringParams = Field(default_factory=MonitoringParams)
 
 
 def load_params(path: Path) -> Params:
@@ -130,6 +187,19 @@ class Paths:
     def evaluation_report(self) -> Path:
         return self.reports / "evaluation.json"
 
+    def monitoring_log(self, params: MonitoringParams) -> Path:
+        """Where the service writes its prediction log ($MONITORING_PATH wins)."""
+        return self.root / (os.environ.get("MONITORING_PATH") or params.path)
+
+    @property
+    def monitoring_reports(self) -> Path:
+        return self.reports / "monitoring"
+
+    @property
+    def feedback(self) -> Path:
+        """Labels that arrived after serving, joined to the prediction log by request id."""
+        return self.root / "data" / "feedback" / "labels.parquet"
+
     @property
     def dist(self) -> Path:
         return self.root / "dist"
@@ -157,4 +227,6 @@ def use_project_stores(paths: Paths) -> None:
     BentoML reads BENTOML_HOME when it is first imported, so call this before.
     """
     os.environ.setdefault("BENTOML_HOME", str(paths.root / ".bentoml"))
+    # A bento served from here resolves a relative monitoring.path against it.
+    os.environ.setdefault("PROJECT_ROOT", str(paths.root))
     os.environ["MLFLOW_TRACKING_URI"] = paths.mlflow_uri

@@ -13,6 +13,8 @@ import bentoml
 from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse, Response
 
+from . import prediction_log
+
 logger = logging.getLogger("bentoml.serve")
 
 
@@ -72,8 +74,10 @@ class PredictFastPath:
     That dispatch (a signature inspection and function wrapper per call, IO descriptors,
     request context objects, a thread hop) cost more CPU than validating and predicting
     a record together; see "Serving" in the README for the measurements. The running
-    service instance answers through its `answer(records)` method. A body over
-    `max_body_bytes` gets 413, counted while reading: this holds without JSONBodiesOnly.
+    service instance answers through its `answer(records, request_id)` method: the id is
+    the caller's X-Request-ID when well formed, else a new one, and every answer returns
+    it in that header. A body over `max_body_bytes` gets 413, counted while reading: this
+    holds without JSONBodiesOnly.
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class PredictFastPath:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
             await self.app(scope, receive, send)
             return
+        request_id = prediction_log.request_id(scope["headers"])
         body = await _read_body(receive, self.max_body_bytes)
         if body is None:
             await too_large(self.max_body_bytes)(scope, receive, send)
@@ -99,12 +104,14 @@ class PredictFastPath:
             response: Response = JSONResponse(validation_error_body(error), status_code=400)
         else:
             try:
-                answer = bentoml.get_current_service().answer(request.records)
+                answer = bentoml.get_current_service().answer(request.records, request_id)
                 response = Response(answer.model_dump_json(), media_type="application/json")
             except Exception:
                 logger.exception("POST %s failed", self.path)
                 error = "An unexpected error has occurred, please check the server log."
                 response = JSONResponse({"error": error}, status_code=500)
+        # Returned on every answer, so a client can quote it and late labels can be joined.
+        response.headers[prediction_log.REQUEST_ID_HEADER] = request_id
         await response(scope, receive, send)
 
 

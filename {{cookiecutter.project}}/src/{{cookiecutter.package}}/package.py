@@ -81,6 +81,10 @@ def save_model(params: Params, paths: Paths) -> str:
         "model_name": card.get("model_name"),
         "trained_at": card.get("trained_at"),
         "metrics": evaluation.get("metrics", {}),
+        # What the service records (see prediction_log.py); the drift settings stay here.
+        "monitoring": params.monitoring.model_dump(
+            include={"enabled", "sample_rate", "path", "max_bytes", "backups"}
+        ),
     }
     with bentoml.models.create(PROJECT, labels=_labels(card), metadata=metadata) as stored:
         folder = Path(stored.path)

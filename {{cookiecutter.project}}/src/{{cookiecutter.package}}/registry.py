@@ -17,6 +17,8 @@ from .features import FeatureSpec
 PRODUCTION = "production"
 # Each training run logs its FeatureSpec here, so any registered version can be rescored.
 SPEC_ARTIFACT = "feature_spec.json"
+# ... and its training rows with the model's predictions: the reference `make monitor` uses.
+REFERENCE_ARTIFACT = "monitoring/reference.parquet"
 
 
 def is_server(uri: str) -> bool:

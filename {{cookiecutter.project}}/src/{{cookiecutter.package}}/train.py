@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from datetime import UTC, datetime
 from importlib.metadata import version
 
 import lightgbm as lgb
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
 
 from . import data, features, registry
 from .config import PROJECT, Params, Paths
 from .evaluate import compute_metrics
+from .model import outputs_from_raw
 
 OBJECTIVES = {"binary": "binary", "multiclass": "multiclass", "regression": "regression"}
 # Fixed so every run gives the same trees on the same data and params.
 FIXED = {"deterministic": True, "force_col_wise": True, "verbose": -1}
+# A uniform sample this large tests drift as well as all rows would, and stays cheap to fetch.
+REFERENCE_ROWS = 100_000
 # Written out rather than inferred: inference imports the model in a subprocess (slow).
 PIP_REQUIREMENTS = [f"{name}=={version(name)}" for name in ("lightgbm", "numpy", "pandas")]
 
@@ -50,6 +55,18 @@ def logged_params(params: Params, fingerprint: str) -> dict[str, object]:
     }
 
 
+def monitoring_reference(
+    train_df: pd.DataFrame, spec: features.FeatureSpec, raw: np.ndarray, seed: int
+) -> pd.DataFrame:
+    """What `make monitor` compares served data with: the training rows (features and
+    target) and the model's predictions on them, at most REFERENCE_ROWS of them."""
+    frame = train_df[[*spec.names, spec.target]].copy()
+    frame["prediction"] = outputs_from_raw(raw, spec)["predictions"]
+    if len(frame) > REFERENCE_ROWS:
+        frame = frame.sample(REFERENCE_ROWS, random_state=seed)
+    return frame.reset_index(drop=True)
+
+
 def train(params: Params, paths: Paths) -> dict:
     """Train, save models/model.txt and the model card, log and register in MLflow."""
     frame = data.load_raw(paths)
@@ -74,6 +91,11 @@ def train(params: Params, paths: Paths) -> dict:
         mlflow.log_metrics({f"train_{name}": value for name, value in train_metrics.items()})
         # Lets a later evaluation rebuild this model's inputs when it is the production model.
         mlflow.log_dict(spec.model_dump(), registry.SPEC_ARTIFACT)
+        reference = monitoring_reference(train_df, spec, raw, params.seed)
+        with tempfile.TemporaryDirectory() as folder:
+            file = f"{folder}/{registry.REFERENCE_ARTIFACT.rsplit('/', 1)[-1]}"
+            reference.to_parquet(file, index=False)
+            mlflow.log_artifact(file, artifact_path=registry.REFERENCE_ARTIFACT.rsplit("/", 1)[0])
         # The booster (not the sklearn wrapper) is logged: a plain-text model, as in models/.
         info = mlflow.lightgbm.log_model(
             booster,
@@ -96,6 +118,12 @@ def train(params: Params, paths: Paths) -> dict:
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "params": params.model_dump(mode="json"),
         "train_metrics": train_metrics,
+        # The service's prediction histogram buckets (regression): training predictions' deciles.
+        "prediction_deciles": (
+            np.quantile(raw, np.linspace(0.1, 0.9, 9)).tolist()
+            if spec.task == "regression"
+            else None
+        ),
     }
     paths.model_card.write_text(json.dumps(card, indent=2) + "\n")
     return card

@@ -1,0 +1,174 @@
+"""The loop after deployment, with the real bento over HTTP: what it logs and counts, late
+labels joined by request id, and `monitor` on a shifted window of served traffic."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import httpx
+import mlflow
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from {{ cookiecutter.package }} import features, monitor, package, served_data
+from {{ cookiecutter.package }}.evaluate import compute_metrics
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def splits(params, raw_data):
+    return features.split(raw_data, params)
+
+
+def served_log(paths, params, until: str | None = None):
+    """The prediction log, once it holds `until` (the server flushes it twice a second)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            log = served_data.read_log(paths.monitoring_log(params.monitoring))
+        except (FileNotFoundError, ValueError):  # nothing flushed yet
+            if time.monotonic() > deadline:
+                raise
+        else:
+            if until is None or until in set(log["request_id"]) or time.monotonic() > deadline:
+                return log
+        time.sleep(0.2)
+
+
+def post(server: str, records: list[dict], request_id: str | None = None) -> httpx.Response:
+    headers = {"X-Request-ID": request_id} if request_id else {}
+    return httpx.post(f"{server}/predict", json={"records": records}, headers=headers, timeout=60)
+
+
+def test_a_prediction_returns_its_request_id_and_lands_in_the_log_with_inputs_and_outputs(
+    server, paths, params, model, trained, splits
+):
+    rows = splits[1].head(2)
+    records = package.to_records(rows, model.spec.names)
+
+    response = post(server, records, "it-logged-1")
+    fresh = post(server, records[:1])
+
+    assert response.status_code == 200, response.text
+    assert response.headers["X-Request-ID"] == "it-logged-1"
+    assert len(fresh.headers["X-Request-ID"]) == 32
+    logged = served_log(paths, params, until=fresh.headers["X-Request-ID"])
+    mine = logged[logged["request_id"] == "it-logged-1"]
+    assert mine["row"].tolist() == [0, 1]
+    assert mine[model.spec.names].to_dict(orient="records") == records
+    assert mine["prediction"].tolist() == response.json()["predictions"]
+    assert set(mine["model_version"]) == {str(trained["model_version"])}
+    assert (logged["request_id"] == fresh.headers["X-Request-ID"]).sum() == 1
+
+
+def test_a_refused_request_gets_a_request_id_and_is_not_logged(server, paths, params, model):
+    response = post(server, [{"not_a_feature": 1.0}], "it-refused-1")
+    valid = {f.name: (f.categories[0] if f.categories else 1.0) for f in model.spec.features}
+    post(server, [valid], "it-after-refused-1")
+
+    assert response.status_code == 400
+    assert response.headers["X-Request-ID"] == "it-refused-1"
+    logged = set(served_log(paths, params, until="it-after-refused-1")["request_id"])
+    assert "it-after-refused-1" in logged
+    assert "it-refused-1" not in logged
+
+
+def prediction_samples(server: str) -> dict[tuple, float]:
+    text = httpx.get(f"{server}/metrics", timeout=30).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name.startswith("prediction_")
+        for sample in family.samples
+    }
+
+
+def test_metrics_count_the_predictions_per_class_or_value_bucket(server, model, splits):
+    records = package.to_records(splits[1].head(20), model.spec.names)
+    before = prediction_samples(server)
+
+    predictions = post(server, records).json()["predictions"]
+
+    after = prediction_samples(server)
+    grew = {key: after[key] - before.get(key, 0.0) for key in after}
+    if model.spec.task == "regression":
+        count = next(v for (name, _), v in grew.items() if name == "prediction_value_count")
+        assert count == len(records)
+    else:
+        by_class = {
+            dict(labels)["class"]: value
+            for (name, labels), value in grew.items()
+            if name == "prediction_class_total" and value
+        }
+        assert by_class == {str(c): float(predictions.count(c)) for c in set(predictions)}
+
+
+@pytest.fixture(scope="module")
+def shifted_window(server, params, model, splits):
+    """A window of held-out rows, every numeric feature +0.5 training std, served over HTTP;
+    with the labels of those rows, as a client would send them later."""
+    train, held_out = splits
+    rng = np.random.default_rng(params.seed)
+    rows = held_out.iloc[rng.integers(0, len(held_out), params.monitoring.window_rows)]
+    rows = rows.reset_index(drop=True)
+    for feature in model.spec.features:
+        if feature.kind == "numeric":
+            rows[feature.name] = rows[feature.name] + 0.5 * train[feature.name].std()
+    records = package.to_records(rows, model.spec.names)
+    labels = []
+    for start in range(0, len(records), 100):
+        request = f"it-shifted-{start}"
+        assert post(server, records[start : start + 100], request).status_code == 200
+        for row in range(min(100, len(records) - start)):
+            labels.append((request, row, rows[model.spec.target].iloc[start + row]))
+    return rows, labels
+
+
+def test_monitor_flags_a_shifted_window_scores_its_labels_and_records_it_in_mlflow(
+    paths, params, model, trained, shifted_window, tmp_path, monkeypatch
+):
+    rows, labels = shifted_window
+    target = model.spec.target
+    labels_file = tmp_path / "labels.csv"
+    labels_file.write_text(
+        "request_id,row," + target + "\n" + "".join(f"{r},{i},{y}\n" for r, i, y in labels)
+    )
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+
+    joined = served_data.join_feedback(
+        served_log(paths, params, until=labels[-1][0]),
+        served_data.read_labels(labels_file, target), paths.feedback, target,
+    )  # fmt: skip
+    result = monitor.run(params, paths, model_version=str(trained["model_version"]))
+
+    assert joined["joined"] == len(rows) and joined["unmatched"] == 0
+    assert result["rows"] == len(rows)
+    assert result["drift"]["drifted"]
+    numeric = [f.name for f in model.spec.features if f.kind == "numeric"]
+    assert set(result["drift"]["drifted_columns"]) & set(numeric)
+    # Scored on what was served, exactly as the model scores those rows in process.
+    expected = compute_metrics(
+        model.spec, features.encode_target(rows, model.spec), model.raw(rows)
+    )
+    assert result["performance"]["metrics"] == pytest.approx(expected, rel=1e-9)
+    # One drifted window is fewer than k: only failed labelled performance may ask to retrain.
+    assert result["decision"]["retrain"] == result["performance"]["failed"]
+    saved = json.loads(Path(result["json"]).read_text())
+    assert saved["window"] == result["window"]
+    for plot in result["plots"]:
+        assert Path(plot).stat().st_size > 0
+    assert "distributions.png" in Path(result["html"]).read_text()
+    assert f"### Monitoring: window {result['window']}" in summary.read_text()
+    (run,) = mlflow.search_runs(
+        experiment_names=[monitor.EXPERIMENT],
+        filter_string=f"tags.window_id = '{result['window']}'",
+        output_format="list",
+    )
+    assert run.data.tags["model_version"] == str(trained["model_version"])
+    assert run.data.tags["drifted"] == "true"
+    assert run.data.metrics["drifted_share"] == result["drift"]["drifted_share"]
