@@ -109,14 +109,16 @@ def test_pods_run_as_a_numeric_non_root_user_read_only_without_privileges_or_tok
     kubernetes_manifests.validate(manifests)
 
 
-def test_bentoml_writes_only_to_emptydir_volumes_at_tmp_and_its_home(tmp_path):
+def test_the_service_writes_only_to_emptydir_volumes_at_tmp_its_home_and_its_log(tmp_path):
     pod = kubernetes_manifests.render(load(production(tmp_path)), V1)[0]["spec"]["template"]["spec"]
     [container] = pod["containers"]
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
-    home = {variable["name"]: variable["value"] for variable in container["env"]}["BENTOML_HOME"]
+    env = {variable["name"]: variable["value"] for variable in container["env"]}
+    home, log = env["BENTOML_HOME"], env["MONITORING_PATH"]
 
-    assert sorted(mounts) == sorted(["/tmp", home])
+    # The prediction log (monitoring) too: the root filesystem is read-only.
+    assert sorted(mounts) == sorted(["/tmp", home, log])
     assert not home.startswith("/home/bentoml/bento")  # the bento itself stays read-only
     assert all(volumes[name] == {"name": name, "emptyDir": {}} for name in mounts.values())
 

@@ -26,10 +26,12 @@ CONTAINER_PORT = 3000
 # Those images run as the user `bentoml`, uid and gid 1034, which owns the bento. The image
 # names the user, not the number, so the kubelet can enforce runAsNonRoot only when the pod
 # gives the number. BentoML writes only to $BENTOML_HOME and /tmp: with a read-only root
-# filesystem, both are emptyDir volumes (the bento itself stays in /home/bentoml/bento).
+# filesystem, both are emptyDir volumes (the bento itself stays in /home/bentoml/bento), and
+# so is the folder of the service's prediction log (monitoring; ship it off the pod to keep it).
 BENTO_UID = 1034
 BENTOML_HOME = "/var/lib/bentoml"
-WRITABLE = {"tmp": "/tmp", "bentoml-home": BENTOML_HOME}
+MONITORING_PATH = "/var/lib/monitoring"
+WRITABLE = {"tmp": "/tmp", "bentoml-home": BENTOML_HOME, "monitoring": MONITORING_PATH}
 FILES = ("deployment.yaml", "service.yaml", "hpa.yaml")
 
 
@@ -84,7 +86,10 @@ def _container(config: KubernetesDeploy, image_ref: str) -> dict:
         "name": "bento",
         "image": image_ref,
         "ports": [{"name": "http", "containerPort": CONTAINER_PORT}],
-        "env": [{"name": "BENTOML_HOME", "value": BENTOML_HOME}],
+        "env": [
+            {"name": "BENTOML_HOME", "value": BENTOML_HOME},
+            {"name": "MONITORING_PATH", "value": MONITORING_PATH},
+        ],
         "readinessProbe": {
             "httpGet": {"path": "/readyz", "port": "http"},
             "initialDelaySeconds": 5,
