@@ -11,6 +11,7 @@ wipes that):
   nginx.conf, live.conf, live.json    nginx on deploy.port, pointed at the live colour
   bentoml/                            the bentos served, with their models (the job's bento
                                       store leaves with the job)
+  monitoring/                         the served bento's prediction log (make monitor)
   venvs/<key>/                        each bento's own requirements, shared by equal sets
   logs/
 
@@ -45,6 +46,8 @@ COLOURS = ("blue", "green")
 PROXY = "proxy"
 # How long nginx's old workers may take to finish requests in flight after a switch.
 DRAIN_SECONDS = 20
+# The environment supervisord (and so every program it starts) gets from the deploy job.
+DAEMON_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 # A Unix socket path longer than this does not fit in sockaddr_un.
 MAX_SOCKET_PATH = 100
 
@@ -165,9 +168,10 @@ def ensure_supervisor(paths: Paths, where: Layout) -> None:
         requirements = where.root / "supervisor-requirements.txt"
         requirements.write_text(SUPERVISOR + "\n")
         infra.make_venv(paths, venv, requirements)
-    # GitHub's runner ends every process carrying its job's RUNNER_TRACKING_ID when the job
-    # ends; supervisord (it daemonises, leaving the job's session) must outlive the job.
-    env = {k: v for k, v in os.environ.items() if k != "RUNNER_TRACKING_ID"}
+    # Only what a daemon needs: the job's environment holds its secrets (tokens, the release
+    # store's password), which must not live on in supervisord and the bentos it starts; and
+    # GitHub's runner ends every process carrying the job's RUNNER_TRACKING_ID.
+    env = {k: os.environ[k] for k in DAEMON_VARIABLES if k in os.environ}
     started = subprocess.run(
         [str(venv / "bin" / "supervisord"), "-c", str(where.conf)],
         capture_output=True, text=True, env=env, cwd=where.root, timeout=60,
@@ -421,7 +425,12 @@ def _start_colour(where: Layout, colour: str, bento: str, python: Path) -> dict:
     _write(launcher, LAUNCHER)
     command = [str(python), str(launcher), str(python), "-m", "bentoml", "serve", bento,
                "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-    env = {"BENTOML_HOME": str(where.bentoml_home), "BENTOML_DO_NOT_TRACK": "true"}
+    env = {
+        "BENTOML_HOME": str(where.bentoml_home),
+        "BENTOML_DO_NOT_TRACK": "true",
+        # The prediction log stays on the host, whichever job started the bento.
+        "MONITORING_PATH": str(where.root / "monitoring"),
+    }
     _set_program(where, colour, _program(where, colour, command, env))
     started = {"colour": colour, "bento": bento, "port": port}
     deadline = time.monotonic() + local.READY_TIMEOUT
