@@ -71,6 +71,7 @@ COMMON_FILES = [
     "src/{package}/registry.py",
     "src/{package}/release_migration.py",
     "src/{package}/release_store.py",
+    "src/{package}/replay.py",
     "src/{package}/schema.py",
     "src/{package}/served_data.py",
     "src/{package}/service.py",

@@ -7,6 +7,7 @@ and a real BentoML server. Each test serves on its own port so they can run in p
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from conftest import run
@@ -14,6 +15,11 @@ from conftest import run
 pytestmark = pytest.mark.slow
 
 ANSWERED = re.compile(r"bento (\S+) answered \d+ rows like the in-process model")
+# The pipeline closes with `monitor` on a shifted window replayed to production.
+DRIFTED = re.compile(
+    r"^window \S+: (\d+) rows of model version \S+ vs \d+ training rows; DRIFTED: ", re.M
+)
+REPORT = re.compile(r"^drift report: (\S+\.html)$", re.M)
 STATUS_ROW = re.compile(
     r"^(test|preprod|production)\s+http://127\.0\.0\.1:\d+\s+(\S+)\s.*\s(yes|no)$", re.M
 )
@@ -27,6 +33,15 @@ def assert_promoted_everywhere(output: str) -> None:
     assert rows == {env: (answered.group(1), "yes") for env in ("test", "preprod", "production")}, (
         output[-3000:]
     )
+
+
+def assert_drift_reported(output: str) -> None:
+    """The closing demo flagged the shifted window, scored its labels and wrote the report."""
+    assert DRIFTED.search(output), output[-3000:]
+    scored = re.search(r"^labelled performance: (.+)$", output, re.M)
+    assert scored and "no verdict" not in scored.group(1), output[-3000:]
+    report = REPORT.search(output)
+    assert report and "distributions.png" in Path(report.group(1)).read_text(), output[-3000:]
 
 
 def stage_timings(output: str) -> str:
@@ -57,3 +72,4 @@ def bake_and_make(cookies, task: str, targets: list[str], port: int, record_prop
 def test_pipeline_serves_a_matching_prediction_for_each_task(cookies, record_property, task, port):
     output = bake_and_make(cookies, task, ["install", "pipeline"], port, record_property)
     assert_promoted_everywhere(output)
+    assert_drift_reported(output)

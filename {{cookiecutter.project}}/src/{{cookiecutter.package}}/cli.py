@@ -217,6 +217,37 @@ def pipeline(
         f"bento {result['bento']} answered {result['rows']} rows like the in-process model",
         fg="green",
     )
+    last = list(load_all(paths).values())[-1]
+    typer.secho(f"\n== monitor: a shifted window replayed to {last.name}", bold=True)
+    _demo_drift(params, paths, last.url)
+
+
+# How far the pipeline's closing demo moves every numeric feature, in training standard
+# deviations: a shift the default drift settings detect in nearly every window.
+DEMO_SHIFT = 0.5
+
+
+def _demo_drift(params, paths, url: str) -> None:
+    """Replay a shifted window, join its labels, run `monitor` and show its report."""
+    from . import monitor as monitor_stage
+    from . import replay as replay_stage
+    from . import served_data
+    from .monitor_report import table
+
+    labels = paths.monitoring_reports / "demo-labels.csv"
+    sent = replay_stage.replay(
+        params, paths, url, params.monitoring.window_rows, DEMO_SHIFT, params.seed, labels
+    )
+    folder = paths.monitoring_log(params.monitoring)
+    replay_stage.wait_logged(folder, sent["last_request"])
+    served_data.join_feedback(
+        served_data.read_log(folder),
+        served_data.read_labels(labels, params.data.target), paths.feedback, params.data.target,
+    )  # fmt: skip
+    result = monitor_stage.run(params, paths)
+    typer.echo(f"{sent['rows']} rows, numeric features +{DEMO_SHIFT:g} std, sent to {url}")
+    typer.echo(table(result))
+    typer.secho(f"drift report: {result['html']}", fg="green")
 
 
 @app.command()
@@ -475,6 +506,31 @@ def monitor(
     typer.echo(f"report: {result['html']}\nresult: {result['json']}")
     if fail_on_retrain and result["decision"]["retrain"]:
         raise typer.Exit(3)
+
+
+@app.command()
+def replay(
+    url: Annotated[str, typer.Option(help="Base URL of a running service")],
+    rows: Annotated[int, typer.Option(help="Rows to send (default: monitoring.window_rows)")] = 0,
+    shift: Annotated[
+        float, typer.Option(help="Move every numeric feature by this many training std")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option(help="Which held-out rows are drawn")] = 0,
+    labels: Annotated[
+        Path, typer.Option(help="Where to write the rows' labels for `make feedback`")
+    ] = Path("reports/monitoring/replay-labels.csv"),
+) -> None:
+    """Send held-out rows (shifted if asked) to a running service, as traffic to monitor."""
+    from . import replay as stage
+
+    params, paths = _setup()
+    sent = stage.replay(
+        params, paths, url, rows or params.monitoring.window_rows, shift, seed, labels
+    )
+    typer.echo(
+        f"{sent['rows']} rows in {sent['requests']} requests sent to {url} "
+        f"(numeric features {shift:+g} std); labels for `make feedback`: {sent['labels']}"
+    )
 
 
 @app.command()

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import httpx
 import mlflow
-import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from {{ cookiecutter.package }} import features, monitor, package, served_data
+from {{ cookiecutter.package }} import features, monitor, package, replay, served_data
 from {{ cookiecutter.package }}.evaluate import compute_metrics
 
 pytestmark = pytest.mark.integration
@@ -108,23 +107,13 @@ def test_metrics_count_the_predictions_per_class_or_value_bucket(server, model, 
 
 
 @pytest.fixture(scope="module")
-def shifted_window(server, params, model, splits):
-    """A window of held-out rows, every numeric feature +0.5 training std, served over HTTP;
-    with the labels of those rows, as a client would send them later."""
-    train, held_out = splits
-    rng = np.random.default_rng(params.seed)
-    rows = held_out.iloc[rng.integers(0, len(held_out), params.monitoring.window_rows)]
-    rows = rows.reset_index(drop=True)
-    for feature in model.spec.features:
-        if feature.kind == "numeric":
-            rows[feature.name] = rows[feature.name] + 0.5 * train[feature.name].std()
-    records = package.to_records(rows, model.spec.names)
-    labels = []
-    for start in range(0, len(records), 100):
-        request = f"it-shifted-{start}"
-        assert post(server, records[start : start + 100], request).status_code == 200
-        for row in range(min(100, len(records) - start)):
-            labels.append((request, row, rows[model.spec.target].iloc[start + row]))
+def shifted_window(server, params, paths, model):
+    """A window of held-out rows, every numeric feature +0.5 training std, served over HTTP
+    by `replay`; with the labels of those rows, as a client would send them later."""
+    rows = replay.shifted(
+        params, paths, model.spec, params.monitoring.window_rows, 0.5, params.seed
+    )
+    labels = replay.send(server, rows, model.spec, prefix="it-shifted")
     return rows, labels
 
 
@@ -134,14 +123,13 @@ def test_monitor_flags_a_shifted_window_scores_its_labels_and_records_it_in_mlfl
     rows, labels = shifted_window
     target = model.spec.target
     labels_file = tmp_path / "labels.csv"
-    labels_file.write_text(
-        "request_id,row," + target + "\n" + "".join(f"{r},{i},{y}\n" for r, i, y in labels)
-    )
+    labels.to_csv(labels_file, index=False)
+    assert len(labels) == len(rows) and labels["request_id"].nunique() == len(rows) // 100
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
 
     joined = served_data.join_feedback(
-        served_log(paths, params, until=labels[-1][0]),
+        served_log(paths, params, until=labels["request_id"].iloc[-1]),
         served_data.read_labels(labels_file, target), paths.feedback, target,
     )  # fmt: skip
     result = monitor.run(params, paths, model_version=str(trained["model_version"]))
