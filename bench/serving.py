@@ -3,7 +3,9 @@
 Bakes the default project into build/bench/ (reused while the template is unchanged), runs
 its stages up to `make package`, then loads both servers on 127.0.0.1 with wrk at several
 concurrencies, interleaving their runs so machine noise hits both alike, and prints medians
-and the bento/bare ratio. Finally runs bench/batch.py when it exists.
+and the bento/bare ratio, and what the prediction log costs (the same bento served with
+MONITORING_ENABLED=false, in the same interleaved runs). Then runs bench/batch.py (batch
+prediction) and bench/drift.py (`make monitor`'s drift tests on a million-row window).
 
     uv run python bench/serving.py [--runs 3] [--duration 10] [--project DIR]
 """
@@ -132,12 +134,14 @@ def ready(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def running(name: str, command: list[str], cwd: Path, probe: str, log: Path) -> Iterator[None]:
+def running(
+    name: str, command: list[str], cwd: Path, probe: str, log: Path, env: dict | None = None
+) -> Iterator[None]:
     """Start a server in its own process group; wait for `probe`; always stop the group."""
     with open(log, "wb") as output:
         process = subprocess.Popen(
-            command, cwd=cwd, env=project_env(), stdout=output, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            command, cwd=cwd, env={**project_env(), **(env or {})}, stdout=output,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 180
@@ -227,6 +231,21 @@ def report(results: dict, runs: int, duration: float) -> list[str]:
         worst = max(r["non_2xx"] + r["socket_errors"] for r in results[32]["runs"]["bento"])
         lines.append(f"target no non-2xx at 32 connections: {worst:.0f} in the worst run "
                      f"{mark(worst == 0)}")  # fmt: skip
+    if "unlogged" in next(iter(results.values())):
+        lines += logging_cost(results)
+    return lines
+
+
+def logging_cost(results: dict) -> list[str]:
+    """The bento with its prediction log (the default) against the same bento with
+    MONITORING_ENABLED=false: what logging every request costs in req/s and p99."""
+    lines = ["prediction logging (monitoring.enabled, the default) vs MONITORING_ENABLED=false:"]
+    for connections, found in results.items():
+        on, off = found["bento"], found["unlogged"]
+        lines.append(
+            f"{connections:>5} conns: {on['rps']:>6.0f} vs {off['rps']:>6.0f} req/s "
+            f"({on['rps'] / off['rps'] - 1:+.1%}), p99 {on['p99_ms']:.1f} vs {off['p99_ms']:.1f} ms"
+        )
     return lines
 
 
@@ -240,7 +259,11 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up load")
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument(
-        "--ports", type=int, nargs=2, default=[3301, 3302], metavar=("BENTO", "BARE")
+        "--ports",
+        type=int,
+        nargs=3,
+        default=[3301, 3302, 3303],
+        metavar=("BENTO", "BARE", "UNLOGGED"),
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -248,32 +271,39 @@ def main() -> int:
         return 1
     project = (args.project or prepared_project()).resolve()
     python = project / ".venv" / "bin" / "python"
-    bento_port, bare_port = args.ports
+    bento_port, bare_port, unlogged_port = args.ports
     logs = BUILD / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         script = Path(tmp) / "post.lua"
         script.write_text(WRK_SCRIPT % one_row_body(project))
+        # The bento as users run it logs every prediction (rotated, so bounded on disk);
+        # the same bento with logging off gives the cost of that.
+        logged = {"MONITORING_PATH": str(Path(tmp) / "monitoring")}
         with (
             running("bento (make serve)", ["make", "serve", f"PORT={bento_port}"], project,
-                    f"http://127.0.0.1:{bento_port}/readyz", logs / "bento.log"),
+                    f"http://127.0.0.1:{bento_port}/readyz", logs / "bento.log", logged),
+            running("bento, logging off", ["make", "serve", f"PORT={unlogged_port}"], project,
+                    f"http://127.0.0.1:{unlogged_port}/readyz", logs / "unlogged.log",
+                    {"MONITORING_ENABLED": "false"}),
             running("bare app", [str(python), str(BENCH / "bare_app.py"), "--model-dir",
                                  str(model_dir(project)), "--port", str(bare_port)], project,
                     f"http://127.0.0.1:{bare_port}/readyz", logs / "bare.log"),
         ):  # fmt: skip
             urls = {"bento": f"http://127.0.0.1:{bento_port}/predict",
-                    "bare": f"http://127.0.0.1:{bare_port}/predict"}  # fmt: skip
+                    "bare": f"http://127.0.0.1:{bare_port}/predict",
+                    "unlogged": f"http://127.0.0.1:{unlogged_port}/predict"}  # fmt: skip
             results = measure(urls, script, args)
     lines = report(results, args.runs, args.duration)
     print("\n" + "\n".join(lines))
     (BUILD / "serving.json").write_text(json.dumps(results, indent=2) + "\n")
     (BUILD / "serving.txt").write_text("\n".join(lines) + "\n")
-    batch = BENCH / "batch.py"
-    if batch.exists():
-        print(f"\n{batch.relative_to(TEMPLATE)}:", flush=True)
-        command = [str(python), str(batch), "--project", str(project)]
-        return subprocess.run(command, env=project_env()).returncode
-    return 0
+    status = 0
+    for script in (BENCH / "batch.py", BENCH / "drift.py"):
+        print(f"\n{script.relative_to(TEMPLATE)}:", flush=True)
+        command = [str(python), str(script), "--project", str(project)]
+        status = status or subprocess.run(command, env=project_env()).returncode
+    return status
 
 
 if __name__ == "__main__":

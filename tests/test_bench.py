@@ -79,3 +79,19 @@ def test_the_report_passes_and_misses_each_target(serving):
     assert "1: 0.70 PASS, 8: 0.50 MISS, 32: 0.65 PASS" in lines[-3]
     assert lines[-2].endswith("30.0 ms MISS")
     assert lines[-1].endswith("2 in the worst run MISS")
+
+
+def test_the_report_gives_the_cost_of_logging_predictions(serving):
+    def point(rps, p99):
+        return {"rps": rps, "p50_ms": 1.0, "p99_ms": p99, "non_2xx": 0, "socket_errors": 0}
+
+    results = {
+        1: {"bento": point(850, 1.0), "bare": point(1000, 0.8), "unlogged": point(1000, 0.9)},
+        8: {"bento": point(900, 12.0), "bare": point(1200, 5.0), "unlogged": point(960, 10.0)},
+    }
+
+    lines = serving.report(results, runs=1, duration=5)
+
+    assert lines[-3].startswith("prediction logging")
+    assert lines[-2] == "    1 conns:    850 vs   1000 req/s (-15.0%), p99 1.0 vs 0.9 ms"
+    assert lines[-1] == "    8 conns:    900 vs    960 req/s (-6.2%), p99 12.0 vs 10.0 ms"

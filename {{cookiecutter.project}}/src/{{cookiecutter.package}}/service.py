@@ -134,8 +134,12 @@ def _monitoring(model_version: str) -> tuple[Recorder | None, PredictionMetrics 
 
     The log folder is $MONITORING_PATH, else monitoring.path; a relative one is taken from
     $PROJECT_ROOT (the project's commands set it), else from the server's working folder.
+    MONITORING_ENABLED=false turns both off where a bento runs, without building it again.
     """
     settings = dict(_STORED.info.metadata.get("monitoring") or {})
+    switch = os.environ.get("MONITORING_ENABLED", "").strip().lower()
+    if switch in {"0", "false", "no", "off"}:
+        settings["enabled"] = False
     if not settings.get("enabled", True):
         return None, None
     folder = Path(os.environ.get("MONITORING_PATH") or settings.get("path") or "monitoring")

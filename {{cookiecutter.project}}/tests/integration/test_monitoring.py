@@ -106,6 +106,24 @@ def test_metrics_count_the_predictions_per_class_or_value_bucket(server, model, 
         assert by_class == {str(c): float(predictions.count(c)) for c in set(predictions)}
 
 
+def test_monitoring_enabled_false_where_the_bento_runs_logs_and_counts_nothing(
+    paths, bento, model, splits, tmp_path, monkeypatch
+):
+    folder = tmp_path / "off"
+    monkeypatch.setenv("MONITORING_PATH", str(folder))
+    monkeypatch.setenv("MONITORING_ENABLED", "false")
+    records = package.to_records(splits[1].head(3), model.spec.names)
+
+    with package.running_server(paths, bento["tag"]) as url:
+        response = post(url, records, "it-off-1")
+        samples = prediction_samples(url)
+        time.sleep(1.5)  # two flush intervals of a logging server
+
+    assert response.status_code == 200 and len(response.json()["predictions"]) == 3
+    assert samples == {}
+    assert served_data.log_files(folder) == []
+
+
 @pytest.fixture(scope="module")
 def shifted_window(server, params, paths, model):
     """A window of held-out rows, every numeric feature +0.5 training std, served over HTTP

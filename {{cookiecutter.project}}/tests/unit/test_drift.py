@@ -140,6 +140,13 @@ def test_the_batched_ks_test_gives_scipy_ks_2samp_figures():
 
     rng = np.random.default_rng(3)
     pairs = [(rng.normal(0, 1, 426), rng.normal(shift, 1, 500)) for shift in (0.0, 0.1, 0.5)]
+    pairs += [
+        (rng.normal(0, 1, 426), rng.normal(0.2, 1, 20_000)),  # a window far larger
+        (rng.normal(0, 1, 3000), rng.normal(0, 1, 50)),  # a window smaller
+        (rng.integers(0, 5, 400).astype(float), rng.integers(1, 6, 900).astype(float)),  # ties
+        (np.arange(10.0), np.arange(10.0)),  # the same sample
+        (np.arange(10.0), np.arange(20.0, 25.0)),  # apart
+    ]
 
     for (statistic, p_value), (ref, win) in zip(ks_tests(pairs), pairs, strict=True):
         expected = stats.ks_2samp(ref, win, method="asymp")
