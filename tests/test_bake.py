@@ -26,6 +26,7 @@ COMMON_FILES = [
     ".python-version",
     "Makefile",
     "README.md",
+    "docs/drift-report.png",
     "environments/preprod.yaml",
     "environments/production.yaml",
     "environments/test.yaml",
