@@ -3,7 +3,15 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-UV ?= uv
+# uv from PATH; on a machine without it, the pinned version (the one .ci/run installs) in a
+# venv of its own under build/, installed by the first target that needs it and put on PATH
+# (alone: the venv's python stays off it) for the baked projects' own make targets.
+UV_VERSION := 0.13.9
+LOCAL_UV := $(CURDIR)/build/tools/bin/uv
+UV ?= $(or $(shell command -v uv 2>/dev/null),$(LOCAL_UV))
+ifeq ($(UV),$(LOCAL_UV))
+export PATH := $(CURDIR)/build/tools/bin:$(PATH)
+endif
 RUN := $(UV) run --no-sync
 DEMO := build/demo
 PORT ?= 3000
@@ -11,12 +19,23 @@ PORT ?= 3000
 # images set this), each one recompiles MLflow, scikit-learn and BentoML on import.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help install lint test test-fast test-ci-runs demo clean bench
+.PHONY: help uv install lint test test-fast test-ci-runs demo clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-install: ## create .venv and node_modules/ with the template's dev and CI-running tools
+$(LOCAL_UV):
+	@echo "uv is not on PATH: installing uv $(UV_VERSION) into build/"
+	python3 -m venv $(CURDIR)/build/uv-venv
+	$(CURDIR)/build/uv-venv/bin/python -m pip install --quiet --disable-pip-version-check \
+		"uv==$(UV_VERSION)"
+	mkdir -p $(dir $(LOCAL_UV))
+	ln -sf $(CURDIR)/build/uv-venv/bin/uv $(CURDIR)/build/uv-venv/bin/uvx $(dir $(LOCAL_UV))
+
+uv: $(filter $(LOCAL_UV),$(UV)) ## the uv the targets use (the pinned one installed into build/ when none is on PATH)
+	@$(UV) --version
+
+install: uv ## create .venv and node_modules/ with the template's dev and CI-running tools
 	$(UV) sync --locked
 	npm ci --no-audit --no-fund --loglevel=error
 
@@ -33,10 +52,10 @@ test-fast: install ## run the template tests except the slow end-to-end ones
 	$(RUN) pytest -m "not slow" --durations=10
 
 demo: install ## bake the default project into build/demo/ and run its whole pipeline
-	-[ -d $(DEMO)/churn-model/.venv ] && $(MAKE) -C $(DEMO)/churn-model down
+	-[ -d $(DEMO)/churn-model/.venv ] && $(MAKE) -C $(DEMO)/churn-model down UV=$(UV)
 	rm -rf $(DEMO)
 	$(RUN) cookiecutter --no-input -o $(DEMO) "$(CURDIR)"
-	env -u VIRTUAL_ENV $(MAKE) -C $(DEMO)/churn-model install pipeline PORT=$(PORT)
+	env -u VIRTUAL_ENV $(MAKE) -C $(DEMO)/churn-model install pipeline PORT=$(PORT) UV=$(UV)
 
 bench: install ## serving speed: the default project's bento vs a bare ASGI app (wrk), then bench/batch.py
 	$(RUN) python bench/serving.py $(BENCH_ARGS)
