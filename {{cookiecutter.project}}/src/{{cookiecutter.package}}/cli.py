@@ -556,12 +556,16 @@ def feedback(
 
 def main() -> None:
     """Console entry point: expected problems (missing inputs, bad config) end in one
-    clear line and exit code 1 rather than a traceback."""
+    clear line and exit code 1 rather than a traceback; TRACEBACK=1 shows it instead."""
+    import os
+
     from pydantic import ValidationError
 
     try:
         app()
     except (FileNotFoundError, ValueError, ValidationError, RuntimeError) as error:
+        if os.environ.get("TRACEBACK", "").strip() not in {"", "0"}:
+            raise
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         raise SystemExit(1) from None
 

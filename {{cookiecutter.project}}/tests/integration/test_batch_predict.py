@@ -222,3 +222,12 @@ def test_the_command_reports_a_bad_input_in_one_line(paths, tmp_path, monkeypatc
 
     assert exit_.value.code == 1
     assert capsys.readouterr().err.strip() == "error: INPUT: nowhere.csv does not exist"
+
+
+def test_traceback_1_shows_the_error_with_its_traceback(paths, tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["predict", "predict", "nowhere.csv", "out.csv"])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRACEBACK", "1")
+
+    with pytest.raises(FileNotFoundError, match="INPUT: nowhere.csv does not exist"):
+        cli.main()
