@@ -36,6 +36,17 @@ def data() -> None:
     params, paths = _setup()
     record = stage.materialise(params, paths)
     typer.echo(f"{record['rows']} rows, {len(record['columns'])} columns -> {record['path']}")
+    if record["unlabelled_dropped"]:
+        typer.echo(
+            f"dropped {record['unlabelled_dropped']} rows without a label in "
+            f"{params.data.target!r} (data.unlabelled: drop)"
+        )
+    elif record["unlabelled"]:
+        typer.secho(
+            f"{record['unlabelled']} rows have no label in {params.data.target!r}: "
+            "`make validate` refuses them (data.unlabelled: refuse)",
+            fg=typer.colors.YELLOW,
+        )
     typer.echo(f"fingerprint sha256:{record['sha256']}")
 
 

@@ -24,6 +24,9 @@ class DataParams(BaseModel):
     categorical: list[str] = Field(default_factory=list)
     id_columns: list[str] = Field(default_factory=list)
     test_size: float = Field(0.25, gt=0, lt=1)
+    # Rows whose target is missing: "refuse" keeps them, so `make validate` fails naming the
+    # column and how many; "drop" removes them at `make data`, printing how many.
+    unlabelled: Literal["refuse", "drop"] = "refuse"
 
 
 class EvaluationParams(BaseModel):

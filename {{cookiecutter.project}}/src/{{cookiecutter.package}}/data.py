@@ -81,6 +81,10 @@ def fingerprint(frame: pd.DataFrame) -> str:
 def materialise(params: Params, paths: Paths) -> dict:
     """Write data/raw/data.parquet and its fingerprint; return the fingerprint record."""
     frame = read_source(params, paths.root)
+    target = params.data.target
+    unlabelled = int(frame[target].isna().sum()) if target in frame else 0
+    if unlabelled and params.data.unlabelled == "drop":
+        frame = frame[frame[target].notna()].reset_index(drop=True)
     paths.raw_dir.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(paths.raw_data, index=False)
     record = {
@@ -89,6 +93,8 @@ def materialise(params: Params, paths: Paths) -> dict:
         "rows": int(len(frame)),
         "columns": list(frame.columns),
         "path": str(paths.raw_data.relative_to(paths.root)),
+        "unlabelled": unlabelled,
+        "unlabelled_dropped": unlabelled if params.data.unlabelled == "drop" else 0,
     }
     paths.fingerprint.write_text(json.dumps(record, indent=2) + "\n")
     return record

@@ -70,6 +70,11 @@ def monitoring_reference(
 def train(params: Params, paths: Paths) -> dict:
     """Train, save models/model.txt and the model card, log and register in MLflow."""
     frame = data.load_raw(paths)
+    if missing := int(frame[params.data.target].isna().sum()):
+        raise ValueError(
+            f"column {params.data.target!r} has {missing} rows without a label: set "
+            "data.unlabelled: drop in params.yaml to drop them at `make data`"
+        )
     fingerprint = data.load_fingerprint(paths)["sha256"]
     train_df, _ = features.split(frame, params)
     spec = features.derive_spec(frame, params)

@@ -69,7 +69,7 @@ def _column_expectations(column: str, values: pd.Series, params: Params) -> list
         if column != params.data.target or params.task == "regression":  # classes: a value set
             found.append(_range(column, values))
     null_share = float(values.isna().mean())
-    if null_share == 0:
+    if null_share == 0 or column == params.data.target:  # a row without a label is never fine
         found.append(_expectation("expect_column_values_to_not_be_null", column=column))
     else:
         mostly = math.floor(max(0.0, 1 - null_share - NULL_MARGIN) * 100) / 100

@@ -102,3 +102,53 @@ def test_the_serving_path_predicts_like_the_frame_path_and_refuses_an_unseen_cat
     assert [(e["loc"], e["type"]) for e in caught.value.errors()] == [
         (("records", 0, "city"), "literal_error")
     ]
+
+
+@pytest.fixture
+def unlabelled_project(tmp_path):
+    """A regression CSV whose target is missing in 7 rows."""
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"size": rng.normal(100, 20, ROWS), "rooms": rng.integers(1, 6, ROWS)})
+    frame["price"] = 3 * frame["size"] + 10 * frame["rooms"] + rng.normal(0, 5, ROWS)
+    frame.loc[rng.choice(ROWS, size=7, replace=False), "price"] = np.nan
+    frame.to_csv(tmp_path / "houses.csv", index=False)
+    (tmp_path / "expectations").mkdir()
+
+    def project(unlabelled: str) -> tuple[Params, Paths]:
+        settings = {"source": "houses.csv", "target": "price", "unlabelled": unlabelled}
+        model = {"n_estimators": 20, "n_jobs": 1}
+        params = Params.model_validate({"task": "regression", "data": settings, "model": model})
+        return params, Paths(tmp_path)
+
+    return project
+
+
+def test_rows_without_a_label_are_refused_at_validate_naming_the_column_and_count(
+    unlabelled_project,
+):
+    params, paths = unlabelled_project("refuse")
+    record = data.materialise(params, paths)
+    validation.profile(params, paths, paths.suite)
+
+    outcome = validation.validate(params, paths)
+
+    assert record["unlabelled"] == 7 and record["rows"] == ROWS
+    assert not outcome["success"]
+    failures = validation.format_failures(outcome).splitlines()[1:]
+    assert len(failures) == 1, failures
+    assert "price" in failures[0] and "expect_column_values_to_not_be_null" in failures[0]
+    assert "7" in failures[0]
+    with pytest.raises(ValueError, match=r"'price' has 7 rows without a label"):
+        train.train(params, paths)
+
+
+def test_rows_without_a_label_are_dropped_at_data_when_params_say_so(unlabelled_project):
+    params, paths = unlabelled_project("drop")
+
+    record = data.materialise(params, paths)
+    validation.profile(params, paths, paths.suite)
+    outcome = validation.validate(params, paths)
+
+    assert record["unlabelled_dropped"] == 7 and record["rows"] == ROWS - 7
+    assert data.load_raw(paths)["price"].notna().all()
+    assert outcome["success"], validation.format_failures(outcome)
