@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -15,12 +16,18 @@ from cookiecutter.prompt import prompt_for_config
 from cookiecutter.utils import create_env_with_context
 
 TEMPLATE = Path(__file__).resolve().parents[1]
+# cookiecutter.json's `_extensions` live in the template folder, which Cookiecutter puts on
+# sys.path while it renders; the hooks rendered here need it too.
+sys.path.append(str(TEMPLATE))
 
-# Valid, but everything that breaks naive quoting: quotes, apostrophes, backslashes, non-ASCII.
+# Valid, but everything that breaks naive quoting or rendering: quotes, apostrophes,
+# backslashes, non-ASCII, emoji (astral: a surrogate pair in JSON), right-to-left text,
+# shell and Make syntax, Markdown's backticks, emphasis, HTML and list markers, braces.
 HOSTILE = {
-    "project_name": 'Zoë\'s "Quoted" Modèle',
-    "description": 'Predicts "churn" for Zoë\'s team \\ back\\slash, naïve café, 東京 ✓',
-    "author": "O'Brien Łukasz",
+    "project_name": 'Zoë\'s "Quoted" Modèle 🚀',
+    "description": 'Predicts "churn" for Zoë\'s team \\ back\\slash, naïve café, 東京 ✓ 🚀 '
+    "שלום עולם, $(rm -rf /) `uname` *not bold* <b>x</b> [link](y) {braces} ${HOME} #tag",
+    "author": "- O'Brien Łukasz 😀 مرحبا",
     "email": "o.brien+ml@example.co.uk",
 }
 

@@ -1,0 +1,44 @@
+"""Jinja filters the template renders free-text answers with (cookiecutter.json's
+`_extensions`; Cookiecutter puts the template folder on sys.path while it renders).
+
+Each one writes the answer so that the file's own parser reads back exactly what was
+typed: emoji, right-to-left text, quotes, backslashes, `$(...)`, backticks, braces.
+"""
+
+from __future__ import annotations
+
+import re
+
+from cookiecutter.utils import simple_filter
+
+# TOML basic strings escape these two and every control character; the rest is literal
+# UTF-8. (Jinja's `tojson` writes astral characters such as emoji as JSON surrogate pairs,
+# \ud83d\ude80, which TOML rejects.)
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\"}
+# CommonMark: any ASCII punctuation may be backslash-escaped and then shows as itself.
+# Escaped: what can change inline text (emphasis, code, links, HTML, entities, GitHub's
+# math and strikethrough, a heading's closing #s) ...
+_MARKDOWN_INLINE = re.compile(r"([\\`*_\[\]<>!&~$#|])")
+# ... and what would open a block at the start of a line (a list, a setext underline).
+_MARKDOWN_BLOCK_START = re.compile(r"^(\s*|\s*\d+)([-+=]|(?<=\d)[.)])")
+
+
+@simple_filter
+def toml_string(value: object) -> str:
+    """`value` as a TOML basic string, quotes included."""
+    out = []
+    for char in str(value):
+        if char in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[char])
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04X}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+@simple_filter
+def markdown_text(value: object) -> str:
+    """`value` as Markdown inline text that renders as itself."""
+    text = _MARKDOWN_INLINE.sub(r"\\\1", str(value))
+    return _MARKDOWN_BLOCK_START.sub(r"\1\\\2", text)
