@@ -79,7 +79,7 @@ def bento(paths: Paths, params, evaluated) -> dict:
     return package.build(params, paths)
 
 
-def locked_pins(group: str, lock_file: Path = PROJECT_ROOT / "uv.lock") -> dict[str, str]:
+def _locked_pins(group: str, lock_file: Path = PROJECT_ROOT / "uv.lock") -> dict[str, str]:
     """name -> version of dependency group `group` and everything it pulls in, read from
     uv.lock for this interpreter: what the bento must pin, found without `uv export`."""
     from packaging.markers import Marker
@@ -111,6 +111,12 @@ def locked_pins(group: str, lock_file: Path = PROJECT_ROOT / "uv.lock") -> dict[
             else:
                 wanted += package.get("dependencies", [])
     return pins
+
+
+@pytest.fixture(scope="session")
+def locked_pins():
+    """`locked_pins(group)`: name -> version of a dependency group's closure in uv.lock."""
+    return _locked_pins
 
 
 @pytest.fixture(scope="session")

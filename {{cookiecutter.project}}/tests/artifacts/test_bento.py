@@ -8,7 +8,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from conftest import locked_pins
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -48,7 +47,7 @@ def test_the_bento_is_labelled_with_model_version_commit_and_data(stored_bento, 
     assert labels["data_sha256"] == trained["data_sha256"]
 
 
-def test_python_requirements_are_the_locked_versions_of_the_bento_group(stored_bento):
+def test_python_requirements_are_the_locked_versions_of_the_bento_group(stored_bento, locked_pins):
     text = Path(stored_bento.path_of("env/python/requirements.txt")).read_text()
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     here = [Requirement(line) for line in lines]

@@ -11,7 +11,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import locked_pins
 
 from {{ cookiecutter.package }} import package
 from {{ cookiecutter.package }}.deploy import infra
@@ -30,7 +29,7 @@ def offline(monkeypatch):
 
 
 def test_the_built_bento_served_from_its_own_requirements_answers_like_the_model(
-    params, paths, bento, tmp_path
+    params, paths, bento, tmp_path, locked_pins
 ):
     result = infra.check(params, paths, bento["tag"], keep_venv_in=tmp_path)
 

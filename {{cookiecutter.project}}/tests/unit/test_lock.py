@@ -8,12 +8,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT_ROOT, locked_pins
 from packaging.requirements import Requirement
 
 from {{ cookiecutter.package }} import lock
 
 pytestmark = pytest.mark.unit
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +39,7 @@ def applicable(lines: list[str]) -> dict[str, str]:
     return pins
 
 
-def test_the_bento_group_exports_every_locked_package_it_pulls_in_pinned():
+def test_the_bento_group_exports_every_locked_package_it_pulls_in_pinned(locked_pins):
     lines = lock.export(lock.BENTO_GROUP)
 
     assert applicable(lines) == locked_pins(lock.BENTO_GROUP)
