@@ -412,6 +412,31 @@ def test_a_local_install_without_a_lock_writes_it_and_says_to_commit_it(both: Pa
     assert run_make(project, "ci-install").returncode == 0
 
 
+# Every module a deploy job may import (service.py loads a model at import; locust's
+# locustfile patches the interpreter and runs in a process of its own), and the dev tools.
+IMPORT_ALL = """
+import importlib, importlib.metadata as metadata, pkgutil, sys
+package = importlib.import_module(sys.argv[1])
+for module in pkgutil.walk_packages(package.__path__, sys.argv[1] + "."):
+    if module.name.rsplit(".", 1)[-1] not in ("service", "locustfile"):
+        importlib.import_module(module.name)
+names = {d.metadata["Name"].lower() for d in metadata.distributions()}
+print(sorted(names & {"ruff", "pre-commit", "hypothesis"}))
+"""
+
+
+def test_a_deploy_jobs_runtime_only_install_runs_the_cli_without_dev_tools(both: Path, tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(both, project, ignore=shutil.ignore_patterns(".git", ".venv"))
+
+    assert run_make(project, "ci-install-deploy").returncode == 0
+    python = project / ".venv" / "bin" / "python"
+    done = run([python, "-c", IMPORT_ALL, "churn_model"], cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    assert run([project / ".venv" / "bin" / "churn-model", "--help"], cwd=project).returncode == 0
+
+
 # --- security -----------------------------------------------------------------------------
 
 
