@@ -107,9 +107,9 @@ def uv_lock(project):
         print("uv not found: uv.lock not written; `make install` creates it: commit it")
         return False
     # Run from outside the project: a pyenv `uv` shim would read its .python-version.
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")}
+    leaks = ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")
+    env = {key: value for key, value in os.environ.items() if key not in leaks}
     command = [uv, "--directory", str(project), "lock", "--no-python-downloads"]
-    done = None
     for mode in (["--offline"], []):
         try:
             done = subprocess.run(
@@ -117,11 +117,14 @@ def uv_lock(project):
                 timeout=LOCK_TIMEOUT,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
+            stderr = f"error: uv lock took over {LOCK_TIMEOUT} s"
             continue
         if done.returncode == 0:
             return True
-    _, found, error = done.stderr.partition("error: ") if done else ("", "", "")
-    cause = " ".join(error.split("\n\n")[0].split()) if found else "uv lock failed or timed out"
+        stderr = done.stderr
+    # uv's error paragraph, on one line.
+    error = stderr.partition("error: ")[2] or stderr
+    cause = " ".join(error.split("\n\n")[0].split())
     print(f"uv.lock not written ({cause}): `make install` creates it; commit it")
     return False
 

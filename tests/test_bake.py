@@ -206,7 +206,9 @@ def test_pyproject_parses_and_names_the_console_script(baked):
 def test_the_lock_is_baked_and_matches_pyproject(baked):
     """uv.lock is committed with the project and current: `uv sync --locked` accepts it."""
     project = baked.project_path
-    checked = run(["uv", "--directory", str(project), "lock", "--check", "--offline"], project.parent)
+    checked = run(
+        ["uv", "--directory", str(project), "lock", "--check", "--offline"], project.parent
+    )
     assert checked.returncode == 0, checked.stdout
     lock = tomllib.loads((project / "uv.lock").read_text("utf-8"))
     pyproject = tomllib.loads((project / "pyproject.toml").read_text("utf-8"))
@@ -277,7 +279,11 @@ def ci_targets(project: Path) -> dict[str, list[str]]:
         lines = []
         for stage in pipeline["stages"]:
             for job in pipeline.values():
-                if isinstance(job, dict) and job.get("stage") == stage and job.get("extends") == ".check":
+                if (
+                    isinstance(job, dict)
+                    and job.get("stage") == stage
+                    and job.get("extends") == ".check"
+                ):
                     lines += job["script"]
         targets["gitlab"] = [t for line in lines for t in re.findall(r"^make (\S+)", line)]
     return {
