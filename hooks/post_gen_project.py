@@ -1,4 +1,4 @@
-"""Assemble the generated project: CI files, environments, answers file, git."""
+"""Assemble the generated project: CI files, environments, answers file, uv.lock, git."""
 
 import importlib.util
 import json
@@ -17,6 +17,7 @@ ANSWERS = json.loads(
 
 TASKS = ("binary", "multiclass", "regression")
 REMOTE_TEMPLATE = re.compile(r"^(gh:|gl:|bb:|https?://|git@|git\+|ssh://)")
+LOCK_TIMEOUT = 300
 CI_FILES = {
     "github": [".github"],
     "gitlab": [".gitlab-ci.yml"],
@@ -97,6 +98,37 @@ def write_answers(project, answers):
     (project / ".cookiecutter.json").write_text(text, encoding="utf-8")
 
 
+def uv_lock(project):
+    """Write uv.lock, so the first commit pins every dependency: from uv's cache alone when it
+    holds them all (about a second), else from the index. A bake never fails for it; without
+    uv, the index or an interpreter of the chosen Python, `make install` locks instead."""
+    uv = os.environ.get("UV") or shutil.which("uv")
+    if uv is None:
+        print("uv not found: uv.lock not written; `make install` creates it: commit it")
+        return False
+    # Run from outside the project: a pyenv `uv` shim would read its .python-version.
+    leaks = ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")
+    env = {key: value for key, value in os.environ.items() if key not in leaks}
+    command = [uv, "--directory", str(project), "lock", "--no-python-downloads"]
+    for mode in (["--offline"], []):
+        try:
+            done = subprocess.run(
+                command + mode, cwd=project.parent, env=env, capture_output=True, text=True,
+                timeout=LOCK_TIMEOUT,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            stderr = f"error: uv lock took over {LOCK_TIMEOUT} s"
+            continue
+        if done.returncode == 0:
+            return True
+        stderr = done.stderr
+    # uv's error paragraph, on one line.
+    error = stderr.partition("error: ")[2] or stderr
+    cause = " ".join(error.split("\n\n")[0].split())
+    print(f"uv.lock not written ({cause}): `make install` creates it; commit it")
+    return False
+
+
 def git_init(project):
     """Start a repository on branch main with every file staged."""
     if shutil.which("git") is None:
@@ -114,6 +146,7 @@ def main():
     drop_unused_ci(project, ANSWERS["ci"])
     keep_task_suite(project, ANSWERS["task"])
     write_answers(project, ANSWERS)
+    uv_lock(project)
     if ANSWERS["git_init"]:
         git_init(project)
 

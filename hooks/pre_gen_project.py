@@ -20,7 +20,8 @@ ANSWERS = json.loads(
 DEPENDENCIES = {
     "bentoml", "great_expectations", "lightgbm", "locust", "matplotlib",
     "mlflow", "numpy", "pandas", "pyarrow", "pydantic", "pytest", "sklearn",
-    "typer", "yaml", "hypothesis", "httpx", "requests", "scipy",
+    "typer", "yaml", "hypothesis", "httpx", "requests", "scipy", "packaging",
+    "supervisor",
 }  # fmt: skip
 PROJECT_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")

@@ -42,6 +42,7 @@ COMMON_FILES = [
     "src/{package}/cli.py",
     "src/{package}/config.py",
     "src/{package}/data.py",
+    "src/{package}/lock.py",
     "src/{package}/deploy/__init__.py",
     "src/{package}/deploy/checks.py",
     "src/{package}/deploy/engine.py",
@@ -113,12 +114,16 @@ COMMON_FILES = [
     "tests/unit/test_features.py",
     "tests/unit/test_host_target.py",
     "tests/unit/test_kubernetes.py",
+    "tests/unit/test_lock.py",
     "tests/unit/test_makefile_inputs.py",
     "tests/unit/test_metric_gates.py",
     "tests/unit/test_predict.py",
     "tests/unit/test_release_store_server.py",
     "tests/unit/test_schema.py",
     "tests/unit/test_summary.py",
+    # Written by the post-gen hook (uv lock); a bake for a Python with no interpreter here
+    # goes without it (test_hooks.py), and `make install` writes it.
+    "uv.lock",
 ]
 CI_FILES = {
     "github": [".github/workflows/cd.yml", ".github/workflows/ci.yml"],
@@ -200,6 +205,24 @@ def test_pyproject_parses_and_names_the_console_script(baked):
     assert pyproject["project"]["requires-python"] == f">={answers['python_version']}"
 
 
+def test_the_lock_is_baked_and_matches_pyproject(baked):
+    """uv.lock is committed with the project and current: `uv sync --locked` accepts it."""
+    project = baked.project_path
+    checked = run(
+        ["uv", "--directory", str(project), "lock", "--check", "--offline"], project.parent
+    )
+    assert checked.returncode == 0, checked.stdout
+    lock = tomllib.loads((project / "uv.lock").read_text("utf-8"))
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text("utf-8"))
+    assert lock["requires-python"] == f">={baked.context['python_version']}"
+    locked = {p["name"]: p["version"] for p in lock["package"]}
+    for pin in pyproject["project"]["dependencies"]:
+        name, version = pin.split("==")
+        assert locked[name] == version, pin
+    # The build backend is pinned too (the lock does not cover it).
+    assert re.fullmatch(r"hatchling==[\d.]+", *pyproject["build-system"]["requires"])
+
+
 def test_every_yaml_file_parses(baked):
     documents = list(baked.project_path.rglob("*.y*ml"))
     assert documents
@@ -258,11 +281,15 @@ def ci_targets(project: Path) -> dict[str, list[str]]:
         lines = []
         for stage in pipeline["stages"]:
             for job in pipeline.values():
-                if isinstance(job, dict) and job.get("stage") == stage and "extends" in job:
+                if (
+                    isinstance(job, dict)
+                    and job.get("stage") == stage
+                    and job.get("extends") == ".check"
+                ):
                     lines += job["script"]
         targets["gitlab"] = [t for line in lines for t in re.findall(r"^make (\S+)", line)]
     return {
-        platform: [t for t in called if t not in ("install", "summary")]
+        platform: [t for t in called if t not in ("ci-install", "summary")]
         for platform, called in targets.items()
     }
 

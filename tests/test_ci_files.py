@@ -16,7 +16,7 @@ from types import ModuleType
 
 import pytest
 import yaml
-from conftest import TEMPLATE
+from conftest import TEMPLATE, clean_env
 from cookiecutter.main import cookiecutter
 
 CIS = ["github+gitlab", "github", "gitlab"]
@@ -41,7 +41,12 @@ CHECK_TARGETS = [
     "ci-integration",
     "ci-service",
 ]
-SETUP_TARGETS = {"install", "summary"}
+SETUP_TARGETS = {"ci-install", "ci-install-deploy", "summary"}
+# A command that installs Python packages; the only bare one allowed is GitLab's pinned uv.
+INSTALL = re.compile(r"\b(uv sync|uv pip install|pip install|make (ci-)?install)")
+UV_BOOTSTRAP = 'pip install --quiet "uv==${UV_VERSION}"'
+STALE_LOCK = "The lockfile at `uv.lock` needs to be updated, but `--locked` was provided"
+MISSING_LOCK = "Unable to find lockfile at `uv.lock`, but `--locked` was provided"
 
 
 def bake(template: Path, output: Path, ci: str, task: str = "binary") -> Path:
@@ -328,6 +333,108 @@ def test_no_deploy_job_takes_a_bento_or_a_record_from_an_artifact(both: Path):
                 "${{ secrets.MLFLOW_TRACKING_URI }}"
             )
     assert "secrets." not in (both / ".github" / "workflows" / "ci.yml").read_text()
+
+
+# --- locked dependencies ------------------------------------------------------------------
+
+
+def installs(commands: list[str]) -> list[str]:
+    lines = [line.strip() for command in commands for line in command.splitlines()]
+    return [line for line in lines if INSTALL.search(line) and UV_BOOTSTRAP not in line]
+
+
+def recipe(makefile: str, target: str) -> list[str]:
+    """The command lines of one Makefile target."""
+    body = re.search(rf"^{target}:.*\n((?:\t.*\n)+)", makefile, re.M)
+    return [line.strip() for line in body.group(1).splitlines()]
+
+
+def test_every_ci_install_takes_exactly_the_lock_and_deploy_jobs_only_runtime(both: Path):
+    makefile = (both / "Makefile").read_text(encoding="utf-8")
+    assert recipe(makefile, "ci-install") == ["$(UV) sync --locked --group dev"]
+    assert recipe(makefile, "ci-install-deploy") == ["$(UV) sync --locked --no-dev"]
+    for path in workflows(both):
+        for name, job in load(path)["jobs"].items():
+            runs = [step.get("run", "") for step in job["steps"]]
+            deploys = any(run.startswith("make ci-deploy ") for run in runs)
+            expected = "make ci-install-deploy" if deploys else "make ci-install"
+            assert installs(runs) == [expected], f"{path.name}: {name}"
+    pipeline = load(both / ".gitlab-ci.yml")
+    assert installs(pipeline["default"]["before_script"]) == ["make ci-install"]
+    assert installs(pipeline[".deploy"]["before_script"]) == ["make ci-install-deploy"]
+    for name, job in pipeline.items():
+        if not isinstance(job, dict) or "script" not in job:
+            continue
+        deploys = any(line.startswith("make ci-deploy ") for line in job["script"])
+        assert job.get("extends") in ([".deploy"] if deploys else [None, ".check"]), name
+        assert "before_script" not in job, name
+        assert installs(job["script"]) == [], name
+
+
+def run_make(project: Path, target: str) -> subprocess.CompletedProcess:
+    env = {**clean_env(), "UV_OFFLINE": "1"}
+    return subprocess.run(
+        ["make", target], cwd=project, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_ci_installs_refuse_a_lock_pyproject_has_outgrown_or_a_missing_one(both: Path, tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(both, project, ignore=shutil.ignore_patterns(".git", ".venv"))
+    pyproject = project / "pyproject.toml"
+    # A new dependency (numpy, already locked as a transitive one), not re-locked.
+    text = pyproject.read_text(encoding="utf-8")
+    pyproject.write_text(text.replace("dependencies = [\n", 'dependencies = [\n    "numpy",\n', 1))
+
+    for target in ("ci-install", "ci-install-deploy"):
+        done = run_make(project, target)
+        assert done.returncode != 0, done.stdout
+        assert STALE_LOCK in " ".join(done.stderr.split()), done.stderr
+    # Refused before installing anything (uv may have made the empty venv).
+    assert not list(project.glob(".venv/lib/python*/site-packages/*.dist-info"))
+
+    (project / "uv.lock").unlink()
+    done = run_make(project, "ci-install")
+    assert done.returncode != 0 and MISSING_LOCK in " ".join(done.stderr.split()), done.stderr
+    assert not (project / "uv.lock").exists()
+
+
+def test_a_local_install_without_a_lock_writes_it_and_says_to_commit_it(both: Path, tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(both, project, ignore=shutil.ignore_patterns(".git", ".venv"))
+    (project / "uv.lock").unlink()
+
+    done = run_make(project, "install")
+
+    assert done.returncode == 0, done.stderr
+    assert "created uv.lock: commit it (CI installs only from it)" in done.stdout
+    assert (project / "uv.lock").read_bytes() == (both / "uv.lock").read_bytes()
+    assert run_make(project, "ci-install").returncode == 0
+
+
+# Every module a deploy job may import (service.py loads a model at import; locust's
+# locustfile patches the interpreter and runs in a process of its own), and the dev tools.
+IMPORT_ALL = """
+import importlib, importlib.metadata as metadata, pkgutil, sys
+package = importlib.import_module(sys.argv[1])
+for module in pkgutil.walk_packages(package.__path__, sys.argv[1] + "."):
+    if module.name.rsplit(".", 1)[-1] not in ("service", "locustfile"):
+        importlib.import_module(module.name)
+names = {d.metadata["Name"].lower() for d in metadata.distributions()}
+print(sorted(names & {"ruff", "pre-commit", "hypothesis"}))
+"""
+
+
+def test_a_deploy_jobs_runtime_only_install_runs_the_cli_without_dev_tools(both: Path, tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(both, project, ignore=shutil.ignore_patterns(".git", ".venv"))
+
+    assert run_make(project, "ci-install-deploy").returncode == 0
+    python = project / ".venv" / "bin" / "python"
+    done = run([python, "-c", IMPORT_ALL, "churn_model"], cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    assert run([project / ".venv" / "bin" / "churn-model", "--help"], cwd=project).returncode == 0
 
 
 # --- security -----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tomllib
 from pathlib import Path
 
@@ -269,3 +270,38 @@ def test_hostile_but_valid_answers_bake_and_round_trip(cookies):
 
     for path in project.rglob("*.y*ml"):
         assert yaml.safe_load(path.read_text(encoding="utf-8")) is not None, path
+
+
+def small_project(folder: Path, python: str) -> Path:
+    """A project with no dependencies: locking it needs no index, only an interpreter."""
+    project = folder / "small"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        f'[project]\nname = "small"\nversion = "0.1.0"\nrequires-python = ">={python}"\n'
+    )
+    (project / ".python-version").write_text(f"{python}\n")
+    return project
+
+
+def test_post_hook_locks_the_project(post_hook, tmp_path, capsys):
+    python = ".".join(map(str, sys.version_info[:2]))
+    project = small_project(tmp_path, python)
+
+    assert post_hook.uv_lock(project) is True
+
+    lock = tomllib.loads((project / "uv.lock").read_text())
+    assert lock["requires-python"] == f">={python}"
+    assert [p["name"] for p in lock["package"]] == ["small"]
+    assert capsys.readouterr().out == ""
+
+
+def test_post_hook_bakes_without_a_lock_saying_make_install_creates_it(post_hook, tmp_path, capsys):
+    # No interpreter of this version exists, and the hook downloads none.
+    project = small_project(tmp_path, "3.99")
+
+    assert post_hook.uv_lock(project) is False
+
+    assert not (project / "uv.lock").exists()
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.startswith("uv.lock not written (No interpreter found for Python 3.99")
+    assert line.endswith("): `make install` creates it; commit it")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,46 @@ def bento(paths: Paths, params, evaluated) -> dict:
     from {{ cookiecutter.package }} import package
 
     return package.build(params, paths)
+
+
+def _locked_pins(group: str, lock_file: Path = PROJECT_ROOT / "uv.lock") -> dict[str, str]:
+    """name -> version of dependency group `group` and everything it pulls in, read from
+    uv.lock for this interpreter: what the bento must pin, found without `uv export`."""
+    from packaging.markers import Marker
+
+    packages = tomllib.loads(lock_file.read_text())["package"]
+    [project] = [p for p in packages if p.get("source", {}).get("editable") == "."]
+    pins: dict[str, str] = {}
+    seen: set[tuple[str, str, str]] = set()
+    wanted = list(project["dev-dependencies"][group])
+    while wanted:
+        dependency = wanted.pop()
+        if "marker" in dependency and not Marker(dependency["marker"]).evaluate():
+            continue
+        [package] = [
+            p
+            for p in packages
+            if p["name"] == dependency["name"]
+            and dependency.get("version", p["version"]) == p["version"]
+        ]
+        name, version = package["name"], package["version"]
+        assert pins.setdefault(name, version) == version, f"{name}: two versions locked"
+        # A dependency with extras (uvicorn[standard]) pulls in those extras' packages too.
+        for extra in ("", *dependency.get("extra", ())):
+            if (name, version, extra) in seen:
+                continue
+            seen.add((name, version, extra))
+            if extra:
+                wanted += package.get("optional-dependencies", {}).get(extra, [])
+            else:
+                wanted += package.get("dependencies", [])
+    return pins
+
+
+@pytest.fixture(scope="session")
+def locked_pins():
+    """`locked_pins(group)`: name -> version of a dependency group's closure in uv.lock."""
+    return _locked_pins
 
 
 @pytest.fixture(scope="session")

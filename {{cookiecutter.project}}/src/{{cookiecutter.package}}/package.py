@@ -14,40 +14,24 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
-from importlib.metadata import version
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pandas as pd
 
-from . import release_store
+from . import lock, release_store
 from .config import PACKAGE, PROJECT, Params, Paths
 
 SERVICE = f"{PACKAGE}.service:ModelService"
-# What the service imports at runtime (directly or through features.py and model.py);
-# BentoML adds its own exact pin (bentoml==<installed version>) to the bento.
-RUNTIME_PACKAGES = (
-    "lightgbm",
-    "numpy",
-    "pandas",
-    "pydantic",
-    "pyyaml",
-    "scikit-learn",
-    "scipy",
-)
 READY_TIMEOUT = 120.0
+REQUIREMENTS = "requirements.txt"
 
 
 def _read_json(path: Path, missing: str) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: {missing}")
     return json.loads(path.read_text())
-
-
-def pinned_requirements() -> list[str]:
-    """The service's runtime packages at the exact versions installed here."""
-    return [f"{name}=={version(name)}" for name in RUNTIME_PACKAGES]
 
 
 def _labels(card: dict) -> dict[str, str]:
@@ -105,7 +89,11 @@ def build(params: Params, paths: Paths, exclude_packages: frozenset[str] = froze
     model_tag = save_model(params, paths)
     card = json.loads(paths.model_card.read_text())
     source = Path(__file__).resolve().parent
-    packages = [pin for pin in pinned_requirements() if pin.split("==")[0] not in exclude_packages]
+    # The lock's versions of what the service imports, and of all they pull in: the bento
+    # installs exactly what `make install` put in the dev venv, wherever it is installed.
+    requirements = [
+        line for line in lock.export(lock.BENTO_GROUP) if lock.name_of(line) not in exclude_packages
+    ]
     # BentoML imports the service to build it, and the service resolves its model at
     # import: a copy imported by an earlier build would pack that build's model.
     sys.modules.pop(SERVICE.partition(":")[0], None)
@@ -114,12 +102,15 @@ def build(params: Params, paths: Paths, exclude_packages: frozenset[str] = froze
         shutil.copytree(
             source, Path(context) / PACKAGE, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
         )
+        # BentoML reads it from the context only; the bento keeps it in env/python/, not src/.
+        (Path(context) / REQUIREMENTS).write_text("\n".join(requirements) + "\n")
         bento = bentoml.bentos.build(
             SERVICE,
             name=PROJECT,
             labels=_labels(card),
             description=f"{PROJECT}: model version {card.get('model_version')}",
-            python={"packages": packages, "lock_packages": False},
+            python={"requirements_txt": REQUIREMENTS, "lock_packages": False},
+            exclude=[f"/{REQUIREMENTS}"],
             build_ctx=context,
             # Read by service.py at import: serve exactly this model version.
             args={"model_tag": model_tag},

@@ -1,4 +1,4 @@
-"""`make package` built a bento with the model, the package and pinned requirements."""
+"""`make package` built a bento with the model, the package and uv.lock's requirements."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from {{ cookiecutter.package }}.config import PACKAGE, PROJECT
 
@@ -45,13 +47,19 @@ def test_the_bento_is_labelled_with_model_version_commit_and_data(stored_bento, 
     assert labels["data_sha256"] == trained["data_sha256"]
 
 
-def test_python_requirements_are_pinned_to_the_installed_versions(stored_bento):
+def test_python_requirements_are_the_locked_versions_of_the_bento_group(stored_bento, locked_pins):
     text = Path(stored_bento.path_of("env/python/requirements.txt")).read_text()
-    requirements = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    here = [Requirement(line) for line in lines]
+    here = [r for r in here if r.marker is None or r.marker.evaluate()]
 
-    assert requirements and all("==" in line for line in requirements), requirements
+    assert lines and all("==" in line for line in lines), lines
+    # Exactly uv.lock's versions of the service's packages and everything they pull in,
+    # the very versions `make install` put in this venv.
+    pins = {canonicalize_name(r.name): str(r.specifier).removeprefix("==") for r in here}
+    assert pins == locked_pins("bento")
     for name in ("bentoml", "lightgbm", "numpy", "pandas", "pydantic", "scikit-learn"):
-        assert f"{name}=={version(name)}" in requirements
+        assert pins[name] == version(name)
 
 
 def test_the_bento_holds_only_the_package_source(stored_bento):

@@ -6,6 +6,7 @@ a real `bentoml serve` with it, so this module costs two server starts.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -15,6 +16,11 @@ from {{ cookiecutter.package }} import package
 from {{ cookiecutter.package }}.deploy import infra
 
 pytestmark = pytest.mark.integration
+# name -> version of every distribution installed in the venv running it.
+INSTALLED = (
+    "import json, re; from importlib.metadata import distributions as d; print(json.dumps("
+    "{re.sub(r'[-_.]+', '-', x.metadata['Name']).lower(): x.version for x in d()}))"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +29,7 @@ def offline(monkeypatch):
 
 
 def test_the_built_bento_served_from_its_own_requirements_answers_like_the_model(
-    params, paths, bento, tmp_path
+    params, paths, bento, tmp_path, locked_pins
 ):
     result = infra.check(params, paths, bento["tag"], keep_venv_in=tmp_path)
 
@@ -37,6 +43,9 @@ def test_the_built_bento_served_from_its_own_requirements_answers_like_the_model
     python = f"{result['venv']}/bin/python"
     absent = subprocess.run([python, "-c", "import mlflow"], capture_output=True, text=True)
     assert "No module named 'mlflow'" in absent.stderr
+    # It holds exactly uv.lock's versions of the bento group, nothing more, nothing else.
+    listed = subprocess.run([python, "-c", INSTALLED], capture_output=True, text=True, check=True)
+    assert json.loads(listed.stdout) == locked_pins("bento")
 
 
 def test_a_bento_missing_a_package_it_imports_fails_naming_the_module(

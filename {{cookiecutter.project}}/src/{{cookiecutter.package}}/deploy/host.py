@@ -38,10 +38,10 @@ from pathlib import Path
 
 import httpx
 
+from .. import lock
 from ..config import Paths
 from . import infra, local
 
-SUPERVISOR = "supervisor==4.3.0"
 COLOURS = ("blue", "green")
 PROXY = "proxy"
 # How long nginx's old workers may take to finish requests in flight after a switch.
@@ -166,7 +166,8 @@ def ensure_supervisor(paths: Paths, where: Layout) -> None:
     venv = where.root / "supervisor"
     if not (venv / "bin" / "supervisord").exists():
         requirements = where.root / "supervisor-requirements.txt"
-        requirements.write_text(SUPERVISOR + "\n")
+        # The version uv.lock holds (pyproject.toml's `host` group), like every install.
+        requirements.write_text("\n".join(lock.export("host")) + "\n")
         infra.make_venv(paths, venv, requirements)
     # Only what a daemon needs: the job's environment holds its secrets (tokens, the release
     # store's password), which must not live on in supervisord and the bentos it starts; and

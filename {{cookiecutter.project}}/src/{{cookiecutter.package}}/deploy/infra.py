@@ -4,7 +4,8 @@ The dev environment holds every package the project uses, so a package the servi
 imports but the bento forgot to declare goes unnoticed there and breaks only on the
 server. Here a new virtual environment gets exactly the bento's `env/python/
 requirements.txt`, serves the bento on 127.0.0.1 and must answer like the registered
-model version it packs.
+model version it packs. Those requirements are uv.lock's pins of the `bento` group with
+everything it pulls in (package.py), so the venv holds exactly the locked versions.
 
 Packages come from uv's cache first (`uv pip install --offline`): the project venv was
 installed from it, so every pin is normally there and the check needs no network. Only
@@ -22,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .. import lock
 from ..config import Params, Paths
 from . import checks, local
 
@@ -29,14 +31,6 @@ OFFLINE_VARIABLE = "INFRA_CHECK_OFFLINE"
 INSTALL_TIMEOUT = 600
 # Variables that would let the fresh venv see the dev environment's packages.
 LEAKY_VARIABLES = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")
-
-
-def _uv() -> str:
-    # `uv run` exports UV (the running uv binary); otherwise look on PATH.
-    found = os.environ.get("UV") or shutil.which("uv")
-    if not found:
-        raise FileNotFoundError("uv is not on PATH: the infra check builds its venv with uv")
-    return found
 
 
 def _clean_env(paths: Paths) -> dict[str, str]:
@@ -52,6 +46,12 @@ def requirements_of(bento_path: Path) -> Path:
     return file
 
 
+def pinned_lines(requirements: Path) -> list[str]:
+    """The requirement lines of a bento's requirements.txt, comments and blanks left out."""
+    lines = (line.strip() for line in requirements.read_text().splitlines())
+    return [line for line in lines if line and not line.startswith(("#", "-"))]
+
+
 def _run(command: list[str], paths: Paths, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         command,
@@ -65,7 +65,7 @@ def _run(command: list[str], paths: Paths, cwd: Path) -> subprocess.CompletedPro
 
 def make_venv(paths: Paths, folder: Path, requirements: Path) -> Path:
     """A new venv at `folder` (same Python version as this one) with `requirements`."""
-    uv = _uv()
+    uv = lock.uv()
     made = _run([uv, "venv", "--clear", "--quiet", "--python", sys.executable, str(folder)],
                 paths, folder.parent)  # fmt: skip
     if made.returncode != 0:
@@ -108,7 +108,7 @@ def check(
         "passed": False,
         "bento": tag,
         "venv": str(venv),
-        "requirements": requirements.read_text().split(),
+        "requirements": pinned_lines(requirements),
         "smoke": {},
         "error": None,
     }
