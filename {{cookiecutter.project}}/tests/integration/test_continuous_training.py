@@ -124,7 +124,11 @@ def test_a_challenger_trained_where_the_champion_fails_wins_and_is_deployed_to_t
     assert result["winner"], result["reason"]
     assert set(result["sets"]) == {"held_out", "labelled"}
     assert all(found["beats"] for found in result["sets"].values())
-    assert result["retrain"] == {"reason": "drift", "window": WINDOW, "monitor_run_id": "a-monitoring-run"}
+    assert result["retrain"] == {
+        "reason": "drift",
+        "window": WINDOW,
+        "monitor_run_id": "a-monitoring-run",
+    }
     assert f"WINNER: beats champion version {champion['model_version']}" in done.stdout
     built = json.loads((root.dist / "bento.json").read_text())
     challenger = result["challenger"]["version"]

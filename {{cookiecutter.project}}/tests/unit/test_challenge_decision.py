@@ -48,9 +48,7 @@ def test_an_equal_challenger_loses_even_with_no_margin():
     assert not verdict["winner"]
 
 
-@pytest.mark.parametrize(
-    ("challenger", "winner"), [(50.0, True), (59.5, False), (70.0, False)]
-)
+@pytest.mark.parametrize(("challenger", "winner"), [(50.0, True), (59.5, False), (70.0, False)])
 def test_for_an_error_metric_lower_is_better(challenger, winner):
     verdict = challenge.decide("rmse", {"held_out": held_out(challenger, 60.0)}, 0.01, 50, "3")
 
