@@ -11,13 +11,17 @@ import os
 import shutil
 import stat
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import mlflow
 import pytest
 
 from {{ cookiecutter.package }}.config import Paths, load_params
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SWITCHED = ("PROJECT_ROOT", "MLFLOW_TRACKING_URI")
 
 
 @pytest.fixture(scope="session")
@@ -178,3 +182,29 @@ def write_stand_in_tools(folder: Path) -> Path:
 def stand_in_tools():
     """`write_stand_in_tools`, for fixtures of any scope."""
     return write_stand_in_tools
+
+
+@contextmanager
+def switched_stores(paths: Paths) -> Iterator[Paths]:
+    """Point PROJECT_ROOT and MLflow at another project root, then restore them."""
+    saved = {name: os.environ.get(name) for name in SWITCHED}
+    os.environ["PROJECT_ROOT"] = str(paths.root)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{paths.root / 'mlruns.db'}"
+    try:
+        yield paths
+    finally:
+        # mlflow.set_tracking_uri also writes the environment, so restore it afterwards.
+        mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])
+        mlflow.set_registry_uri(saved["MLFLOW_TRACKING_URI"])
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def stores_of():
+    """`stores_of(paths)`: a context in which the stages use another project root's stores
+    (for tests that register, alias or retrain models away from the session's store)."""
+    return switched_stores

@@ -79,24 +79,50 @@ def validate(
 
 
 @app.command()
-def train() -> None:
+def train(
+    retrain: Annotated[
+        bool, typer.Option("--retrain", help="A retraining: record why (REASON, MONITOR_REPORT)")
+    ] = False,
+    reason: Annotated[
+        str, typer.Option(envvar="REASON", help="With --retrain: drift, schedule or manual")
+    ] = "manual",
+    monitor_report: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="MONITOR_REPORT",
+            help="With --retrain: the `monitor` result that decided it (default: the latest)",
+        ),
+    ] = None,
+) -> None:
     """Train LightGBM (seeded), log it to MLflow and register a new model version."""
+    from . import retraining
     from . import train as stage
 
     params, paths = _setup()
-    card = stage.train(params, paths)
+    why = retraining.why(paths, reason, monitor_report) if retrain else None
+    card = stage.train(params, paths, why)
+    if why:
+        typer.echo(", ".join(f"{key}={value}" for key, value in why.items()))
     typer.echo(
         f"model version {card['model_version']} (run {card['run_id']}) -> {paths.model_file}"
     )
 
 
 @app.command()
-def evaluate() -> None:
+def evaluate(
+    defer_to_challenge: Annotated[
+        bool,
+        typer.Option(
+            "--defer-to-challenge",
+            help="Report the no-regression gate without failing on it: `challenge` decides",
+        ),
+    ] = False,
+) -> None:
     """Score the model against the gates; exit 1 naming any failed gate."""
     from . import evaluate as stage
 
     params, paths = _setup()
-    report = stage.evaluate(params, paths)
+    report = stage.evaluate(params, paths, defer_to_challenge)
     typer.echo(stage.format_report(report))
     if not report["passed"]:
         _fail("evaluation gates failed: " + "; ".join(report["failures"]))
@@ -563,6 +589,43 @@ def feedback(
         f"{done['joined']} of {done['labels']} labels joined by request id "
         f"({done['unmatched']} not in the prediction log); {done['stored']} stored in {done['path']}"
     )
+
+
+challenge_app = typer.Typer(
+    no_args_is_help=True,
+    help="Champion against challenger: the version just trained vs production.",
+)
+app.add_typer(challenge_app, name="challenge")
+
+
+@challenge_app.command("run")
+def challenge_run(
+    labelled: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="LABELLED",
+            help="Labelled served rows (default: reports/monitoring/labelled.parquet, if any)",
+        ),
+    ] = None,
+) -> None:
+    """Score the new version and the production one on the same rows; the new one wins only
+    by the margin. A loser exits 0: it is a result, recorded with its reason."""
+    from . import challenge as stage
+
+    params, paths = _setup()
+    result = stage.run(params, paths, labelled)
+    typer.echo(stage.format_result(result))
+    typer.echo(f"result: {paths.challenge_report}")
+
+
+@challenge_app.command("verdict")
+def challenge_verdict() -> None:
+    """Print the last challenge as key=value lines (winner=true|false, versions, bento)."""
+    from . import challenge as stage
+
+    _, paths = _setup()
+    for key, value in stage.verdict(paths).items():
+        typer.echo(f"{key}={value}")
 
 
 def main() -> None:

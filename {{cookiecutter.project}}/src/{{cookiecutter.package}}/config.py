@@ -101,6 +101,18 @@ class MonitoringParams(BaseModel):
     performance: PerformanceParams = Field(default_factory=PerformanceParams)
 
 
+class RetrainingParams(BaseModel):
+    """Champion against challenger (`make challenge`, challenge.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # The challenger must beat the champion on the primary metric by this fraction of the
+    # champion's score (0.01 = 1%), on the held-out split and on the labelled window.
+    margin: float = Field(0.01, ge=0)
+    # The labelled window of served traffic counts only with at least this many rows.
+    min_labels: int = Field(50, ge=1)
+
+
 class Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -111,6 +123,7 @@ class Params(BaseModel):
     evaluation: EvaluationParams = Field(default_factory=EvaluationParams)
     serving: ServingParams = Field(default_factory=ServingParams)
     monitoring: MonitoringParams = Field(default_factory=MonitoringParams)
+    retraining: RetrainingParams = Field(default_factory=RetrainingParams)
 
 
 def load_params(path: Path) -> Params:
@@ -197,6 +210,15 @@ class Paths:
     @property
     def monitoring_reports(self) -> Path:
         return self.reports / "monitoring"
+
+    @property
+    def labelled_window(self) -> Path:
+        """The latest window's labelled rows (features and target) `make monitor` scored."""
+        return self.monitoring_reports / "labelled.parquet"
+
+    @property
+    def challenge_report(self) -> Path:
+        return self.reports / "challenge.json"
 
     @property
     def feedback(self) -> Path:

@@ -142,13 +142,19 @@ def score_production(paths: Paths, spec: FeatureSpec, test_df, y_true) -> dict |
         return None
     found = {"version": str(version.version), "run_id": version.run_id, "metrics": None}
     booster, production_spec = registry.load_version(paths, version)
-    missing = sorted(set(production_spec.names) - set(test_df.columns))
-    if missing or production_spec.classes != spec.classes:
-        # Not comparable: a human decides (retire the alias or keep the old model).
-        reason = f"needs columns the data lacks: {missing}" if missing else "has other classes"
+    if reason := incomparable(production_spec, spec, test_df.columns):
         return {**found, "error": f"production version {version.version} {reason}"}
     raw = Model(booster, production_spec).raw(test_df)
     return {**found, "metrics": compute_metrics(spec, y_true, raw)}
+
+
+def incomparable(production: FeatureSpec, spec: FeatureSpec, columns) -> str | None:
+    """Why the production model cannot be scored like `spec` on rows with these columns.
+
+    Not comparable means a human decides (retire the alias, or keep the old model)."""
+    if missing := sorted(set(production.names) - set(columns)):
+        return f"needs columns the data lacks: {missing}"
+    return "has other classes" if production.classes != spec.classes else None
 
 
 def check_same_split(card: dict, params: Params, paths: Paths) -> None:
@@ -167,8 +173,13 @@ def check_same_split(card: dict, params: Params, paths: Paths) -> None:
         )
 
 
-def evaluate(params: Params, paths: Paths) -> dict:
-    """Score models/ on the held-out split, check every gate, write the report and plots."""
+def evaluate(params: Params, paths: Paths, defer_to_challenge: bool = False) -> dict:
+    """Score models/ on the held-out split, check every gate, write the report and plots.
+
+    `defer_to_challenge` (`make retrain`): the no-regression gate is reported but does not
+    fail; `make challenge` then asks more of the model (beat production by a margin) and
+    records a loser as a result rather than a failed pipeline.
+    """
     if not paths.model_file.exists():
         raise FileNotFoundError(f"{paths.model_file} is missing: run `make train` first")
     model = Model.load(paths.model_file, paths.model_card)
@@ -188,9 +199,12 @@ def evaluate(params: Params, paths: Paths) -> dict:
     if production is not None:
         tolerance = params.evaluation.regression_tolerance
         gates.append(production_gate(spec.task, scores, production, tolerance))
+        gates[-1]["advisory"] = defer_to_challenge
 
     written = plots.write_all(spec, model.booster, y_true, raw, paths.reports)
-    failures = [gate["message"] for gate in gates if not gate["passed"]]
+    failures = [
+        gate["message"] for gate in gates if not gate["passed"] and not gate.get("advisory")
+    ]
     report = {
         "passed": not failures,
         "failures": failures,
@@ -260,6 +274,8 @@ def format_report(report: dict) -> str:
         else:
             continue
         verdict = "pass" if gate["passed"] else "FAIL"
+        if gate.get("advisory"):
+            verdict += " (advisory: make challenge decides)"
         lines.append(f"{primary}: model {value:.4f} vs {label} {other:.4f}  {verdict}")
     if report["production"] is None:
         lines.append("no version aliased 'production' yet: no-regression gate skipped")

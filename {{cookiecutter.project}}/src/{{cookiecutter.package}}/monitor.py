@@ -101,8 +101,17 @@ def labelled(
 ) -> dict:
     """The model scored on the window's labelled rows against its training-time metrics."""
     rows = served_data.with_labels(window, paths.feedback, spec.target).dropna(subset=[spec.target])
+    # Kept for `make challenge` (a CI artifact), empty when the window has no labels: a
+    # later challenge scores champion and challenger on this window's labelled rows.
+    paths.labelled_window.parent.mkdir(parents=True, exist_ok=True)
+    served_frame(rows, spec).assign(**{spec.target: rows[spec.target].to_numpy()}).to_parquet(
+        paths.labelled_window, index=False
+    )
     needed = params.monitoring.performance.min_labels
-    result: dict = {"rows": int(len(rows)), "min_labels": needed, "failed": False}
+    result: dict = {
+        "rows": int(len(rows)), "min_labels": needed, "failed": False,
+        "labelled_rows": str(paths.labelled_window),
+    }  # fmt: skip
     if len(rows) < needed:
         result["verdict"] = f"{len(rows)} labelled rows, fewer than {needed}: no verdict"
         return result
@@ -211,15 +220,18 @@ def run(
     report = paths.monitoring_reports / f"{name}.json"
     report.write_text(json.dumps(result, indent=2, default=str) + "\n")
     result["json"] = str(report)
-    record(paths, result, folder, report)
+    # The run id links a retraining to the window that decided it (`make retrain REASON=drift`).
+    result["monitor_run_id"] = record(paths, result, folder, report)
+    report.write_text(json.dumps(result, indent=2, default=str) + "\n")
     if summary := os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(summary, "a", encoding="utf-8") as handle:
             handle.write(monitor_report.markdown(result) + "\n")
     return result
 
 
-def record(paths: Paths, result: dict, folder: Path, report: Path) -> None:
-    """The window as an MLflow run against the model version, plus tags on the version."""
+def record(paths: Paths, result: dict, folder: Path, report: Path) -> str:
+    """The window as an MLflow run against the model version, plus tags on the version;
+    returns the run's id."""
     experiment = registry.setup_experiment(paths, EXPERIMENT)
     tags = {
         "model_version": result["model_version"],
@@ -239,7 +251,7 @@ def record(paths: Paths, result: dict, folder: Path, report: Path) -> None:
         metrics[f"drift_score.{_metric_name(column['column'])}"] = column["score"]
     with mlflow.start_run(
         experiment_id=experiment, run_name=f"window {result['window']}", tags=tags
-    ):
+    ) as run:
         mlflow.log_metrics(metrics)
         mlflow.log_artifact(str(report))
         mlflow.log_artifacts(str(folder), artifact_path=result["window"])
@@ -247,6 +259,7 @@ def record(paths: Paths, result: dict, folder: Path, report: Path) -> None:
     for key, value in (("monitoring.window", result["window"]), ("monitoring.drifted", tags["drifted"]),
                        ("monitoring.retrain", tags["retrain"])):  # fmt: skip
         client.set_model_version_tag(PROJECT, result["model_version"], key, value)
+    return run.info.run_id
 
 
 def _metric_name(column: str) -> str:

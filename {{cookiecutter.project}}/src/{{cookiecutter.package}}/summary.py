@@ -1,7 +1,8 @@
 """Turn the stages' reports into Markdown tables: the CI job summary (`make summary`).
 
 Reads whatever this job produced or received: reports/junit/*.xml (pytest), the data
-validation result, the evaluation against its gates, load tests and deploy records.
+validation result, the evaluation against its gates, the challenge of a retraining, load
+tests and deploy records.
 A report that is missing is left out; one that cannot be read says so in the summary.
 """
 
@@ -98,7 +99,7 @@ def evaluation(path: Path) -> list[str]:
     lines += _table(["metric", "model", "baseline", "production"], rows)
     gates = [
         [g.get("name"), g.get("metric"), _number(g.get("measured")), _number(g.get("bound"))]
-        + [_verdict(g.get("passed", False))]
+        + [_verdict(g.get("passed", False)) + (" (advisory)" if g.get("advisory") else "")]
         for g in report.get("gates", [])
     ]
     lines += _table(["gate", "metric", "measured", "bound", "result"], gates)
@@ -149,12 +150,35 @@ def deploys(folder: Path) -> list[str]:
     return ["### Deploys", "", *_table(header, rows)] if rows else []
 
 
+def challenge(path: Path) -> list[str]:
+    """Champion against challenger: the primary metric of both per set, then the verdict."""
+    r = json.loads(path.read_text(encoding="utf-8"))
+    metric, champion = r["metric"], r.get("champion") or {}
+    title = f"### Challenge: version {r['challenger']['version']} against " + (
+        f"champion version {champion['version']}" if champion else "no champion"
+    )
+    rows = [
+        [name, found.get("rows"), _number(found.get("challenger", {}).get(metric, "")),
+         _number(found.get("champion", {}).get(metric, "")),
+         ("beats" if found["beats"] else "does not beat") if "beats" in found else "not compared"]
+        for name, found in r.get("sets", {}).items()
+    ]  # fmt: skip
+    verdict = "**won**" if r.get("winner") else "**lost**"
+    lines = [
+        title,
+        "",
+        *_table(["set", "rows", f"challenger {metric}", "champion", "result"], rows),
+    ]
+    return [*lines, f"{verdict}: {r.get('reason')}", ""]
+
+
 def render(paths: Paths) -> str:
     """The Markdown summary of every report found under the project."""
     sections = [
         (paths.reports / "junit", junit),
         (paths.validation_reports / "result.json", validation),
         (paths.evaluation_report, evaluation),
+        (paths.challenge_report, challenge),
         (paths.reports / "loadtest", loadtests),
         (paths.reports / "deploys", deploys),
     ]

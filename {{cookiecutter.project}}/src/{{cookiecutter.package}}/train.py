@@ -67,8 +67,11 @@ def monitoring_reference(
     return frame.reset_index(drop=True)
 
 
-def train(params: Params, paths: Paths) -> dict:
-    """Train, save models/model.txt and the model card, log and register in MLflow."""
+def train(params: Params, paths: Paths, tags: dict[str, str] | None = None) -> dict:
+    """Train, save models/model.txt and the model card, log and register in MLflow.
+
+    `tags` go on the run and on the version it registers (`make retrain` says why it ran).
+    """
     frame = data.load_raw(paths)
     if missing := int(frame[params.data.target].isna().sum()):
         raise ValueError(
@@ -92,7 +95,9 @@ def train(params: Params, paths: Paths) -> dict:
     commit = registry.git_commit(paths)
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_params(logged_params(params, fingerprint))
-        mlflow.set_tags({"data_sha256": fingerprint, "git_commit": commit, "task": params.task})
+        mlflow.set_tags(
+            {"data_sha256": fingerprint, "git_commit": commit, "task": params.task, **(tags or {})}
+        )
         mlflow.log_metrics({f"train_{name}": value for name, value in train_metrics.items()})
         # Lets a later evaluation rebuild this model's inputs when it is the production model.
         mlflow.log_dict(spec.model_dump(), registry.SPEC_ARTIFACT)
@@ -110,6 +115,9 @@ def train(params: Params, paths: Paths) -> dict:
             pip_requirements=PIP_REQUIREMENTS,
             registered_model_name=PROJECT,
         )
+    client = registry.client(paths)
+    for key, value in (tags or {}).items():
+        client.set_model_version_tag(PROJECT, str(info.registered_model_version), key, value)
 
     card = {
         "spec": spec.model_dump(),

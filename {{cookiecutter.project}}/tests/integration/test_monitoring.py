@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import mlflow
+import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -166,6 +167,13 @@ def test_monitor_flags_a_shifted_window_scores_its_labels_and_records_it_in_mlfl
     assert result["decision"]["retrain"] == result["performance"]["failed"]
     saved = json.loads(Path(result["json"]).read_text())
     assert saved["window"] == result["window"]
+    # What `make retrain REASON=drift` and `make challenge` take from this window.
+    assert saved["monitor_run_id"] == result["monitor_run_id"]
+    assert saved["decision"]["retrain"] == result["decision"]["retrain"]
+    kept = pd.read_parquet(paths.labelled_window)
+    names = model.spec.names
+    assert package.to_records(kept, names) == package.to_records(rows, names)
+    assert kept[target].tolist() == rows[target].tolist()
     for plot in result["plots"]:
         assert Path(plot).stat().st_size > 0
     assert "distributions.png" in Path(result["html"]).read_text()
@@ -175,6 +183,7 @@ def test_monitor_flags_a_shifted_window_scores_its_labels_and_records_it_in_mlfl
         filter_string=f"tags.window_id = '{result['window']}'",
         output_format="list",
     )
+    assert run.info.run_id == result["monitor_run_id"]
     assert run.data.tags["model_version"] == str(trained["model_version"])
     assert run.data.tags["drifted"] == "true"
     assert run.data.metrics["drifted_share"] == result["drift"]["drifted_share"]

@@ -114,3 +114,29 @@ def test_an_equal_candidate_passes_the_no_regression_gate(isolated, params):
     assert report["passed"], report["failures"]
     (gate,) = [gate for gate in report["gates"] if gate["name"] == "production"]
     assert gate["passed"] and gate["measured"] == report["production"]["metrics"][gate["metric"]]
+
+
+def test_a_retraining_leaves_the_no_regression_gate_to_the_challenge(isolated, params):
+    # `make retrain`: a worse candidate is not a failed pipeline; the challenge rejects it.
+    # No thresholds: the stump would fail them, and they still apply in a retraining.
+    stump = params.model_copy(
+        update={
+            "model": {**params.model, "n_estimators": 1, "num_leaves": 2},
+            "evaluation": params.evaluation.model_copy(update={"thresholds": {}}),
+        }
+    )
+    with isolated.active():
+        client = registry.client(isolated.paths)
+        client.set_registered_model_alias(
+            PROJECT, registry.PRODUCTION, isolated.card["model_version"]
+        )
+        try:
+            train.train(stump, isolated.paths)
+            report = evaluate.evaluate(stump, isolated.paths, defer_to_challenge=True)
+        finally:
+            client.delete_registered_model_alias(PROJECT, registry.PRODUCTION)
+
+    (gate,) = [gate for gate in report["gates"] if gate["name"] == "production"]
+    assert not gate["passed"] and gate["advisory"]
+    assert report["passed"], report["failures"]
+    assert "(advisory: make challenge decides)" in evaluate.format_report(report)

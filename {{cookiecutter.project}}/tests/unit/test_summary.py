@@ -121,3 +121,24 @@ def test_an_unreadable_report_is_named_not_fatal(tmp_path: Path):
     text = summary.render(Paths(tmp_path))
     assert "reports/evaluation.json could not be read" in text
     assert "| t | test | deploy | b:1 | 1 | ci | ok |" in text
+
+
+def test_a_challenge_shows_both_models_per_set_and_the_verdict(tmp_path: Path):
+    result = {
+        "winner": False,
+        "reason": "does not beat champion version 2 on roc_auc by the 1% margin: ...",
+        "metric": "roc_auc",
+        "challenger": {"version": "3"},
+        "champion": {"version": "2"},
+        "sets": {
+            "held_out": {"rows": 143, "challenger": {"roc_auc": 0.99}, "champion": {"roc_auc": 0.985},
+                         "beats": False},
+            "labelled": {"rows": 12},
+        },
+    }  # fmt: skip
+    write(tmp_path / "reports" / "challenge.json", json.dumps(result))
+    text = summary.render(Paths(tmp_path))
+    assert "### Challenge: version 3 against champion version 2" in text
+    assert "| held_out | 143 | 0.99 | 0.985 | does not beat |" in text
+    assert "| labelled | 12 |  |  | not compared |" in text
+    assert "**lost**: does not beat champion version 2" in text
