@@ -55,6 +55,7 @@ COMMON_FILES = [
     "src/{package}/deploy/platforms.py",
     "src/{package}/deploy/protection.py",
     "src/{package}/deploy/records.py",
+    "src/{package}/deploy/recovery.py",
     "src/{package}/drift.py",
     "src/{package}/evaluate.py",
     "src/{package}/features.py",

@@ -238,13 +238,13 @@ def loadtest(
 
 def _deploy_step(step, *args) -> None:
     """Run a deploy command; a refusal or failed check is one clear line and exit 1."""
-    from .deploy.engine import DeployFailed, Refused, abort_on_signals
+    from .deploy.engine import DeployFailed, Refused, Unfinished, abort_on_signals
 
     params, paths = _setup()
     abort_on_signals()
     try:
         record = step(params, paths, *args)
-    except (Refused, DeployFailed) as error:
+    except (Refused, DeployFailed, Unfinished) as error:
         _fail(str(error))
     typer.secho(
         f"{record['action']}: {record['bento']} (model version {record['model_version']}) "

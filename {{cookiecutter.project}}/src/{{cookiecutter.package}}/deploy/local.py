@@ -154,9 +154,9 @@ def start(
             start_new_session=True,
         )
     server = Server(process.pid, port, bento, str(log), time.time())
-    if record_as is not None:
-        write_state(paths, record_as, server)
     try:
+        if record_as is not None:
+            write_state(paths, record_as, server)
         wait_ready(server, process, timeout)
     except BaseException:
         stop(server)
@@ -263,11 +263,18 @@ def replace(paths: Paths, environment: str, port: int, bento: str, verify) -> di
             stop(new)
             raise
     except BaseException:
-        if old_serving:
-            # Put back what served before; the environment is dark only for a restart.
-            write_state(paths, environment, start(paths, old.bento, port, environment))
-        else:
-            clear_state(paths, environment)
+        put_back(paths, environment, port, old.bento if old_serving else None)
         raise
-    write_state(paths, environment, new)
     return checks
+
+
+def put_back(paths: Paths, environment: str, port: int, bento: str | None) -> None:
+    """Serve `bento` on `port` again (None: nothing) in place of what serves there now.
+
+    For a switch that must be undone; the environment is dark only for a restart.
+    """
+    stop(read_state(paths, environment))
+    if bento is None:
+        clear_state(paths, environment)
+        return
+    start(paths, bento, port, environment, record_as=environment)
