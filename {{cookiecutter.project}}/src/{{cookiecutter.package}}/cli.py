@@ -450,6 +450,11 @@ def ci_check() -> None:
 
 
 # --- Monitoring: what the service logged, against what the model was trained on. ---
+ENV_OPTION = typer.Option(
+    "--env", help="Environment whose prediction log to read (default: the one `serve` writes)"
+)
+
+
 @app.command()
 def monitor(
     model_version: Annotated[
@@ -464,13 +469,14 @@ def monitor(
     fail_on_retrain: Annotated[
         bool, typer.Option(help="Exit 3 when the decision is to retrain (for CI)")
     ] = False,
+    env: Annotated[str | None, ENV_OPTION] = None,
 ) -> None:
     """Compare the latest window of served data with the training data; decide on retraining."""
     from . import monitor as stage
     from .monitor_report import table
 
     params, paths = _setup()
-    result = stage.run(params, paths, model_version, rows)
+    result = stage.run(params, paths, model_version, rows, env)
     typer.echo(table(result))
     typer.echo(f"report: {result['html']}\nresult: {result['json']}")
     if fail_on_retrain and result["decision"]["retrain"]:
@@ -482,13 +488,15 @@ def feedback(
     labels: Annotated[
         Path, typer.Argument(envvar="LABELS", help="CSV/Parquet: request_id, [row,] target")
     ],
+    env: Annotated[str | None, ENV_OPTION] = None,
 ) -> None:
     """Join late labels to the prediction log by request id; monitor then scores the model."""
     from . import served_data
+    from .monitor import log_folder
 
     params, paths = _setup()
     target = params.data.target
-    log = served_data.read_log(paths.monitoring_log(params.monitoring))
+    log = served_data.read_log(log_folder(params, paths, env))
     done = served_data.join_feedback(
         log, served_data.read_labels(labels, target), paths.feedback, target
     )

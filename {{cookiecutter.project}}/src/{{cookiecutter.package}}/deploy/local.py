@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from ..config import Paths
+from ..config import Paths, load_params
 
 READY_TIMEOUT = 180.0
 # BentoML's line when the service's setup raised; it then restarts the worker every few
@@ -137,7 +137,9 @@ def start(
 
     `python` and `env` let the infra check serve from another virtual environment.
     `record_as` names the state file written as soon as the process exists, before it is
-    ready: a deploy killed while it waits leaves a server that `down` can still find.
+    ready: a deploy killed while it waits leaves a server that `down` can still find. It
+    also names the server's prediction log folder, so environments (and their candidates'
+    checks) never mix their traffic.
     """
     if listening(port):
         raise RuntimeError(f"port {port} on 127.0.0.1 is already in use: cannot serve {label}")
@@ -150,7 +152,7 @@ def start(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=log.parent,
-            env=env or {**os.environ, "BENTOML_HOME": str(paths.bentoml_home)},
+            env=env or _serving_env(paths, record_as),
             start_new_session=True,
         )
     server = Server(process.pid, port, bento, str(log), time.time())
@@ -164,6 +166,14 @@ def start(
             clear_state(paths, record_as)
         raise
     return server
+
+
+def _serving_env(paths: Paths, record_as: str | None) -> dict[str, str]:
+    env = {**os.environ, "BENTOML_HOME": str(paths.bentoml_home)}
+    if record_as is not None:
+        monitoring = load_params(paths.params).monitoring
+        env["MONITORING_PATH"] = str(paths.monitoring_log(monitoring, record_as).resolve())
+    return env
 
 
 def error_cause(log: str) -> str:
