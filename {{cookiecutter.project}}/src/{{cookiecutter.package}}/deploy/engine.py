@@ -160,7 +160,12 @@ def deploy(
                 record.update(records.journal(paths, record, found))
             return found
 
-        served_before = recovery.serving(paths, environment)
+        # What to put back should recording the switch fail (a cluster undoes its rollout).
+        served_before = (
+            (before or {}).get("bento")
+            if environment.deploy.target == "kubernetes"
+            else recovery.serving(paths, environment)
+        )
         try:
             if environment.deploy.target == "kubernetes":
                 record["checks"] = kubernetes.replace(paths, environment, labels, before, verify)
@@ -183,20 +188,21 @@ def deploy(
         except Exception as error:
             message = recovery.undo_switch(paths, environment, record, served_before, error)
             raise DeployFailed(message) from error
+        # The record is the truth from here: what fails now is derived from it, and the
+        # next command redoes the aliases (this job's report is for this job only).
         unfinished = []
-        for step in (
-            lambda: records.tag_registry(paths, record),
-            lambda: recovery.report(paths, record),
+        for what, step in (
+            ("moving the alias (the next deploy, status or down moves it)", records.tag_registry),
+            (f"writing reports/deploys/{name}.json", recovery.report),
         ):
             try:
-                step()
+                step(paths, record)
             except Exception as error:
-                unfinished.append(str(error))
+                unfinished.append(f"{what}: {error}")
     if unfinished:
         raise Unfinished(
             f"{action}: {bento} serves {name} and is recorded (run {record['run_id']}), but "
-            f"a later write failed: {'; '.join(unfinished)}. The next deploy, status or "
-            "down tags the model version; reports/deploys has no report of it"
+            + "; ".join(unfinished)
         )
     return record
 
