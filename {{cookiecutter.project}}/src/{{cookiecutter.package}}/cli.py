@@ -256,7 +256,7 @@ def pipeline(
     )
     last = list(load_all(paths).values())[-1]
     typer.secho(f"\n== monitor: a shifted window replayed to {last.name}", bold=True)
-    _demo_drift(params, paths, last.url)
+    _demo_drift(params, paths, last.name, last.url)
 
 
 # How far the pipeline's closing demo moves every numeric feature, in training standard
@@ -264,7 +264,7 @@ def pipeline(
 DEMO_SHIFT = 0.5
 
 
-def _demo_drift(params, paths, url: str) -> None:
+def _demo_drift(params, paths, environment: str, url: str) -> None:
     """Replay a shifted window, join its labels, run `monitor` and show its report."""
     from . import monitor as monitor_stage
     from . import replay as replay_stage
@@ -275,13 +275,13 @@ def _demo_drift(params, paths, url: str) -> None:
     sent = replay_stage.replay(
         params, paths, url, params.monitoring.window_rows, DEMO_SHIFT, params.seed, labels
     )
-    folder = paths.monitoring_log(params.monitoring)
+    folder = monitor_stage.log_folder(params, paths, environment)
     replay_stage.wait_logged(folder, sent["last_request"])
     served_data.join_feedback(
         served_data.read_log(folder),
         served_data.read_labels(labels, params.data.target), paths.feedback, params.data.target,
     )  # fmt: skip
-    result = monitor_stage.run(params, paths)
+    result = monitor_stage.run(params, paths, environment=environment)
     typer.echo(f"{sent['rows']} rows, numeric features +{DEMO_SHIFT:g} std, sent to {url}")
     typer.echo(table(result))
     typer.secho(f"drift report: {result['html']}", fg="green")
@@ -306,13 +306,13 @@ def loadtest(
 
 def _deploy_step(step, *args) -> None:
     """Run a deploy command; a refusal or failed check is one clear line and exit 1."""
-    from .deploy.engine import DeployFailed, Refused, abort_on_signals
+    from .deploy.engine import DeployFailed, Refused, Unfinished, abort_on_signals
 
     params, paths = _setup()
     abort_on_signals()
     try:
         record = step(params, paths, *args)
-    except (Refused, DeployFailed) as error:
+    except (Refused, DeployFailed, Unfinished) as error:
         _fail(str(error))
     typer.secho(
         f"{record['action']}: {record['bento']} (model version {record['model_version']}) "
@@ -518,6 +518,11 @@ def ci_check() -> None:
 
 
 # --- Monitoring: what the service logged, against what the model was trained on. ---
+ENV_OPTION = typer.Option(
+    "--env", help="Environment whose prediction log to read (default: the one `serve` writes)"
+)
+
+
 @app.command()
 def monitor(
     model_version: Annotated[
@@ -532,13 +537,14 @@ def monitor(
     fail_on_retrain: Annotated[
         bool, typer.Option(help="Exit 3 when the decision is to retrain (for CI)")
     ] = False,
+    env: Annotated[str | None, ENV_OPTION] = None,
 ) -> None:
     """Compare the latest window of served data with the training data; decide on retraining."""
     from . import monitor as stage
     from .monitor_report import table
 
     params, paths = _setup()
-    result = stage.run(params, paths, model_version, rows)
+    result = stage.run(params, paths, model_version, rows, env)
     typer.echo(table(result))
     typer.echo(f"report: {result['html']}\nresult: {result['json']}")
     if fail_on_retrain and result["decision"]["retrain"]:
@@ -575,13 +581,15 @@ def feedback(
     labels: Annotated[
         Path, typer.Argument(envvar="LABELS", help="CSV/Parquet: request_id, [row,] target")
     ],
+    env: Annotated[str | None, ENV_OPTION] = None,
 ) -> None:
     """Join late labels to the prediction log by request id; monitor then scores the model."""
     from . import served_data
+    from .monitor import log_folder
 
     params, paths = _setup()
     target = params.data.target
-    log = served_data.read_log(paths.monitoring_log(params.monitoring))
+    log = served_data.read_log(log_folder(params, paths, env))
     done = served_data.join_feedback(
         log, served_data.read_labels(labels, target), paths.feedback, target
     )

@@ -203,9 +203,11 @@ class Paths:
     def evaluation_report(self) -> Path:
         return self.reports / "evaluation.json"
 
-    def monitoring_log(self, params: MonitoringParams) -> Path:
-        """Where the service writes its prediction log ($MONITORING_PATH wins)."""
-        return self.root / (os.environ.get("MONITORING_PATH") or params.path)
+    def monitoring_log(self, params: MonitoringParams, environment: str | None = None) -> Path:
+        """Where the service writes its prediction log ($MONITORING_PATH wins): a folder of
+        its own per local environment, the folder itself for `make serve`."""
+        root = self.root / (os.environ.get("MONITORING_PATH") or params.path)
+        return root / environment if environment else root
 
     @property
     def monitoring_reports(self) -> Path:

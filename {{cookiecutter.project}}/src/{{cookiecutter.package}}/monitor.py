@@ -1,7 +1,8 @@
 """Stage `monitor`: a window of served data against the serving model's training data.
 
-The serving model is the version aliased `production` in the release store (or one named
-with --model-version); its training run logged the reference (`monitoring/reference.parquet`:
+The log read is the environment's (`log_folder`); the serving model is the version aliased
+after that environment in the release store (`production` by default, or one named with
+--model-version); its training run logged the reference (`monitoring/reference.parquet`:
 training rows, target and the model's predictions). Per window: drift of each feature and
 of the prediction (drift.py), the expectation suite on the served rows, and, with labels
 joined by `make feedback`, the model scored on its traffic. Each window is recorded as a
@@ -29,17 +30,34 @@ from .features import FeatureSpec
 EXPERIMENT = f"{PROJECT}-monitoring"
 
 
-def serving_version(paths: Paths, explicit: str | None) -> ModelVersion:
-    """The version named, else the one aliased `production`."""
+def serving_version(
+    paths: Paths, explicit: str | None, environment: str | None = None
+) -> ModelVersion:
+    """The version named, else the one aliased after `environment` (default production)."""
     if explicit:
         return registry.client(paths).get_model_version(PROJECT, explicit)
-    found = registry.production_version(paths)
+    alias = environment or registry.PRODUCTION
+    found = registry.version_by_alias(paths, alias)
     if found is None:
         raise RuntimeError(
-            f"no model version of {PROJECT} is aliased {registry.PRODUCTION!r} in "
-            f"{paths.mlflow_uri}: deploy to production first, or pass --model-version"
+            f"no model version of {PROJECT} is aliased {alias!r} in "
+            f"{paths.mlflow_uri}: deploy to {alias} first, or pass --model-version"
         )
     return found
+
+
+def log_folder(params: Params, paths: Paths, environment: str | None) -> Path:
+    """The prediction log of `environment`: a lasting host's in its state_dir, any other's
+    in monitoring.path/<environment> (where local servers write, and where to copy a
+    cluster's); without an environment, monitoring.path itself (what `make serve` writes)."""
+    if environment is None:
+        return paths.monitoring_log(params.monitoring)
+    from .deploy import environments, host
+
+    found = environments.get(paths, environment)
+    if found.deploy.target == "host":
+        return host.layout(found).root / "monitoring"
+    return paths.monitoring_log(params.monitoring, environment)
 
 
 def load_reference(paths: Paths, version: ModelVersion) -> tuple[pd.DataFrame, FeatureSpec]:
@@ -176,15 +194,20 @@ def history(paths: Paths, model_version: str, limit: int) -> list[dict]:
 
 
 def run(
-    params: Params, paths: Paths, model_version: str | None = None, rows: int | None = None
+    params: Params,
+    paths: Paths,
+    model_version: str | None = None,
+    rows: int | None = None,
+    environment: str | None = None,
 ) -> dict:
-    """Compare the latest window with the reference; record it; decide. Writes the reports."""
+    """Compare the latest window of `environment`'s log with the reference; record it;
+    decide. Writes the reports."""
     from . import monitor_report
 
     registry.configure(paths)
-    version = serving_version(paths, model_version)
+    version = serving_version(paths, model_version, environment)
     reference, spec = load_reference(paths, version)
-    log = served_data.read_log(paths.monitoring_log(params.monitoring), spec.names)
+    log = served_data.read_log(log_folder(params, paths, environment), spec.names)
     window = served_data.window(log, version.version, rows or params.monitoring.window_rows)
     name = served_data.window_id(window)
     folder = paths.monitoring_reports / name

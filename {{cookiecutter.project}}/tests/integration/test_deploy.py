@@ -7,6 +7,7 @@ everything is stopped. The environments get free ports and a short load test.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -259,10 +260,99 @@ def test_a_deploy_killed_outright_leaves_a_candidate_that_down_finds(
     assert (last["bento"], last["status"]) == (second, "RUNNING")
     assert serving(environments["test"].url) == bento["tag"]
     engine.down(paths, "test")
+    settled = records.read(paths, "test")[-1]
+    assert (settled["run_id"], settled["status"]) == (last["run_id"], "FAILED")
+    assert settled["error"].startswith("interrupted before it recorded its outcome")
     assert not local.listening(checked.port)
     assert not local.listening(environments["test"].port)
     # Serving again for the tests after this one.
     assert engine.deploy(params, paths, "test", bento["tag"])["success"]
+
+
+def _full_disk(*_args, **_kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_record_that_cannot_be_written_after_the_switch_puts_the_old_bento_back(
+    params, paths, bento, environments, deployed, job_root, tmp_path, monkeypatch
+):
+    second = build_from(params, job_root(tmp_path))
+    finish = records.finish
+    # The disk fills between the switch and the write that records the success.
+    monkeypatch.setattr(
+        records, "finish", lambda p, r: _full_disk() if r["success"] else finish(p, r)
+    )
+
+    with pytest.raises(engine.DeployFailed) as failed:
+        engine.deploy(params, paths, "test", second)
+
+    assert f"test still serves {bento['tag']}" in str(failed.value)
+    assert serving(environments["test"].url) == bento["tag"]
+    assert local.read_state(paths, "test").bento == bento["tag"]
+    assert records.current(paths, "test")["bento"] == bento["tag"]
+    last = records.read(paths, "test")[-1]
+    assert (last["bento"], last["status"]) == (second, "FAILED")
+    assert "No space left on device" in last["error"]
+
+
+# A deploy whose process dies (kill -9, a runner lost) at the worst moment: its bento
+# serves on the port, and the write that would record it never happens.
+KILLED_AT_THE_RECORD = """
+import os, signal, sys
+from {{ cookiecutter.package }}.cli import _setup
+from {{ cookiecutter.package }}.deploy import engine, records
+
+def finish(paths, record):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+records.finish = finish
+params, paths = _setup()
+engine.deploy(params, paths, sys.argv[1], sys.argv[2])
+"""
+
+
+def test_a_deploy_killed_after_the_switch_is_recorded_by_the_next_command(
+    params, paths, bento, environments, deployed, job_root, tmp_path
+):
+    second = build_from(params, job_root(tmp_path))
+    command = [sys.executable, "-c", KILLED_AT_THE_RECORD, "test", second]
+    killed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    assert serving(environments["test"].url) == second
+    left = records.read(paths, "test")[-1]
+    assert (left["bento"], left["status"]) == (second, "RUNNING")
+
+    [row] = [r for r in engine.status(paths) if r["environment"] == "test"]
+
+    assert (row["running"], row["record"]["bento"]) == (second, second)
+    assert (row["record"]["run_id"], row["record"]["phase"]) == (left["run_id"], "recovered")
+    assert records.current(paths, "test")["bento"] == second
+    assert "interrupted before it recorded its outcome" in engine.format_status([row])
+    version = registry.client(paths).get_model_version_by_alias(PROJECT, "test")
+    assert version.tags["deploy.test.deploy_run"] == left["run_id"]
+
+
+def test_aliases_that_cannot_be_tagged_are_tagged_by_the_next_command(
+    params, paths, bento, environments, deployed, monkeypatch
+):
+    with monkeypatch.context() as patch:
+        patch.setattr(records, "tag_registry", _full_disk)
+        with pytest.raises(engine.Unfinished, match="No space left on device"):
+            engine.deploy(params, paths, "test", bento["tag"])
+    done = records.read(paths, "test")[-1]
+    assert (done["bento"], done["success"]) == (bento["tag"], True)
+    assert serving(environments["test"].url) == bento["tag"]
+    client = registry.client(paths)
+    tags = client.get_model_version_by_alias(PROJECT, "test").tags
+    assert tags["deploy.test.deploy_run"] != done["run_id"]
+
+    engine.status(paths)
+
+    tags = client.get_model_version_by_alias(PROJECT, "test").tags
+    assert (tags["deploy.test.deploy_run"], tags["deploy.test.bento"]) == (
+        done["run_id"],
+        bento["tag"],
+    )
 
 
 def test_down_stops_every_environment(paths, environments, deployed):

@@ -14,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from {{ cookiecutter.package }} import features, monitor, package, replay, served_data
+from {{ cookiecutter.package }}.deploy import local
 from {{ cookiecutter.package }}.evaluate import compute_metrics
 
 pytestmark = pytest.mark.integration
@@ -24,12 +25,13 @@ def splits(params, raw_data):
     return features.split(raw_data, params)
 
 
-def served_log(paths, params, until: str | None = None):
-    """The prediction log, once it holds `until` (the server flushes it twice a second)."""
+def served_log(paths, params, until: str | None = None, folder: Path | None = None):
+    """The prediction log (of `folder`, default the one `serve` writes), once it holds
+    `until` (the server flushes it twice a second)."""
     deadline = time.monotonic() + 10
     while True:
         try:
-            log = served_data.read_log(paths.monitoring_log(params.monitoring))
+            log = served_data.read_log(folder or paths.monitoring_log(params.monitoring))
         except (FileNotFoundError, ValueError):  # nothing flushed yet
             if time.monotonic() > deadline:
                 raise
@@ -187,3 +189,36 @@ def test_monitor_flags_a_shifted_window_scores_its_labels_and_records_it_in_mlfl
     assert run.data.tags["model_version"] == str(trained["model_version"])
     assert run.data.tags["drifted"] == "true"
     assert run.data.metrics["drifted_share"] == result["drift"]["drifted_share"]
+
+
+def test_each_local_environment_and_candidate_logs_its_own_traffic_which_monitor_reads(
+    paths, params, bento, model, trained, splits, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("MONITORING_PATH", str(tmp_path))  # this test's traffic only
+    held_out = splits[1]
+    names = ["test", "preprod", local.candidate("test")]
+    servers = {}
+    try:
+        for name in names:
+            port = local.free_port()
+            servers[name] = local.start(paths, bento["tag"], port, name, record_as=name)
+        for size, name in enumerate(names, start=1):
+            records = package.to_records(held_out.head(10 * size), model.spec.names)
+            assert post(servers[name].url, records, f"it-{name}").status_code == 200
+        logs = {
+            name: served_log(paths, params, f"it-{name}", monitor.log_folder(params, paths, name))
+            for name in ("test", "preprod")
+        }
+        candidate = served_log(paths, params, "it-test.candidate", tmp_path / "test.candidate")
+    finally:
+        for name, server in servers.items():
+            local.stop(server)
+            local.clear_state(paths, name)
+
+    assert monitor.log_folder(params, paths, "preprod") == tmp_path / "preprod"
+    assert set(logs["test"]["request_id"]) == {"it-test"} and len(logs["test"]) == 10
+    assert set(logs["preprod"]["request_id"]) == {"it-preprod"} and len(logs["preprod"]) == 20
+    assert set(candidate["request_id"]) == {"it-test.candidate"}
+    version = str(trained["model_version"])
+    result = monitor.run(params, paths, model_version=version, environment="preprod")
+    assert result["rows"] == 20

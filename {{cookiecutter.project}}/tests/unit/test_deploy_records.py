@@ -3,12 +3,16 @@ SQLite store) answer what is verified, what serves and what to roll back to."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+
 import pytest
 import yaml
 
 from {{ cookiecutter.package }} import registry
 from {{ cookiecutter.package }}.config import Paths
-from {{ cookiecutter.package }}.deploy import engine, records
+from {{ cookiecutter.package }}.deploy import engine, local, records, recovery
 from {{ cookiecutter.package }}.deploy.environments import load_all
 from {{ cookiecutter.package }}.loadtest import check_gates
 
@@ -121,6 +125,42 @@ def test_a_deploy_killed_before_its_outcome_stays_visible_and_verifies_nothing(s
     text = engine.format_status(engine.status(store))
     assert "test: last deploy of b:2 started at" in text
     assert "recorded no outcome (still running, or killed)" in text
+
+
+def dead_pid() -> int:
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    return finished.pid
+
+
+def test_a_deploy_that_died_before_its_switch_is_settled_as_failed_by_the_next_status(store):
+    deploy(store, "test", "a:1")
+    record = attempt(store, "test", "b:2")
+    fields = {"process": f"{socket.gethostname()}:{dead_pid()}", "phase": "switching"}
+    for key, value in fields.items():
+        registry.client(store).set_tag(record["run_id"], key, value)
+    write(store.root, environment("test", None, local.free_port()))
+
+    engine.status(store)
+
+    last = records.read(store, "test")[-1]
+    assert (last["bento"], last["status"], last["phase"]) == ("b:2", "FAILED", "recovered")
+    assert last["error"] == ("interrupted before it recorded its outcome; test then served nothing")
+    assert records.current(store, "test")["bento"] == "a:1"
+
+
+@pytest.mark.parametrize(
+    "process",
+    [f"{socket.gethostname()}:{os.getppid()}", "another-host:1"],
+    ids=["a live process here", "a process on another host"],
+)
+def test_a_deploy_that_may_still_run_is_left_running(store, process):
+    record = attempt(store, "test", "b:2")
+    registry.client(store).set_tag(record["run_id"], "process", process)
+    write(store.root, environment("test", None, local.free_port()))
+
+    assert recovery.reconcile(store) == []
+    assert records.read(store, "test")[-1]["status"] == "RUNNING"
 
 
 def test_a_record_is_an_mlflow_run_with_its_fields_checks_and_figures(store):

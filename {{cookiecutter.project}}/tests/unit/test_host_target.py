@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
 import pytest
 import yaml
 
+from {{ cookiecutter.package }} import monitor
+from {{ cookiecutter.package }}.config import MonitoringParams, Paths
 from {{ cookiecutter.package }}.deploy import environments, host
 
 VALID = {
@@ -86,3 +91,28 @@ def test_a_bento_program_restarts_on_crash_and_stops_with_its_workers(tmp_path):
     assert "autorestart=true" in text
     assert "stopasgroup=true" in text and "killasgroup=true" in text
     assert 'environment=A="1"' in text
+
+
+def test_monitor_reads_a_hosts_log_in_its_state_folder_and_a_local_ones_in_its_own(
+    tmp_path, monkeypatch
+):
+    monkeypatch.delenv("MONITORING_PATH", raising=False)
+    (tmp_path / "environments").mkdir()
+    write(tmp_path / "environments", VALID)
+    local = {
+        **VALID,
+        "name": "test",
+        "promotion": "auto",
+        "deploy": {"target": "local", "port": 3001},
+    }
+    (tmp_path / "environments" / "test.yaml").write_text(yaml.safe_dump(local))
+    params = SimpleNamespace(monitoring=MonitoringParams())
+
+    def folder(env):
+        return monitor.log_folder(params, Paths(tmp_path), env)
+
+    assert folder("production") == Path(VALID["deploy"]["state_dir"]) / "monitoring"
+    assert folder("test") == tmp_path / "monitoring" / "test"
+    assert folder(None) == tmp_path / "monitoring"
+    monkeypatch.setenv("MONITORING_PATH", str(tmp_path / "elsewhere"))
+    assert folder("test") == tmp_path / "elsewhere" / "test"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import shutil
 import signal
@@ -16,7 +15,7 @@ from collections.abc import Iterator
 
 from .. import release_store
 from ..config import Params, Paths
-from . import checks, host, kubernetes, local, records
+from . import checks, host, kubernetes, local, records, recovery
 from .environments import Environment, get, load_all
 
 
@@ -26,6 +25,11 @@ class Refused(RuntimeError):
 
 class DeployFailed(RuntimeError):
     """A check failed; the environment still serves what it served before."""
+
+
+class Unfinished(RuntimeError):
+    """The bento serves and its deploy is recorded, but a later write (aliases, report)
+    failed; the next deploy, status or down redoes the aliases."""
 
 
 class Aborted(RuntimeError):
@@ -44,12 +48,19 @@ def abort_on_signals() -> None:
 
 
 @contextlib.contextmanager
-def _locked(paths: Paths) -> Iterator[None]:
-    """One deploy at a time per project: two would race for ports and state files."""
+def _locked(paths: Paths, wait: bool = True) -> Iterator[bool]:
+    """One deploy at a time per project: two would race for ports and state files.
+
+    Yields whether the lock is held: with `wait=False`, False when a deploy holds it.
+    """
     paths.state.mkdir(parents=True, exist_ok=True)
     with open(paths.state / "deploy.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
 
 
 # Free space a deploy needs where it writes (bento store, state, logs, a host's venv):
@@ -106,6 +117,7 @@ def deploy(
     bento = release_store.check_tag(bento or latest_bento(paths))
     with _locked(paths):
         _require_space(paths, environment)
+        recovery.reconcile(paths)
         _require_verified(paths, environments, environment, bento)
         digest = release_store.digest(paths, bento)
         release_store.fetch(paths, bento)
@@ -135,14 +147,25 @@ def deploy(
                 "checks": {},
                 "success": False,
                 "error": None,
+                "process": records.process(),
+                "phase": "checking",
             },
         )
 
         def verify(url: str, full: bool) -> dict:
-            return checks.verify(
+            found = checks.verify(
                 params, paths, environment, url, bento, model, rows, load_test=full
             )
+            if full:  # the candidate passed: journal it before anything is switched
+                record.update(records.journal(paths, record, found))
+            return found
 
+        # What to put back should recording the switch fail (a cluster undoes its rollout).
+        served_before = (
+            (before or {}).get("bento")
+            if environment.deploy.target == "kubernetes"
+            else recovery.serving(paths, environment)
+        )
         try:
             if environment.deploy.target == "kubernetes":
                 record["checks"] = kubernetes.replace(paths, environment, labels, before, verify)
@@ -153,33 +176,35 @@ def deploy(
         except Exception as error:
             record["checks"] = getattr(error, "checks", {})
             record["error"] = str(error)
-            record = records.finish(paths, record)
-            _report(paths, record)
-            served = _serving(paths, environment) or "nothing"
+            served = recovery.serving(paths, environment) or "nothing"
             served = record["checks"].get("kubernetes", {}).get("serving", served)
+            written = recovery.record_failure(paths, record)
             raise DeployFailed(
-                f"{action} of {bento} to {name} failed, {name} still serves {served}: {error}"
+                f"{action} of {bento} to {name} failed, {name} still serves {served}: "
+                f"{error}{written}"
             ) from error
-        record["success"] = True
-        record = records.finish(paths, record)
-        records.tag_registry(paths, record)
-    _report(paths, record)
+        try:
+            record = records.finish(paths, {**record, "success": True})
+        except Exception as error:
+            message = recovery.undo_switch(paths, environment, record, served_before, error)
+            raise DeployFailed(message) from error
+        # The record is the truth from here: what fails now is derived from it, and the
+        # next command redoes the aliases (this job's report is for this job only).
+        unfinished = []
+        for what, step in (
+            ("moving the alias (the next deploy, status or down moves it)", records.tag_registry),
+            (f"writing reports/deploys/{name}.json", recovery.report),
+        ):
+            try:
+                step(paths, record)
+            except Exception as error:
+                unfinished.append(f"{what}: {error}")
+    if unfinished:
+        raise Unfinished(
+            f"{action}: {bento} serves {name} and is recorded (run {record['run_id']}), but "
+            + "; ".join(unfinished)
+        )
     return record
-
-
-def _serving(paths: Paths, environment: Environment) -> str | None:
-    """The bento that answers in `environment` now (local and host targets)."""
-    if environment.deploy.target == "host":
-        return host.serving(environment)
-    server = local.read_state(paths, environment.name)
-    return server.bento if local.healthy(server) else None
-
-
-def _report(paths: Paths, record: dict) -> None:
-    """This job's deploy, as a report beside the others (`make summary` shows it)."""
-    folder = paths.reports / "deploys"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{record['environment']}.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
 def promote(params: Params, paths: Paths, name: str) -> dict:
@@ -187,7 +212,9 @@ def promote(params: Params, paths: Paths, name: str) -> dict:
     environment = get(paths, name)
     if environment.requires is None:
         raise Refused(f"{name} requires no environment: deploy to it with make deploy ENV={name}")
-    source = records.current(paths, environment.requires)
+    with _locked(paths):
+        recovery.reconcile(paths)
+        source = records.current(paths, environment.requires)
     if source is None:
         raise Refused(
             f"no bento has been verified in {environment.requires} yet: "
@@ -204,7 +231,9 @@ def rollback(params: Params, paths: Paths, name: str) -> dict:
     rollout undo`), recorded as a rollback of an unknown bento; a local one is refused.
     """
     environment = get(paths, name)
-    target = records.previous(paths, name)
+    with _locked(paths):
+        recovery.reconcile(paths)
+        target = records.previous(paths, name)
     if target is not None:
         return deploy(params, paths, name, target["bento"], action="rollback")
     if environment.deploy.target != "kubernetes":
@@ -230,6 +259,8 @@ def rollback(params: Params, paths: Paths, name: str) -> dict:
                 "checks": {},
                 "success": False,
                 "error": None,
+                "process": records.process(),
+                "phase": "switching",
             },
         )
         try:
@@ -237,7 +268,7 @@ def rollback(params: Params, paths: Paths, name: str) -> dict:
         except checks.CheckFailed as error:
             record.update(checks=error.checks, error=str(error))
             record = records.finish(paths, record)
-            _report(paths, record)
+            recovery.report(paths, record)
             served = error.checks["kubernetes"]["serving"]
             raise DeployFailed(
                 f"rollback of {name} by kubectl rollout undo failed, {name} serves {served}: "
@@ -245,12 +276,18 @@ def rollback(params: Params, paths: Paths, name: str) -> dict:
             ) from error
         record["success"] = True
         record = records.finish(paths, record)
-    _report(paths, record)
+    recovery.report(paths, record)
     return record
 
 
 def status(paths: Paths) -> list[dict]:
-    """Per environment: what serves, from which record, and whether it answers now."""
+    """Per environment: what serves, from which record, and whether it answers now.
+
+    Settles what interrupted deploys left first, unless a deploy is running now.
+    """
+    with _locked(paths, wait=False) as held:
+        if held:
+            recovery.reconcile(paths)
     rows = []
     for name, environment in load_all(paths).items():
         server = local.read_state(paths, name)
@@ -308,6 +345,12 @@ def format_status(rows: list[dict]) -> str:
         "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
     )
     for row in rows:
+        if (record := row["record"]) and record.get("phase") == "recovered":
+            text += (
+                f"\n{row['environment']}: {record['action']} of {record['bento']} at "
+                f"{record['time']} was interrupted before it recorded its outcome; its bento "
+                "had passed its checks and was serving, so it was recorded as verified later"
+            )
         if failure := row["last_failure"]:
             attempt = f"\n{row['environment']}: last {failure['action']} of {failure['bento']}"
             if failure.get("status") == "RUNNING":
@@ -327,6 +370,7 @@ def down(paths: Paths, name: str | None = None, lasting: bool = True) -> list[st
     names = [get(paths, name).name] if name else list(environments)
     stopped = []
     with _locked(paths):
+        recovery.reconcile(paths)
         for environment in names:
             if environments[environment].deploy.target == "host":
                 if lasting and host.down(environments[environment]):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from ..config import Paths
+from ..config import Paths, load_params
 
 READY_TIMEOUT = 180.0
 # BentoML's line when the service's setup raised; it then restarts the worker every few
@@ -137,7 +137,9 @@ def start(
 
     `python` and `env` let the infra check serve from another virtual environment.
     `record_as` names the state file written as soon as the process exists, before it is
-    ready: a deploy killed while it waits leaves a server that `down` can still find.
+    ready: a deploy killed while it waits leaves a server that `down` can still find. It
+    also names the server's prediction log folder, so environments (and their candidates'
+    checks) never mix their traffic.
     """
     if listening(port):
         raise RuntimeError(f"port {port} on 127.0.0.1 is already in use: cannot serve {label}")
@@ -150,13 +152,13 @@ def start(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=log.parent,
-            env=env or {**os.environ, "BENTOML_HOME": str(paths.bentoml_home)},
+            env=env or _serving_env(paths, record_as),
             start_new_session=True,
         )
     server = Server(process.pid, port, bento, str(log), time.time())
-    if record_as is not None:
-        write_state(paths, record_as, server)
     try:
+        if record_as is not None:
+            write_state(paths, record_as, server)
         wait_ready(server, process, timeout)
     except BaseException:
         stop(server)
@@ -164,6 +166,14 @@ def start(
             clear_state(paths, record_as)
         raise
     return server
+
+
+def _serving_env(paths: Paths, record_as: str | None) -> dict[str, str]:
+    env = {**os.environ, "BENTOML_HOME": str(paths.bentoml_home)}
+    if record_as is not None:
+        monitoring = load_params(paths.params).monitoring
+        env["MONITORING_PATH"] = str(paths.monitoring_log(monitoring, record_as).resolve())
+    return env
 
 
 def error_cause(log: str) -> str:
@@ -263,11 +273,18 @@ def replace(paths: Paths, environment: str, port: int, bento: str, verify) -> di
             stop(new)
             raise
     except BaseException:
-        if old_serving:
-            # Put back what served before; the environment is dark only for a restart.
-            write_state(paths, environment, start(paths, old.bento, port, environment))
-        else:
-            clear_state(paths, environment)
+        put_back(paths, environment, port, old.bento if old_serving else None)
         raise
-    write_state(paths, environment, new)
     return checks
+
+
+def put_back(paths: Paths, environment: str, port: int, bento: str | None) -> None:
+    """Serve `bento` on `port` again (None: nothing) in place of what serves there now.
+
+    For a switch that must be undone; the environment is dark only for a restart.
+    """
+    stop(read_state(paths, environment))
+    if bento is None:
+        clear_state(paths, environment)
+        return
+    start(paths, bento, port, environment, record_as=environment)

@@ -7,6 +7,11 @@ and ends FINISHED (every check passed: the bento serves) or FAILED. Tags hold th
 record's fields, so the UI's run table, filtered on `tags.environment`, is the history;
 the load-test figures are also metrics. The model version that serves an environment
 carries the environment's alias and `deploy.<env>.*` tags (see `tag_registry`).
+
+The run is also the deploy's journal. Its `phase` is `checking` until the candidate has
+passed its checks, then `switching` (written before the old bento stops), and `finished`
+once the outcome is recorded. A RUNNING run whose process is gone (`abandoned`) was cut
+short; the next deploy, status or down settles it (engine.reconcile) as `recovered`.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import socket
 from datetime import UTC, datetime
 
 from mlflow.entities import RunStatus
+from mlflow.exceptions import MlflowException
 
 from .. import registry
 from ..config import PROJECT, Paths
@@ -26,7 +33,7 @@ ACTOR_VARIABLES = ("GITLAB_USER_LOGIN", "GITHUB_ACTOR", "USER")
 # Record fields kept as run tags (the checks as one JSON tag); the rest are derived.
 FIELDS = (
     "time", "environment", "action", "bento", "bento_sha256", "model_version", "git_commit",
-    "actor", "target", "url", "previous_bento", "error",
+    "actor", "target", "url", "previous_bento", "error", "process", "phase",
 )  # fmt: skip
 # MLflow caps a tag value at 8000 characters.
 MAX_TAG = 8000
@@ -42,6 +49,28 @@ def actor() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def process() -> str:
+    """`<host>:<pid>` of this deploy, to tell a deploy in progress from one that died."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def abandoned(record: dict) -> bool:
+    """Whether `record` is RUNNING but its deploy is over: started on this host by a process
+    that is gone (or by this one: the caller holds the deploy lock, so it is not running)."""
+    host, _, pid = (record.get("process") or "").rpartition(":")
+    if record["status"] != "RUNNING" or host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def now() -> str:
@@ -63,10 +92,29 @@ def start(paths: Paths, record: dict) -> dict:
     return {**record, "run_id": run.info.run_id}
 
 
+def journal(paths: Paths, record: dict, checks: dict) -> dict:
+    """Note in the run that the candidate passed `checks` and the switch begins.
+
+    Written before the old bento stops: if this write fails the deploy stops while the old
+    bento still serves; if the deploy dies after it, the next command knows its bento was
+    checked and may have taken over.
+    """
+    client = registry.client(paths)
+    client.set_tag(record["run_id"], "checks", _tag(checks))
+    client.set_tag(record["run_id"], "phase", "switching")
+    return {**record, "checks": checks, "phase": "switching"}
+
+
 def finish(paths: Paths, record: dict) -> dict:
-    """Close the attempt's run with its checks and outcome."""
+    """Close the attempt's run with its checks and outcome.
+
+    The status (FINISHED or FAILED) is written last: it is the write that commits the
+    outcome, and until it lands the run stays RUNNING, as the journal of a deploy cut short.
+    """
     client = registry.client(paths)
     run_id = record["run_id"]
+    phase = "recovered" if record.get("phase") == "recovered" else "finished"
+    client.set_tag(run_id, "phase", phase)
     client.set_tag(run_id, "checks", _tag(record["checks"]))
     client.set_tag(run_id, "success", "true" if record["success"] else "false")
     if record.get("error"):
@@ -76,7 +124,7 @@ def finish(paths: Paths, record: dict) -> dict:
             client.log_metric(run_id, f"loadtest_{name}", float(value))
     status = RunStatus.to_string(RunStatus.FINISHED if record["success"] else RunStatus.FAILED)
     client.set_terminated(run_id, status)
-    return {**record, "status": status}
+    return {**record, "status": status, "phase": phase}
 
 
 def _record(run) -> dict:
@@ -136,6 +184,25 @@ def previous(paths: Paths, environment: str) -> dict | None:
         return None
     serving = done[-1]["bento"]
     return next((r for r in reversed(done) if r["bento"] != serving), None)
+
+
+def retag(paths: Paths, record: dict) -> bool:
+    """Tag the model version of `record`, an environment's current deploy, unless it already
+    carries it: aliases follow the history, even after a write to them failed."""
+    if record.get("model_version") in (None, "None", ""):
+        return False
+    environment = record["environment"]
+    try:
+        tagged = registry.client(paths).get_model_version_by_alias(PROJECT, environment)
+    except MlflowException:  # no such alias yet
+        tagged = None
+    if tagged is not None and (
+        str(tagged.version) == str(record["model_version"])
+        and tagged.tags.get(f"deploy.{environment}.deploy_run") == record["run_id"]
+    ):
+        return False
+    tag_registry(paths, record)
+    return True
 
 
 def tag_registry(paths: Paths, record: dict) -> None:
