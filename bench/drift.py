@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from batch import load_project  # bench/ is on sys.path: this script's folder
 from scipy import stats
 
 SHIFT = 0.5  # training standard deviations
@@ -38,18 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_project(root: Path):
-    answers = root / ".cookiecutter.json"
-    if not answers.exists():
-        sys.exit(f"error: {root} is not a baked project (no .cookiecutter.json)")
-    package = json.loads(answers.read_text())["package"]
-    names = ("config", "data", "drift", "features", "monitor")
-    return {name: importlib.import_module(f"{package}.{name}") for name in names}
-
-
-def window_and_reference(modules, root: Path, rows: int, seed: int):
-    config, features = modules["config"], modules["features"]
-    paths = config.Paths(root)
+def window_and_reference(config, paths, modules, rows: int, seed: int):
+    features = modules["features"]
     params = config.load_params(paths.params)
     spec = features.FeatureSpec.model_validate(json.loads(paths.model_card.read_text())["spec"])
     train, held_out = features.split(modules["data"].load_raw(paths), params)
@@ -92,8 +83,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     root = args.project.resolve()
     sys.path.insert(0, str(root / "src"))
-    modules = load_project(root)
-    params, reference, window, columns = window_and_reference(modules, root, args.rows, args.seed)
+    config, paths, modules = load_project(root)  # batch.py's: the package, stores pointed home
+    modules["drift"] = importlib.import_module(f"{config.__package__}.drift")
+    params, reference, window, columns = window_and_reference(
+        config, paths, modules, args.rows, args.seed
+    )
     settings = params.monitoring.drift
     alpha = settings.p_value / len(columns)
     ours = modules["drift"].compare(reference, window, columns, settings)

@@ -276,9 +276,8 @@ def _demo_drift(params, paths, environment: str, url: str) -> None:
         params, paths, url, params.monitoring.window_rows, DEMO_SHIFT, params.seed, labels
     )
     folder = monitor_stage.log_folder(params, paths, environment)
-    replay_stage.wait_logged(folder, sent["last_request"])
     served_data.join_feedback(
-        served_data.read_log(folder),
+        replay_stage.wait_logged(folder, sent["last_request"]),
         served_data.read_labels(labels, params.data.target), paths.feedback, params.data.target,
     )  # fmt: skip
     result = monitor_stage.run(params, paths, environment=environment)

@@ -87,13 +87,15 @@ def replay(
             "labels": str(labels), "last_request": str(sent["request_id"].iloc[-1])}  # fmt: skip
 
 
-def wait_logged(folder: Path, request_id: str, timeout: float = 15) -> None:
-    """Until the service's prediction log holds `request_id` (it flushes twice a second)."""
+def wait_logged(folder: Path, request_id: str | None = None, timeout: float = 15) -> pd.DataFrame:
+    """The service's prediction log once it holds `request_id` (or anything, without one):
+    the server flushes it twice a second."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if request_id in set(served_data.read_log(folder)["request_id"]):
-                return
+            log = served_data.read_log(folder)
+            if request_id is None or request_id in set(log["request_id"]):
+                return log
         except (FileNotFoundError, ValueError):  # nothing flushed yet
             pass
         if time.monotonic() > deadline:

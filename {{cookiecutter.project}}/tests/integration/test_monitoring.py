@@ -28,17 +28,7 @@ def splits(params, raw_data):
 def served_log(paths, params, until: str | None = None, folder: Path | None = None):
     """The prediction log (of `folder`, default the one `serve` writes), once it holds
     `until` (the server flushes it twice a second)."""
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            log = served_data.read_log(folder or paths.monitoring_log(params.monitoring))
-        except (FileNotFoundError, ValueError):  # nothing flushed yet
-            if time.monotonic() > deadline:
-                raise
-        else:
-            if until is None or until in set(log["request_id"]) or time.monotonic() > deadline:
-                return log
-        time.sleep(0.2)
+    return replay.wait_logged(folder or paths.monitoring_log(params.monitoring), until, timeout=10)
 
 
 def post(server: str, records: list[dict], request_id: str | None = None) -> httpx.Response:
