@@ -42,8 +42,11 @@ install: uv ## create .venv and node_modules/ with the template's dev and CI-run
 lint: install ## run pre-commit on the template's own files
 	$(RUN) pre-commit run --all-files --show-diff-on-failure
 
+# Two workers: the long lanes (tests/conftest.py) run side by side, one per core.
+PARALLEL := -n 2 --dist loadgroup --no-loadscope-reorder
+
 test: install ## run every template test: bakes, CI files run for real, end-to-end pipelines
-	$(RUN) pytest --durations=15
+	$(RUN) pytest $(PARALLEL) --durations=15
 
 test-ci-runs: install ## only the baked CI files run for real with gitlab-ci-local and act
 	$(RUN) pytest -m ci_run --durations=10

@@ -108,3 +108,19 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_sep("-", "generated pipelines: seconds per stage")
         for text in recorded:
             terminalreporter.write_line(text + "\n")
+
+
+# `make test` runs two xdist workers (--dist loadgroup --no-loadscope-reorder). The two
+# long lanes go out first, one to each worker: the tests that deploy on ports 3001-3003
+# (one at a time) and the two check-only CI runs; every other test fills in around them.
+LANES = ("deploy-ports", "check-runs")
+
+
+def _lane(item: pytest.Item) -> int:
+    group = item.get_closest_marker("xdist_group")
+    name = group.args[0] if group and group.args else group.kwargs.get("name") if group else None
+    return LANES.index(name) if name in LANES else len(LANES)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_lane)  # stable: the rest keep their order

@@ -3,7 +3,8 @@ under act, both on this machine, on one baked default project (ci=github+gitlab)
 
 Slow (minutes per pipeline): every job installs the project and the jobs train, package,
 serve and deploy a real model. The deploy jobs serve on the environments' ports 3001-3003,
-so one pipeline runs at a time, and each test checks nothing is left listening there.
+so the pipelines that may deploy run one at a time (xdist group "deploy-ports"), and each
+checks nothing is left listening there; the check-only runs go beside them.
 """
 
 from __future__ import annotations
@@ -81,9 +82,10 @@ def baked(cookies_session) -> Path:
     return repo
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def deploy_ports_stay_free(tmp_path):
-    """Refuse to start while another process serves on 3001-3003; stop what a run left."""
+    """Refuse to start while another process serves on 3001-3003; stop what a run left.
+    Every test that may deploy uses it and runs in the xdist group "deploy-ports"."""
     busy = servers_on(DEPLOY_PORTS)
     assert not busy, f"ports already in use (port: pid): {busy}; stop those servers first"
     yield
@@ -287,6 +289,8 @@ def gitlab_deploy_reports(repo: Path) -> list[Path]:
     return sorted(local.glob("*/*/reports/deploys/*.json"))
 
 
+# Beside the deploying tests on the other xdist worker (conftest.py orders the lanes).
+@pytest.mark.xdist_group("check-runs")
 def test_gitlab_merge_request_pipeline_runs_every_check_and_deploys_nothing(baked, tmp_path):
     repo = pipeline_clone(baked, tmp_path, GITLAB_REMOTE)
     options = gitlab_merge_request(repo)
@@ -307,6 +311,8 @@ def test_gitlab_merge_request_pipeline_runs_every_check_and_deploys_nothing(bake
     assert_no_servers_left(tmp_path)
 
 
+@pytest.mark.xdist_group("deploy-ports")
+@pytest.mark.usefixtures("deploy_ports_stay_free")
 @pytest.mark.parametrize("pipeline", ["merge_request", "default_branch"])
 def test_gitlab_pipeline_stops_at_the_data_when_a_column_is_dropped(
     baked, tmp_path, pipeline, request
@@ -335,6 +341,8 @@ def test_gitlab_pipeline_stops_at_the_data_when_a_column_is_dropped(
     assert_no_servers_left(tmp_path)
 
 
+@pytest.mark.xdist_group("deploy-ports")
+@pytest.mark.usefixtures("deploy_ports_stay_free")
 def test_gitlab_promotion_across_pushes_lives_in_the_release_store(
     baked, tmp_path, store, platform_api
 ):
@@ -428,6 +436,7 @@ def github_repository(payload: dict) -> dict:
     return {**payload, "repository": {"full_name": "ml-team/churn-model", "default_branch": "main"}}
 
 
+@pytest.mark.xdist_group("check-runs")
 def test_github_pull_request_workflow_runs_every_check(baked, tmp_path):
     repo = pipeline_clone(baked, tmp_path, GITHUB_REMOTE)
     base = git(repo, "rev-parse", "HEAD")
@@ -550,6 +559,8 @@ def a_request(store: ReleaseStore, bento: str) -> dict:
     return {"records": rows.head(1).to_dict("records")}
 
 
+@pytest.mark.xdist_group("deploy-ports")
+@pytest.mark.usefixtures("deploy_ports_stay_free")
 def test_github_promotion_across_pushes_lives_in_the_release_store(
     baked, tmp_path, store, lasting_host, platform_api
 ):

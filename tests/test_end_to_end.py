@@ -1,7 +1,8 @@
 """Bake, install in a fresh uv environment, and run the generated project's own targets.
 
 Slow (minutes): each test installs the pinned stack and runs real GX, LightGBM, MLflow
-and a real BentoML server. Each test serves on its own port so they can run in parallel.
+and a real BentoML server. The pipelines deploy on the environments' ports 3001-3003, like
+the CI runs that deploy: they share the xdist group "deploy-ports", one at a time.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("deploy-ports")]
 
 ANSWERED = re.compile(r"bento (\S+) answered \d+ rows like the in-process model")
 # The pipeline closes with `monitor` on a shifted window replayed to production.

@@ -259,6 +259,13 @@ def test_a_deploy_killed_outright_leaves_a_candidate_that_down_finds(
     last = records.read(paths, "test")[-1]
     assert (last["bento"], last["status"]) == (second, "RUNNING")
     assert serving(environments["test"].url) == bento["tag"]
+    # Its `bentoml serve` killed too: the workers, in sessions of their own, keep the port.
+    os.kill(checked.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while local.alive(checked.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not local.alive(checked.pid)
+    assert local.listening(checked.port), "the workers died with their `bentoml serve`"
     engine.down(paths, "test")
     settled = records.read(paths, "test")[-1]
     assert (settled["run_id"], settled["status"]) == (last["run_id"], "FAILED")

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 
 from ..config import Paths, load_params
 
@@ -92,16 +93,16 @@ def listening(port: int) -> bool:
 
 
 def alive(pid: int) -> bool:
-    # Reap it first if it is our own child: a zombie still answers to signal 0.
+    # Reap it first if it is our own child; a zombie (exited, its parent has not reaped
+    # it yet, as some containers' init never does) counts as gone.
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return True
 
 
 def healthy(server: Server | None) -> bool:
@@ -216,17 +217,50 @@ def wait_ready(server: Server, process: subprocess.Popen, timeout: float) -> Non
 
 
 def stop(server: Server | None) -> None:
-    """End the server's whole process group; wait until its port is free."""
+    """End the server's whole process group; wait until its port is free.
+
+    BentoML's workers run in sessions of their own: when `bentoml serve` dies before
+    them (killed, or stopped while still starting them) they keep the port. So each
+    round also signals the processes the server started and the BentoML processes that
+    still listen on its port.
+    """
     if server is None:
         return
+    started = _descendants(server.pid)
     for sig, grace in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(server.pid, sig)
+        started |= _descendants(server.pid)
+        for process in started | _bentoml_listeners(server.port):
+            with contextlib.suppress(psutil.Error):
+                process.send_signal(sig)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and (alive(server.pid) or listening(server.port)):
             time.sleep(0.2)
         if not alive(server.pid) and not listening(server.port):
             return
+
+
+def _descendants(pid: int) -> set[psutil.Process]:
+    try:
+        return set(psutil.Process(pid).children(recursive=True))
+    except psutil.Error:
+        return set()
+
+
+def _bentoml_listeners(port: int) -> set[psutil.Process]:
+    """BentoML processes listening on 127.0.0.1:<port>; never another program there."""
+    found = set()
+    for connection in psutil.net_connections("tcp"):
+        if connection.status != psutil.CONN_LISTEN or not connection.pid:
+            continue
+        if connection.laddr.port != port:
+            continue
+        with contextlib.suppress(psutil.Error):
+            process = psutil.Process(connection.pid)
+            if any("bentoml" in part for part in process.cmdline()):
+                found.add(process)
+    return found
 
 
 def candidate(environment: str) -> str:
