@@ -39,6 +39,7 @@ COMMON_FILES = [
     "src/{package}/cicd_templates/_github.j2",
     "src/{package}/cicd_templates/github-cd.yml.j2",
     "src/{package}/cicd_templates/github-ci.yml.j2",
+    "src/{package}/cicd_templates/github-monitor.yml.j2",
     "src/{package}/cicd_templates/gitlab-ci.yml.j2",
     "src/{package}/cli.py",
     "src/{package}/config.py",
@@ -124,6 +125,7 @@ COMMON_FILES = [
     "tests/unit/test_metric_gates.py",
     "tests/unit/test_predict.py",
     "tests/unit/test_release_store_server.py",
+    "tests/unit/test_scheduled_jobs.py",
     "tests/unit/test_schema.py",
     "tests/unit/test_summary.py",
     # Written by the post-gen hook (uv lock); a bake for a Python with no interpreter here

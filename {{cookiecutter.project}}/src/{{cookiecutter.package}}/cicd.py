@@ -20,9 +20,14 @@ OUTPUTS = {
     "github": {
         ".github/workflows/ci.yml": "github-ci.yml.j2",
         ".github/workflows/cd.yml": "github-cd.yml.j2",
+        ".github/workflows/monitor.yml": "github-monitor.yml.j2",
     },
     "gitlab": {".gitlab-ci.yml": "gitlab-ci.yml.j2"},
 }
+# Files only a monitored project has (see `monitored`): without one, `make ci` removes them.
+MONITORING_ONLY = {".github/workflows/monitor.yml"}
+# params.yaml's monitoring.schedule when it sets none (config.py keeps the same default).
+DEFAULT_SCHEDULE = "17 5 * * *"
 PROMOTIONS = ("auto", "semi-auto", "manual")
 DEFAULT_BRANCH = "main"
 UV_VERSION = "0.13.9"
@@ -180,6 +185,21 @@ def load_environments(root: Path) -> list[Environment]:
     return ordered
 
 
+def monitored(environments: list[Environment]) -> Environment | None:
+    """The environment CI monitors on a schedule: the last one (production), when it is on a
+    host whose runner can read its prediction log. Nothing outlives a local deploy job, and
+    a cluster's log stays in its pods, so those have no scheduled monitoring."""
+    served = environments[-1]
+    return served if served.runner else None
+
+
+def _schedule(root: Path) -> str:
+    params = root / "params.yaml"
+    data = yaml.safe_load(params.read_text(encoding="utf-8")) if params.exists() else None
+    monitoring = (data or {}).get("monitoring") or {}
+    return str(monitoring.get("schedule") or DEFAULT_SCHEDULE)
+
+
 def _environment() -> jinja2.Environment:
     # Bracket delimiters: GitHub's dollar-brace expressions and GitLab's $VARS pass through.
     return jinja2.Environment(
@@ -204,10 +224,14 @@ def render(root: Path, platforms: list[str]) -> dict[str, str]:
     if unknown:
         raise ValueError(f"unknown CI platform(s) {', '.join(unknown)}: use {', '.join(OUTPUTS)}")
     environments = load_environments(root)
+    watched = monitored(environments)
     context = {
         "checks": CHECKS,
         "build": BUILD,
         "environments": environments,
+        "first": environments[0],
+        "monitored": watched,
+        "schedule": _schedule(root),
         "artifacts": ARTIFACTS,
         "download_paths": DOWNLOAD_PATHS,
         "source": f"src/{Path(__file__).parent.name}/cicd.py",
@@ -222,6 +246,7 @@ def render(root: Path, platforms: list[str]) -> dict[str, str]:
         output: jinja.get_template(template).render(**context)
         for platform in platforms
         for output, template in OUTPUTS[platform].items()
+        if watched or output not in MONITORING_ONLY
     }
 
 
@@ -247,19 +272,34 @@ def write(root: Path, platforms: list[str] | None = None) -> list[Path]:
             f"no CI files under {root}: name a platform ({', '.join(OUTPUTS)}) to create them"
         )
     written = []
-    for output, text in render(root, chosen).items():
+    rendered = render(root, chosen)
+    for output, text in rendered.items():
         path = root / output
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         written.append(path)
+    for output in _unrendered(root, chosen, rendered):
+        (root / output).unlink()
     return written
+
+
+def _unrendered(root: Path, platforms: list[str], rendered: dict[str, str]) -> list[str]:
+    """Files of `platforms` the project has but a render no longer makes (monitor.yml once
+    production leaves its host)."""
+    return [
+        output
+        for platform in platforms
+        for output in OUTPUTS[platform]
+        if output not in rendered and (root / output).exists()
+    ]
 
 
 def stale(root: Path) -> list[str]:
     """The CI files that differ from a fresh render of environments/*.yaml."""
-    fresh = render(root, present_platforms(root))
+    platforms = present_platforms(root)
+    fresh = render(root, platforms)
     return [
         output
         for output, text in fresh.items()
-        if (root / output).read_text(encoding="utf-8") != text
-    ]
+        if not (root / output).exists() or (root / output).read_text(encoding="utf-8") != text
+    ] + _unrendered(root, platforms, fresh)

@@ -278,7 +278,8 @@ def _demo_drift(params, paths, environment: str, url: str) -> None:
     folder = monitor_stage.log_folder(params, paths, environment)
     served_data.join_feedback(
         replay_stage.wait_logged(folder, sent["last_request"]),
-        served_data.read_labels(labels, params.data.target), paths.feedback, params.data.target,
+        served_data.read_labels(labels, params.data.target),
+        monitor_stage.feedback_store(paths, environment), params.data.target,
     )  # fmt: skip
     result = monitor_stage.run(params, paths, environment=environment)
     typer.echo(f"{sent['rows']} rows, numeric features +{DEMO_SHIFT:g} std, sent to {url}")
@@ -550,6 +551,21 @@ def monitor(
         raise typer.Exit(3)
 
 
+@app.command("monitor-decision")
+def monitor_decision() -> None:
+    """The latest `monitor` result in reports/monitoring/ as key=value lines (retrain=true|false,
+    window, report), for CI: GitHub's $GITHUB_OUTPUT, the scheduled retrain job's gate."""
+    from . import retraining
+
+    _, paths = _setup()
+    path = retraining.latest_monitor_result(paths)
+    result = retraining.read_monitor_result(path)
+    typer.echo(f"retrain={str(result['retrain']).lower()}")
+    typer.echo(f"window={result['window']}")
+    shown = path.relative_to(paths.root) if path.is_relative_to(paths.root) else path
+    typer.echo(f"report={shown}")
+
+
 @app.command()
 def replay(
     url: Annotated[str, typer.Option(help="Base URL of a running service")],
@@ -584,13 +600,13 @@ def feedback(
 ) -> None:
     """Join late labels to the prediction log by request id; monitor then scores the model."""
     from . import served_data
-    from .monitor import log_folder
+    from .monitor import feedback_store, log_folder
 
     params, paths = _setup()
     target = params.data.target
     log = served_data.read_log(log_folder(params, paths, env))
     done = served_data.join_feedback(
-        log, served_data.read_labels(labels, target), paths.feedback, target
+        log, served_data.read_labels(labels, target), feedback_store(paths, env), target
     )
     typer.echo(
         f"{done['joined']} of {done['labels']} labels joined by request id "

@@ -60,6 +60,19 @@ def log_folder(params: Params, paths: Paths, environment: str | None) -> Path:
     return paths.monitoring_log(params.monitoring, environment)
 
 
+def feedback_store(paths: Paths, environment: str | None) -> Path:
+    """Where `feedback` keeps the labels joined to `environment`'s log: on a lasting host,
+    beside its log (the scheduled monitor job reads both on the host's runner); else
+    data/feedback/."""
+    if environment is not None:
+        from .deploy import environments, host
+
+        found = environments.get(paths, environment)
+        if found.deploy.target == "host":
+            return host.layout(found).root / "feedback" / "labels.parquet"
+    return paths.feedback
+
+
 def load_reference(paths: Paths, version: ModelVersion) -> tuple[pd.DataFrame, FeatureSpec]:
     """The training rows (with predictions) and feature spec the version's run logged."""
     spec = FeatureSpec.model_validate(
@@ -115,10 +128,16 @@ def quality(paths: Paths, spec: FeatureSpec, frame: pd.DataFrame, folder: Path) 
 
 
 def labelled(
-    params: Params, paths: Paths, version: ModelVersion, spec: FeatureSpec, window: pd.DataFrame
+    params: Params,
+    paths: Paths,
+    version: ModelVersion,
+    spec: FeatureSpec,
+    window: pd.DataFrame,
+    environment: str | None = None,
 ) -> dict:
     """The model scored on the window's labelled rows against its training-time metrics."""
-    rows = served_data.with_labels(window, paths.feedback, spec.target).dropna(subset=[spec.target])
+    store = feedback_store(paths, environment)
+    rows = served_data.with_labels(window, store, spec.target).dropna(subset=[spec.target])
     # Kept for `make challenge` (a CI artifact), empty when the window has no labels: a
     # later challenge scores champion and challenger on this window's labelled rows.
     paths.labelled_window.parent.mkdir(parents=True, exist_ok=True)
@@ -216,7 +235,7 @@ def run(
         reference, frame.assign(prediction=window["prediction"]), drift_columns(spec),
         params.monitoring.drift,
     )  # fmt: skip
-    performance = labelled(params, paths, version, spec, window)
+    performance = labelled(params, paths, version, spec, window, environment)
     rule = params.monitoring.decision
     past = [w for w in history(paths, str(version.version), rule.n) if w["window"] != name]
     decision = drift.decide(

@@ -139,3 +139,71 @@ def test_a_host_without_runner_labels_is_refused(project: Path):
     (project / "environments" / "production.yaml").write_text(yaml.safe_dump(production))
     with pytest.raises(ValueError, match=r"production\.yaml: deploy\.runner must list the labels"):
         cicd.render(project, ["github"])
+
+
+def host_production(project: Path) -> None:
+    production = yaml.safe_load((project / "environments" / "production.yaml").read_text())
+    production["deploy"] = HOST
+    (project / "environments" / "production.yaml").write_text(yaml.safe_dump(production))
+
+
+SCHEDULED = '$CI_PIPELINE_SOURCE == "schedule" && $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH'
+
+
+def test_production_on_a_host_is_monitored_on_a_schedule_on_both_platforms(project: Path):
+    (project / "params.yaml").write_text(yaml.safe_dump({"monitoring": {"schedule": "5 4 * * 1"}}))
+    host_production(project)
+    files = cicd.render(project, ["github", "gitlab"])
+    monitor = yaml.safe_load(files[".github/workflows/monitor.yml"])
+    gitlab = yaml.safe_load(files[".gitlab-ci.yml"])
+
+    # A workflow of its own: a schedule GitHub disables never touches ci.yml or cd.yml.
+    assert monitor[True]["schedule"] == [{"cron": "5 4 * * 1"}]
+    assert set(monitor[True]) == {"schedule", "workflow_dispatch"}
+    jobs = monitor["jobs"]
+    assert list(jobs) == ["monitor", "retrain", "deploy-test"]
+    # Monitored where the log is, on production's own runner; retrained on a shared one.
+    assert jobs["monitor"]["runs-on"] == ["self-hosted", "ml-production"]
+    assert jobs["retrain"]["runs-on"] == "ubuntu-latest"
+    assert "make ci-monitor ENV=production" in [s.get("run") for s in jobs["monitor"]["steps"]]
+    assert "make ci-retrain" in [s.get("run") for s in jobs["retrain"]["steps"]]
+    assert jobs["retrain"]["if"].startswith("needs.monitor.outputs.retrain == 'true'")
+    assert jobs["deploy-test"]["if"] == "needs.retrain.outputs.winner == 'true'"
+    assert jobs["deploy-test"]["environment"] == {"name": "test"}
+    assert "make ci-deploy-winner ENV=test" in [s.get("run") for s in jobs["deploy-test"]["steps"]]
+    # No approval-holding environment on the scheduled monitor: only the store's secrets.
+    assert jobs["monitor"]["environment"] == jobs["retrain"]["environment"] == "release-store"
+
+    assert gitlab["stages"][-3:] == ["monitor", "retrain", "deploy-winner"]
+    assert gitlab["monitor"]["tags"] == ["self-hosted", "ml-production"]
+    assert gitlab["monitor"]["script"] == ["make ci-monitor ENV=production"]
+    assert gitlab["retrain"]["script"] == ["make ci-retrain"]
+    assert gitlab["deploy-winner-test"]["script"] == ["make ci-deploy-winner ENV=test"]
+    for job in ("monitor", "retrain", "deploy-winner-test"):
+        assert gitlab[job]["rules"] == [{"if": SCHEDULED}]
+    # Every other job stays out of a scheduled pipeline.
+    others = [name for name, job in gitlab.items() if isinstance(job, dict) and "script" in job]
+    for name in set(others) - {"monitor", "retrain", "deploy-winner-test"}:
+        rules = gitlab[name].get("rules") or gitlab[gitlab[name]["extends"]]["rules"]
+        assert all("schedule" not in rule["if"] for rule in rules), name
+
+
+def test_a_project_served_on_the_runner_has_no_scheduled_monitoring(project: Path):
+    files = cicd.render(project, ["github", "gitlab"])
+    assert ".github/workflows/monitor.yml" not in files
+    gitlab = yaml.safe_load(files[".gitlab-ci.yml"])
+    assert "monitor" not in gitlab and "monitor" not in gitlab["stages"]
+
+
+def test_make_ci_removes_the_monitor_workflow_once_production_leaves_its_host(project: Path):
+    (project / ".github" / "workflows").mkdir(parents=True)
+    (project / ".github" / "workflows" / "ci.yml").write_text("")
+    host_production(project)
+    cicd.write(project)
+    monitor = project / ".github" / "workflows" / "monitor.yml"
+    assert monitor.exists() and cicd.stale(project) == []
+
+    shutil.copy(PROJECT_ROOT / "environments" / "production.yaml", project / "environments")
+    assert ".github/workflows/monitor.yml" in cicd.stale(project)
+    cicd.write(project)
+    assert not monitor.exists() and cicd.stale(project) == []

@@ -114,5 +114,10 @@ def test_monitor_reads_a_hosts_log_in_its_state_folder_and_a_local_ones_in_its_o
     assert folder("production") == Path(VALID["deploy"]["state_dir"]) / "monitoring"
     assert folder("test") == tmp_path / "monitoring" / "test"
     assert folder(None) == tmp_path / "monitoring"
+    # Late labels live beside a host's log, where its scheduled monitor job reads them.
+    state_dir = Path(VALID["deploy"]["state_dir"])
+    labels = monitor.feedback_store(Paths(tmp_path), "production")
+    assert labels == state_dir / "feedback" / "labels.parquet"
+    assert monitor.feedback_store(Paths(tmp_path), "test") == Paths(tmp_path).feedback
     monkeypatch.setenv("MONITORING_PATH", str(tmp_path / "elsewhere"))
     assert folder("test") == tmp_path / "elsewhere" / "test"

@@ -1,0 +1,97 @@
+"""The scheduled jobs' gates in the Makefile: `ci-retrain` trains only on a retrain decision
+(or a reason that asks for it) and fails closed when it cannot read one; `ci-deploy-winner`
+deploys only a challenge's winner. The project's command is a stand-in that records its
+calls and answers as told."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+STAND_IN = """#!/bin/sh
+echo "$*" >> calls.log
+case "$*" in
+  "monitor-decision") [ -n "$DECISION" ] || exit 1; printf 'retrain=%s\\nwindow=w1\\n' "$DECISION";;
+  "challenge verdict") printf 'winner=%s\\nbento=churn:abc\\n' "$WINNER";;
+esac
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    shutil.copy(PROJECT_ROOT / "Makefile", tmp_path)
+    cli = tmp_path / "cli.sh"
+    cli.write_text(STAND_IN)
+    cli.chmod(0o755)
+    return tmp_path
+
+
+def make(project: Path, *args: str, **env: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    done = subprocess.run(
+        ["make", "--no-print-directory", *args, f"CLI={project / 'cli.sh'}"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", **env},
+    )
+    log = project / "calls.log"
+    return done, log.read_text().splitlines() if log.exists() else []
+
+
+TRAINING = ["data", "validate", "train --retrain", "evaluate --defer-to-challenge",
+            "challenge run", "challenge verdict"]  # fmt: skip
+
+
+def test_a_drift_run_trains_nothing_when_the_monitor_decided_against_it(project):
+    done, calls = make(project, "ci-retrain", REASON="drift", DECISION="false")
+    assert done.returncode == 0, done.stderr
+    assert "the monitor did not decide to retrain: nothing trained" in done.stdout
+    assert calls == ["store require-server", "monitor-decision"]
+
+
+def test_a_drift_run_trains_and_challenges_on_a_retrain_decision(project):
+    done, calls = make(project, "ci-retrain", REASON="drift", DECISION="true", WINNER="false")
+    assert done.returncode == 0, done.stderr
+    assert calls == ["store require-server", "monitor-decision", "store require-server",
+                     *TRAINING]  # fmt: skip
+    assert "the challenger lost: nothing packaged" in done.stdout
+
+
+def test_a_drift_run_without_a_readable_decision_fails_closed(project):
+    done, calls = make(project, "ci-retrain", REASON="drift")
+    assert done.returncode != 0
+    assert "data" not in calls
+
+
+@pytest.mark.parametrize("reason", ["schedule", "manual"])
+def test_a_scheduled_or_manual_run_retrains_without_asking_the_monitor(project, reason):
+    done, calls = make(project, "ci-retrain", REASON=reason, WINNER="false")
+    assert done.returncode == 0, done.stderr
+    assert "monitor-decision" not in calls and calls[-len(TRAINING) :] == TRAINING
+
+
+def test_the_winner_job_deploys_nothing_without_a_challenge_or_with_a_loser(project):
+    done, calls = make(project, "ci-deploy-winner", "ENV=test")
+    assert done.returncode == 0 and "no challenge ran: nothing to deploy" in done.stdout
+    assert calls == []
+    (project / "reports").mkdir()
+    (project / "reports" / "challenge.json").write_text("{}")
+    done, calls = make(project, "ci-deploy-winner", "ENV=test", WINNER="false")
+    assert done.returncode == 0 and "the challenger did not win: nothing deployed" in done.stdout
+    assert calls == ["challenge verdict"]
+
+
+def test_the_winner_job_deploys_a_winner_to_its_environment(project):
+    (project / "reports").mkdir()
+    (project / "reports" / "challenge.json").write_text("{}")
+    done, calls = make(project, "ci-deploy-winner", "ENV=test", WINNER="true")
+    assert done.returncode == 0, done.stderr
+    assert calls[0] == "challenge verdict"
+    assert calls[-3:] == ["environments verify test", "deploy test", "down test --job-end"]
