@@ -42,8 +42,8 @@ install: uv ## create .venv and node_modules/ with the template's dev and CI-run
 lint: install ## run pre-commit on the template's own files
 	$(RUN) pre-commit run --all-files --show-diff-on-failure
 
-# Two workers: the long lanes (tests/conftest.py) run side by side, one per core.
-PARALLEL := -n 2 --dist loadgroup --no-loadscope-reorder
+# Two workers, whole modules each: the long lanes (tests/conftest.py) side by side, one per core.
+PARALLEL := -n 2 --dist loadfile --no-loadscope-reorder
 
 test: install ## run every template test: bakes, CI files run for real, end-to-end pipelines
 	$(RUN) pytest $(PARALLEL) --durations=15

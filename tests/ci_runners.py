@@ -20,6 +20,7 @@ import signal
 import subprocess
 import threading
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.client import HTTPConnection, HTTPException, RemoteDisconnected
@@ -350,3 +351,75 @@ def steady_load(
         done.set()
         for thread in threads:
             thread.join(timeout=60)
+
+
+# ---------------------------------------------------------------- shared by the CI-run modules
+
+# The pytest layers, one JUnit file each (reports/junit/<layer>.xml).
+LAYERS = {"unit", "data", "model", "artifacts", "integration", "service"}
+DEPLOY_PORTS = (3001, 3002, 3003)
+GITLAB_REMOTE = "https://gitlab.example.com/ml-team/churn-model.git"
+GITHUB_REMOTE = "https://github.com/ml-team/churn-model.git"
+MERGE_REQUEST = {
+    "CI_PIPELINE_SOURCE": "merge_request_event",
+    "CI_MERGE_REQUEST_IID": "7",
+    "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": "feature/retrain",
+    "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main",
+}
+
+
+def assert_no_servers_left(tmp_path: Path) -> None:
+    left = stop_servers_started_under(DEPLOY_PORTS, tmp_path)
+    assert not left, f"the pipeline left servers running (port: pid): {left}"
+
+
+def junit_results(folder: Path) -> dict[str, tuple[int, int]]:
+    """Per JUnit file below `folder`: (tests, failures + errors)."""
+    results = {}
+    for file in sorted(folder.rglob("*.xml")):
+        root = ET.parse(file).getroot()
+        suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+        tests = sum(int(suite.get("tests", 0)) for suite in suites)
+        bad = sum(int(suite.get("failures", 0)) + int(suite.get("errors", 0)) for suite in suites)
+        results[file.stem] = (tests, bad)
+    return results
+
+
+def assert_passed(run: Run, expected: set[str]) -> None:
+    assert run.returncode == 0 and set(run.jobs) == expected, run.tail()
+    failed = {job: result for job, result in run.jobs.items() if result != "passed"}
+    assert not failed, f"{failed}\n{run.tail()}"
+
+
+def pipeline_clone(project: Path, tmp_path: Path, remote: str, name: str = "repo") -> Path:
+    """A clone of the bake whose origin looks hosted and whose default branch is main."""
+    repo = clone(project, tmp_path / name, remote)
+    git(repo, "update-ref", "refs/remotes/origin/main", "HEAD")
+    git(repo, "symbolic-ref", "refs/remotes/origin/HEAD", "refs/remotes/origin/main")
+    return repo
+
+
+def gitlab_merge_request(repo: Path) -> list[str]:
+    git(repo, "switch", "-q", "-c", MERGE_REQUEST["CI_MERGE_REQUEST_SOURCE_BRANCH_NAME"])
+    git(repo, "commit", "-q", "--allow-empty", "-m", "Retrain")
+    # A merge-request pipeline has no CI_COMMIT_BRANCH on GitLab.
+    return gitlab_options(MERGE_REQUEST, unset=("CI_COMMIT_BRANCH",))
+
+
+def gitlab_deploy_reports(repo: Path) -> list[Path]:
+    """Every deploy a job of the pipeline reported, in its artifacts or build folder."""
+    local = repo / ".gitlab-ci-local"
+    return sorted(local.glob("*/*/reports/deploys/*.json"))
+
+
+def workflow_jobs(repo: Path, workflow: str, event: str) -> set[str]:
+    """The jobs of a workflow that an `event` run starts (the others are dispatch-only)."""
+    jobs = yaml.safe_load((repo / ".github" / "workflows" / workflow).read_text())["jobs"]
+    other = "workflow_dispatch" if event != "workflow_dispatch" else "push"
+    return {
+        name for name, job in jobs.items() if f"event_name == '{other}'" not in job.get("if", "")
+    }
+
+
+def github_repository(payload: dict) -> dict:
+    return {**payload, "repository": {"full_name": "ml-team/churn-model", "default_branch": "main"}}

@@ -110,16 +110,29 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(text + "\n")
 
 
-# `make test` runs two xdist workers (--dist loadgroup --no-loadscope-reorder). The two
-# long lanes go out first, one to each worker: the tests that deploy on ports 3001-3003
-# (one at a time) and the two check-only CI runs; every other test fills in around them.
-LANES = ("deploy-ports", "check-runs")
+@pytest.fixture(scope="module")
+def ci_project(cookies_session) -> Path:
+    """The default project for the CI-file runs, committed on main as a user would push it."""
+    result = cookies_session.bake(extra_context={"git_init": True})
+    assert result.exit_code == 0, result.exception
+    repo = Path(result.project_path)
+    for args in (["commit", "-q", "-m", "Bake the project"], ["branch", "-M", "main"]):
+        subprocess.run(
+            ["git", "-c", "user.name=CI Test", "-c", "user.email=ci@example.com", *args],
+            cwd=repo, env=clean_env(), check=True, capture_output=True,
+        )  # fmt: skip
+    return repo
+
+
+# `make test` runs two xdist workers, each taking whole modules (--dist loadfile: a module's
+# shared bakes stay on one worker; --no-loadscope-reorder: in this order). The two long
+# lanes go out first, one to each worker: the CI runs that deploy on ports 3001-3003 (one
+# at a time, in their module) and the check-only CI runs; the other modules fill in.
+LANES = ("test_ci_runs.py", "test_ci_check_runs.py")
 
 
 def _lane(item: pytest.Item) -> int:
-    group = item.get_closest_marker("xdist_group")
-    name = group.args[0] if group and group.args else group.kwargs.get("name") if group else None
-    return LANES.index(name) if name in LANES else len(LANES)
+    return LANES.index(item.path.name) if item.path.name in LANES else len(LANES)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

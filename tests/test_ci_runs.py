@@ -3,8 +3,9 @@ under act, both on this machine, on one baked default project (ci=github+gitlab)
 
 Slow (minutes per pipeline): every job installs the project and the jobs train, package,
 serve and deploy a real model. The deploy jobs serve on the environments' ports 3001-3003,
-so the pipelines that may deploy run one at a time (xdist group "deploy-ports"), and each
-checks nothing is left listening there; the check-only runs go beside them.
+so this module's pipelines run one at a time (`make test` gives a module to one xdist
+worker), and each checks nothing is left listening there. The check-only runs, which
+deploy nothing, are in tests/test_ci_check_runs.py and run beside them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import signal
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.request import urlopen
@@ -30,13 +30,21 @@ import pandas as pd
 import pytest
 import yaml
 from ci_runners import (
-    Run,
+    DEPLOY_PORTS,
+    GITHUB_REMOTE,
+    GITLAB_REMOTE,
+    assert_no_servers_left,
+    assert_passed,
     clone,
     execute,
     git,
+    github_repository,
     gitlab_artifacts,
+    gitlab_deploy_reports,
     gitlab_jobs,
+    gitlab_merge_request,
     gitlab_options,
+    pipeline_clone,
     run_act,
     run_gitlab,
     servers_on,
@@ -44,6 +52,7 @@ from ci_runners import (
     stop_host,
     stop_servers_started_under,
     supervisorctl,
+    workflow_jobs,
 )
 from mlflow import MlflowClient
 from release_store import ReleaseStore, running_release_store
@@ -52,9 +61,6 @@ from release_store import ReleaseStore, running_release_store
 pytestmark = [pytest.mark.slow, pytest.mark.ci_run]
 
 ENVIRONMENTS = ["test", "preprod", "production"]
-# The pytest layers, one JUnit file each (reports/junit/<layer>.xml).
-LAYERS = {"unit", "data", "model", "artifacts", "integration", "service"}
-DEPLOY_PORTS = (3001, 3002, 3003)
 PROJECT = "churn-model"
 # What one push to main records: (environment, action), in order.
 PUSH_STEPS = [("test", "deploy"), ("preprod", "promote"), ("production", "promote")]
@@ -62,25 +68,6 @@ PUSH_STEPS = [("test", "deploy"), ("preprod", "promote"), ("production", "promot
 # by more than the 2% tolerance on roc_auc (0.964 against 0.994 on the held-out rows).
 WORSE_MODEL = {"n_estimators: 200": "n_estimators: 2", "learning_rate: 0.05": "learning_rate: 0.5",
                "num_leaves: 15": "num_leaves: 3"}  # fmt: skip
-GITLAB_REMOTE = "https://gitlab.example.com/ml-team/churn-model.git"
-GITHUB_REMOTE = "https://github.com/ml-team/churn-model.git"
-MERGE_REQUEST = {
-    "CI_PIPELINE_SOURCE": "merge_request_event",
-    "CI_MERGE_REQUEST_IID": "7",
-    "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": "feature/retrain",
-    "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main",
-}
-
-
-@pytest.fixture(scope="module")
-def baked(cookies_session) -> Path:
-    """The default project, committed on main as a user would push it."""
-    result = cookies_session.bake(extra_context={"git_init": True})
-    assert result.exit_code == 0, result.exception
-    repo = Path(result.project_path)
-    git(repo, "commit", "-q", "-m", "Bake the project")
-    git(repo, "branch", "-M", "main")
-    return repo
 
 
 @pytest.fixture
@@ -93,26 +80,9 @@ def deploy_ports_stay_free(tmp_path):
     stop_servers_started_under(DEPLOY_PORTS, tmp_path)
 
 
-def assert_no_servers_left(tmp_path: Path) -> None:
-    left = stop_servers_started_under(DEPLOY_PORTS, tmp_path)
-    assert not left, f"the pipeline left servers running (port: pid): {left}"
-
-
 def checkout_branch(repo: Path, branch: str) -> None:
     git(repo, "switch", "-q", "-c", branch)
     git(repo, "commit", "-q", "--allow-empty", "-m", "Retrain")
-
-
-def junit_results(folder: Path) -> dict[str, tuple[int, int]]:
-    """Per JUnit file below `folder`: (tests, failures + errors)."""
-    results = {}
-    for file in sorted(folder.rglob("*.xml")):
-        root = ET.parse(file).getroot()
-        suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
-        tests = sum(int(suite.get("tests", 0)) for suite in suites)
-        bad = sum(int(suite.get("failures", 0)) + int(suite.get("errors", 0)) for suite in suites)
-        results[file.stem] = (tests, bad)
-    return results
 
 
 @pytest.fixture
@@ -151,10 +121,10 @@ class PlatformApi:
 
 
 @pytest.fixture
-def platform_api(baked) -> PlatformApi:
+def platform_api(ci_project) -> PlatformApi:
     """The baked project's own API stand-ins (tests/integration/fake_platforms.py), holding
     preprod and production protected as `environments sync` leaves them."""
-    sys.path.insert(0, str(baked / "tests" / "integration"))
+    sys.path.insert(0, str(ci_project / "tests" / "integration"))
     import fake_platforms as fakes
 
     github = fakes.FakeGitHub(repository="ml-team/churn-model")
@@ -237,20 +207,6 @@ def revert_last_commit(repo: Path) -> None:
     git(repo, "revert", "--no-edit", "HEAD")
 
 
-def assert_passed(run: Run, expected: set[str]) -> None:
-    assert run.returncode == 0 and set(run.jobs) == expected, run.tail()
-    failed = {job: result for job, result in run.jobs.items() if result != "passed"}
-    assert not failed, f"{failed}\n{run.tail()}"
-
-
-def pipeline_clone(baked: Path, tmp_path: Path, remote: str, name: str = "repo") -> Path:
-    """A clone of the bake whose origin looks hosted and whose default branch is main."""
-    repo = clone(baked, tmp_path / name, remote)
-    git(repo, "update-ref", "refs/remotes/origin/main", "HEAD")
-    git(repo, "symbolic-ref", "refs/remotes/origin/HEAD", "refs/remotes/origin/main")
-    return repo
-
-
 def drop_a_suite_column(repo: Path) -> str:
     """Commit data that lacks a column the suite expects, read through params.yaml."""
     suite = json.loads((repo / "expectations" / "raw.json").read_text())
@@ -277,48 +233,12 @@ def drop_a_suite_column(repo: Path) -> str:
     return column
 
 
-def gitlab_merge_request(repo: Path) -> list[str]:
-    git(repo, "switch", "-q", "-c", MERGE_REQUEST["CI_MERGE_REQUEST_SOURCE_BRANCH_NAME"])
-    git(repo, "commit", "-q", "--allow-empty", "-m", "Retrain")
-    # A merge-request pipeline has no CI_COMMIT_BRANCH on GitLab.
-    return gitlab_options(MERGE_REQUEST, unset=("CI_COMMIT_BRANCH",))
-
-
-def gitlab_deploy_reports(repo: Path) -> list[Path]:
-    """Every deploy a job of the pipeline reported, in its artifacts or build folder."""
-    local = repo / ".gitlab-ci-local"
-    return sorted(local.glob("*/*/reports/deploys/*.json"))
-
-
-# Beside the deploying tests on the other xdist worker (conftest.py orders the lanes).
-@pytest.mark.xdist_group("check-runs")
-def test_gitlab_merge_request_pipeline_runs_every_check_and_deploys_nothing(baked, tmp_path):
-    repo = pipeline_clone(baked, tmp_path, GITLAB_REMOTE)
-    options = gitlab_merge_request(repo)
-    planned = gitlab_jobs(repo, options)
-    assert [job for job in planned if job["environment"]] == [], "a merge request deploys"
-
-    run = run_gitlab(repo, options)
-
-    assert_passed(run, {job["name"] for job in planned})
-    local = repo / ".gitlab-ci-local" / "artifacts"
-    results = junit_results(local)
-    assert set(results) >= LAYERS, f"JUnit files: {sorted(results)}"
-    assert all(tests and not bad for tests, bad in results.values()), results
-    # The service job load-tested the bento the package job built, received as an artifact.
-    assert list(gitlab_artifacts(repo, "package").glob("dist/*.bento")), run.tail()
-    assert list(gitlab_artifacts(repo, "service").glob("reports/loadtest/test/result.json"))
-    assert gitlab_deploy_reports(repo) == []
-    assert_no_servers_left(tmp_path)
-
-
-@pytest.mark.xdist_group("deploy-ports")
 @pytest.mark.usefixtures("deploy_ports_stay_free")
 @pytest.mark.parametrize("pipeline", ["merge_request", "default_branch"])
 def test_gitlab_pipeline_stops_at_the_data_when_a_column_is_dropped(
-    baked, tmp_path, pipeline, request
+    ci_project, tmp_path, pipeline, request
 ):
-    repo = pipeline_clone(baked, tmp_path, GITLAB_REMOTE)
+    repo = pipeline_clone(ci_project, tmp_path, GITLAB_REMOTE)
     if pipeline == "merge_request":
         options = gitlab_merge_request(repo)
         stopping_job = "data"
@@ -342,15 +262,16 @@ def test_gitlab_pipeline_stops_at_the_data_when_a_column_is_dropped(
     assert_no_servers_left(tmp_path)
 
 
-@pytest.mark.xdist_group("deploy-ports")
 @pytest.mark.usefixtures("deploy_ports_stay_free")
 def test_gitlab_promotion_across_pushes_lives_in_the_release_store(
-    baked, tmp_path, store, platform_api
+    ci_project, tmp_path, store, lasting_host, platform_api
 ):
     """Successive pipelines on main, each starting from nothing but the repository and the
-    release store's variable: pushes, then Run pipeline with DEPLOY_* variables. Preprod
-    and production deploy only while GitLab (its API stand-in) protects them."""
-    repo = pipeline_clone(baked, tmp_path, GITLAB_REMOTE)
+    release store's variable: pushes, then Run pipeline with DEPLOY_* variables, then the
+    schedule. Preprod and production deploy only while GitLab (its API stand-in) protects
+    them; production lives on a lasting host, where the scheduled monitor reads its log."""
+    repo = pipeline_clone(ci_project, tmp_path, GITLAB_REMOTE)
+    move_production_to_a_host(repo, lasting_host)
     variables = {"MLFLOW_TRACKING_URI": store.uri, **platform_api.gitlab_variables()}
     push = gitlab_options(variables)
     planned = gitlab_jobs(repo, push)
@@ -421,44 +342,22 @@ def test_gitlab_promotion_across_pushes_lives_in_the_release_store(
     assert_passed(run_by_hand("production", "rollback"), {"dispatch-production"})
     assert deploys(store)[-1] == ("production", "rollback", a, "FINISHED")
     assert aliases(store) == {"test": version_b, "preprod": version_b, "production": version_a}
+    assert host_serving(lasting_host)["bento"] == a
     assert_no_servers_left(tmp_path)
 
-
-def workflow_jobs(repo: Path, workflow: str, event: str) -> set[str]:
-    """The jobs of a workflow that an `event` run starts (the others are dispatch-only)."""
-    jobs = yaml.safe_load((repo / ".github" / "workflows" / workflow).read_text())["jobs"]
-    other = "workflow_dispatch" if event != "workflow_dispatch" else "push"
-    return {
-        name for name, job in jobs.items() if f"event_name == '{other}'" not in job.get("if", "")
-    }
-
-
-def github_repository(payload: dict) -> dict:
-    return {**payload, "repository": {"full_name": "ml-team/churn-model", "default_branch": "main"}}
-
-
-@pytest.mark.xdist_group("check-runs")
-def test_github_pull_request_workflow_runs_every_check(baked, tmp_path):
-    repo = pipeline_clone(baked, tmp_path, GITHUB_REMOTE)
-    base = git(repo, "rev-parse", "HEAD")
-    git(repo, "switch", "-q", "-c", "feature/retrain")
-    git(repo, "commit", "-q", "--allow-empty", "-m", "Retrain")
-    head = git(repo, "rev-parse", "HEAD")
-    pull_request = {
-        "number": 7,
-        "head": {"ref": "feature/retrain", "sha": head},
-        "base": {"ref": "main", "sha": base},
-    }
-    payload = github_repository({"action": "opened", "number": 7, "pull_request": pull_request})
-    artifacts = tmp_path / "artifacts"
-
-    run = run_act(repo, "pull_request", "ci.yml", payload, artifacts, run_id="1")
-
-    assert_passed(run, workflow_jobs(repo, "ci.yml", "pull_request"))
-    results = junit_results(artifacts / "1")
-    assert set(results) >= LAYERS, f"JUnit files: {sorted(results)}"
-    assert all(tests and not bad for tests, bad in results.values()), results
-    assert list((artifacts / "1").rglob("loadtest/test/result.json")), "no load-test report"
+    # The schedule (a pipeline schedule on main): see assert_a_challenger_reaches_test.
+    commit_relabelled_data(repo)
+    serve_labelled_traffic(repo, tmp_path, GITLAB_REMOTE)
+    scheduled = gitlab_options({**variables, "CI_PIPELINE_SOURCE": "schedule"})
+    assert [job["name"] for job in gitlab_jobs(repo, scheduled)] == [
+        "monitor", "retrain", "deploy-winner-test"
+    ]  # fmt: skip
+    run = run_gitlab(repo, scheduled)
+    assert_passed(run, {"monitor", "retrain", "deploy-winner-test"})
+    [monitored] = (gitlab_artifacts(repo, "monitor") / "reports" / "monitoring").glob("2*.json")
+    assert_a_challenger_reaches_test(store, monitored, gitlab_artifacts(repo, "retrain"),
+                                     (a, version_a), (b, version_b))  # fmt: skip
+    assert host_serving(lasting_host)["bento"] == a
     assert_no_servers_left(tmp_path)
 
 
@@ -578,12 +477,12 @@ def commit_relabelled_data(repo: Path) -> None:
     git(repo, "commit", "-q", "-m", "Data source: this quarter's labels")
 
 
-def serve_labelled_traffic(repo: Path, tmp_path: Path, rows: int = 500) -> str:
+def serve_labelled_traffic(repo: Path, tmp_path: Path, remote: str, rows: int = 500) -> str:
     """What production's users do between two scheduled runs, with the project's own
     commands in a checkout of its own: held-out rows of the current data sent to the host
     (`make replay`), then their labels joined to its log (`make feedback`). Returns the
-    last request id."""
-    checkout = clone(repo, tmp_path / "traffic", GITHUB_REMOTE)
+    commands' output."""
+    checkout = clone(repo, tmp_path / "traffic", remote)
     labels = "reports/monitoring/replay-labels.csv"
     steps = [
         ["make", "install", "data", "train"],  # the model card replay reads; a store of its own
@@ -601,6 +500,37 @@ def serve_labelled_traffic(repo: Path, tmp_path: Path, rows: int = 500) -> str:
     return output
 
 
+def assert_a_challenger_reaches_test(
+    store: ReleaseStore,
+    monitored: Path,
+    retrained: Path,
+    champion: tuple[str, str],
+    in_preprod: tuple[str, str],
+) -> None:
+    """What a scheduled run must show once the data source carries labels the champion
+    (aliased production) never learnt and production's users sent rows under them, labelled
+    later: the monitor job, on production's runner, scored the labelled window and decided
+    to retrain (`monitored`: its result); the challenger trained on the current data beat
+    the champion by the margin, was released (`retrained`: the retrain job's dist/ and
+    reports/) and reached test, recorded with why it ran. Preprod and production keep what
+    they had: from test on it is promoted like any other bento."""
+    decision = json.loads(monitored.read_text())["decision"]
+    assert decision["retrain"] and "labelled performance" in " ".join(decision["reasons"])
+    challenge = json.loads((retrained / "reports" / "challenge.json").read_text())
+    assert challenge["winner"] and challenge["champion"]["version"] == champion[1], challenge
+    c = built_bento(retrained)
+    version_c = assert_released(store, c)
+    assert c not in (champion[0], in_preprod[0]) and version_c == challenge["challenger"]["version"]
+    assert deploys(store)[-1] == ("test", "deploy", c, "FINISHED")
+    assert aliases(store) == {
+        "test": version_c,
+        "preprod": in_preprod[1],
+        "production": champion[1],
+    }
+    why = MlflowClient(store.uri).get_model_version(PROJECT, version_c).tags
+    assert why["retrain.reason"] == "drift" and why["retrain.window"] == monitored.stem, why
+
+
 def a_request(store: ReleaseStore, bento: str) -> dict:
     """A one-row prediction request from the held-out rows released with `bento`."""
     [key] = [
@@ -610,17 +540,16 @@ def a_request(store: ReleaseStore, bento: str) -> dict:
     return {"records": rows.head(1).to_dict("records")}
 
 
-@pytest.mark.xdist_group("deploy-ports")
 @pytest.mark.usefixtures("deploy_ports_stay_free")
 def test_github_promotion_across_pushes_lives_in_the_release_store(
-    baked, tmp_path, store, lasting_host, platform_api
+    ci_project, tmp_path, store, lasting_host, platform_api
 ):
     """Successive pushes to main and Run workflow, each a separate act run that starts from
     nothing but the repository and the release store's secret. Production lives on a
     lasting host (its own runner labels): it keeps serving between runs, comes back after a
     crash, and switches bentos blue-green under load. Preprod and production deploy only
     while GitHub (its API stand-in) protects them."""
-    repo = pipeline_clone(baked, tmp_path, GITHUB_REMOTE)
+    repo = pipeline_clone(ci_project, tmp_path, GITHUB_REMOTE)
     move_production_to_a_host(repo, lasting_host)
     artifacts = tmp_path / "artifacts"
     # GITHUB_TOKEN is what act hands jobs as github.token; the API is the stand-in's.
@@ -687,56 +616,14 @@ def test_github_promotion_across_pushes_lives_in_the_release_store(
     assert aliases(store) == {"test": version_b, "preprod": version_b, "production": version_a}
     assert_no_servers_left(tmp_path)
 
-    # The schedule (monitor.yml, its own workflow): the data source now carries labels the
-    # champion (A, aliased production) never learnt, and production's users send rows under
-    # them, labelled later. The monitor job, on production's runner, scores the labelled
-    # window and decides to retrain; the challenger trained on the current data beats the
-    # champion by the margin, is released, and reaches test. Preprod and production keep
-    # what they had: from test on it is promoted like any other bento.
+    # The schedule (monitor.yml, its own workflow): see assert_a_challenger_reaches_test.
     commit_relabelled_data(repo)
-    serve_labelled_traffic(repo, tmp_path)
+    serve_labelled_traffic(repo, tmp_path, GITHUB_REMOTE)
     run = run_act(repo, "schedule", "monitor.yml", github_repository({"schedule": "17 5 * * *"}),
                   artifacts, "7", secrets, HOST_LABELS, api)  # fmt: skip
     assert_passed(run, {"monitor", "retrain", "deploy-test"})
     [monitored] = (artifacts / "7" / "monitoring").glob("2*.json")
-    decision = json.loads(monitored.read_text())["decision"]
-    assert decision["retrain"] and "labelled performance" in " ".join(decision["reasons"])
-    challenge = json.loads((artifacts / "7" / "release-retrain" / "reports" / "challenge.json")
-                           .read_text())  # fmt: skip
-    assert challenge["winner"] and challenge["champion"]["version"] == version_a, challenge
-    c = built_bento(artifacts / "7" / "release-retrain")
-    version_c = assert_released(store, c)
-    assert c not in (a, b) and version_c == challenge["challenger"]["version"]
-    assert deploys(store)[-1] == ("test", "deploy", c, "FINISHED")
-    assert aliases(store) == {"test": version_c, "preprod": version_b, "production": version_a}
-    why = MlflowClient(store.uri).get_model_version(PROJECT, version_c).tags
-    assert why["retrain.reason"] == "drift" and why["retrain.window"] == monitored.stem, why
-    assert host_serving(lasting_host)["bento"] == a
-    assert_no_servers_left(tmp_path)
-
-    # The schedule (monitor.yml, its own workflow): the data source now carries labels the
-    # champion (A, aliased production) never learnt, and production's users send rows under
-    # them, labelled later. The monitor job, on production's runner, scores the labelled
-    # window and decides to retrain; the challenger trained on the current data beats the
-    # champion by the margin, is released, and reaches test. Preprod and production keep
-    # what they had: from test on it is promoted like any other bento.
-    commit_relabelled_data(repo)
-    serve_labelled_traffic(repo, tmp_path)
-    run = run_act(repo, "schedule", "monitor.yml", github_repository({"schedule": "17 5 * * *"}),
-                  artifacts, "7", secrets, HOST_LABELS, api)  # fmt: skip
-    assert_passed(run, {"monitor", "retrain", "deploy-test"})
-    [monitored] = (artifacts / "7" / "monitoring").glob("2*.json")
-    decision = json.loads(monitored.read_text())["decision"]
-    assert decision["retrain"] and "labelled performance" in " ".join(decision["reasons"])
-    challenge = json.loads((artifacts / "7" / "release-retrain" / "reports" / "challenge.json")
-                           .read_text())  # fmt: skip
-    assert challenge["winner"] and challenge["champion"]["version"] == version_a, challenge
-    c = built_bento(artifacts / "7" / "release-retrain")
-    version_c = assert_released(store, c)
-    assert c not in (a, b) and version_c == challenge["challenger"]["version"]
-    assert deploys(store)[-1] == ("test", "deploy", c, "FINISHED")
-    assert aliases(store) == {"test": version_c, "preprod": version_b, "production": version_a}
-    why = MlflowClient(store.uri).get_model_version(PROJECT, version_c).tags
-    assert why["retrain.reason"] == "drift" and why["retrain.window"] == monitored.stem, why
+    assert_a_challenger_reaches_test(store, monitored, artifacts / "7" / "release-retrain",
+                                     (a, version_a), (b, version_b))  # fmt: skip
     assert host_serving(lasting_host)["bento"] == a
     assert_no_servers_left(tmp_path)

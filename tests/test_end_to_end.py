@@ -1,8 +1,8 @@
 """Bake, install in a fresh uv environment, and run the generated project's own targets.
 
 Slow (minutes): each test installs the pinned stack and runs real GX, LightGBM, MLflow
-and a real BentoML server. The pipelines deploy on the environments' ports 3001-3003, like
-the CI runs that deploy: they share the xdist group "deploy-ports", one at a time.
+and a real BentoML server. Each pipeline shifts its environments' ports (3001-3003, which
+the CI runs that deploy use) by an offset of its own, so they run beside anything else.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import run
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("deploy-ports")]
+pytestmark = pytest.mark.slow
 
 ANSWERED = re.compile(r"bento (\S+) answered \d+ rows like the in-process model")
 # The pipeline closes with `monitor` on a shifted window replayed to production.
@@ -54,11 +54,13 @@ def stage_timings(output: str) -> str:
 def bake_and_make(cookies, task: str, targets: list[str], port: int, record_property):
     result = cookies.bake(extra_context={"task": task, "git_init": True})
     assert result.exit_code == 0, result.exception
+    # The environments serve on 3001-3003 + the offset: 3101-3103 for PORT=3100, and so on.
+    ports = [f"PORT={port}", f"DEPLOY_PORT_OFFSET={port - 3000}"]
     try:
-        made = run(["make", *targets, f"PORT={port}"], cwd=result.project_path, timeout=2400)
+        made = run(["make", *targets, *ports], cwd=result.project_path, timeout=2400)
     finally:
         # The pipeline leaves test, preprod and production serving; free their ports.
-        run(["make", "down"], cwd=result.project_path, timeout=120)
+        run(["make", "down", *ports], cwd=result.project_path, timeout=120)
     output = made.stdout
     assert made.returncode == 0, output[-6000:]
     record_property("pipeline", f"{task}: make {' '.join(targets)}\n{stage_timings(output)}")
@@ -68,7 +70,7 @@ def bake_and_make(cookies, task: str, targets: list[str], port: int, record_prop
 # The default project's own lint and tests run in tests/test_ci_runs.py, job by job, as its
 # merge-request pipeline and pull-request workflow run them; here, its whole local pipeline.
 @pytest.mark.parametrize(
-    ("task", "port"), [("binary", 3110), ("multiclass", 3111), ("regression", 3112)]
+    ("task", "port"), [("binary", 3100), ("multiclass", 3200), ("regression", 3500)]
 )
 def test_pipeline_serves_a_matching_prediction_for_each_task(cookies, record_property, task, port):
     output = bake_and_make(cookies, task, ["install", "pipeline"], port, record_property)
