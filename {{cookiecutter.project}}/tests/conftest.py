@@ -24,11 +24,28 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SWITCHED = ("PROJECT_ROOT", "MLFLOW_TRACKING_URI")
 
 
+def copy_params(root: Path) -> None:
+    """params.yaml into another project root, with the data source it names: a relative
+    path (your own CSV or Parquet file) is linked there, so the copy reads the same file."""
+    shutil.copy(PROJECT_ROOT / "params.yaml", root / "params.yaml")
+    source = load_params(PROJECT_ROOT / "params.yaml").data.source
+    if not source.startswith("sklearn:") and not Path(source).is_absolute():
+        linked = root / source
+        linked.parent.mkdir(parents=True, exist_ok=True)
+        linked.symlink_to((PROJECT_ROOT / source).resolve())
+
+
+@pytest.fixture(scope="session")
+def params_into():
+    """`params_into(root)`: this project's params.yaml, and its data source, in `root`."""
+    return copy_params
+
+
 @pytest.fixture(scope="session")
 def paths(tmp_path_factory: pytest.TempPathFactory) -> Paths:
     """A throwaway project root with the real params, suites and environments."""
     root = tmp_path_factory.mktemp("project")
-    shutil.copy(PROJECT_ROOT / "params.yaml", root / "params.yaml")
+    copy_params(root)
     for folder in ("expectations", "environments"):
         shutil.copytree(PROJECT_ROOT / folder, root / folder)
     os.environ["PROJECT_ROOT"] = str(root)

@@ -28,10 +28,10 @@ WINDOW = "20260101T000000.000Z"
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, paths: Paths, params, raw_data, stores_of):
+def project(tmp_path_factory, paths: Paths, params, raw_data, stores_of, params_into):
     """The project and its champion's model card; every server it started stopped after."""
     root = Paths(tmp_path_factory.mktemp("retraining"))
-    shutil.copy(paths.params, root.params)
+    params_into(root.root)
     for folder in ("expectations", "environments"):
         shutil.copytree(paths.root / folder, root.root / folder)
     with stores_of(root), pytest.MonkeyPatch.context() as patch:
