@@ -59,8 +59,7 @@ def test_a_drift_run_trains_nothing_when_the_monitor_decided_against_it(project)
 def test_a_drift_run_trains_and_challenges_on_a_retrain_decision(project):
     done, calls = make(project, "ci-retrain", REASON="drift", DECISION="true", WINNER="false")
     assert done.returncode == 0, done.stderr
-    assert calls == ["store require-server", "monitor-decision", "store require-server",
-                     *TRAINING]  # fmt: skip
+    assert calls == ["store require-server", "monitor-decision", *TRAINING]
     assert "the challenger lost: nothing packaged" in done.stdout
 
 
