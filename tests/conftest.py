@@ -125,10 +125,11 @@ def ci_project(cookies_session) -> Path:
 
 
 # `make test` runs two xdist workers, each taking whole modules (--dist loadfile: a module's
-# shared bakes stay on one worker; --no-loadscope-reorder: in this order). The two long
-# lanes go out first, one to each worker: the CI runs that deploy on ports 3001-3003 (one
-# at a time, in their module) and the check-only CI runs; the other modules fill in.
-LANES = ("test_ci_runs.py", "test_ci_check_runs.py")
+# shared bakes stay on one worker; --no-loadscope-reorder: in this order). The long lanes go
+# out first: the CI runs that deploy on ports 3001-3003 (one at a time, in their module) to
+# one worker; the check-only CI runs, then the end-to-end pipelines, to the other (a worker
+# takes its next module once it has two tests left); the short modules fill in.
+LANES = ("test_ci_runs.py", "test_ci_check_runs.py", "test_end_to_end.py")
 
 
 def _lane(item: pytest.Item) -> int:

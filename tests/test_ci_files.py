@@ -550,7 +550,9 @@ def hosted(tmp_path_factory) -> Path:
 
 
 def zizmor_audits(report: str) -> set[str]:
-    return set(re.findall(r"^(?:warning|error|help|note)\[([\w-]+)\]", report, re.M))
+    """The audits a zizmor report names (it colours its output where CI is set)."""
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", report)
+    return set(re.findall(r"^(?:warning|error|help|note)\[([\w-]+)\]", plain, re.M))
 
 
 def test_a_hosted_production_is_monitored_on_a_schedule_in_valid_clean_files(hosted):
