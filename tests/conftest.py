@@ -113,14 +113,13 @@ def pytest_terminal_summary(terminalreporter):
 @pytest.fixture(scope="module")
 def ci_project(cookies_session) -> Path:
     """The default project for the CI-file runs, committed on main as a user would push it."""
+    from ci_runners import git  # it imports this module: not at the top
+
     result = cookies_session.bake(extra_context={"git_init": True})
     assert result.exit_code == 0, result.exception
     repo = Path(result.project_path)
-    for args in (["commit", "-q", "-m", "Bake the project"], ["branch", "-M", "main"]):
-        subprocess.run(
-            ["git", "-c", "user.name=CI Test", "-c", "user.email=ci@example.com", *args],
-            cwd=repo, env=clean_env(), check=True, capture_output=True,
-        )  # fmt: skip
+    git(repo, "commit", "-q", "-m", "Bake the project")
+    git(repo, "branch", "-M", "main")
     return repo
 
 

@@ -166,7 +166,8 @@ def write_stand_in_tools(folder: Path) -> Path:
     """Stand-in `bentoml`, `docker` and `kubectl` in `folder`, for the kubernetes target.
 
     Each appends its argv to folder/calls.log and exits 0, or prints "error: it failed"
-    and exits 1 once when a file `fail-<tool>-<first argument>` exists. Returns the log.
+    and exits 1 once when a file `fail-<tool>-<first argument>` exists; it prints the file
+    `answer-<tool>-<first argument>` when there is one. Returns the log.
     `docker image inspect <repository>:<tag>` also prints the image's JSON, whose
     RepoDigests has `<repository>@sha256:<digest>`: the fake digest is the tag's bytes in
     hex, zero-padded to 64 characters (`tag.encode().hex().ljust(64, "0")`).
@@ -189,7 +190,8 @@ def write_stand_in_tools(folder: Path) -> Path:
             f'echo "{tool} $*" >> "{log}"\n'
             f'marker="{folder}/fail-{tool}-$1"\n'
             'if [ -f "$marker" ]; then rm "$marker"; echo "error: it failed" >&2; exit 1; fi\n'
-            + answers.get(tool, "")
+            f'answer="{folder}/answer-{tool}-$1"\n'
+            'if [ -f "$answer" ]; then cat "$answer"; fi\n' + answers.get(tool, "")
         )
         script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return log

@@ -3,7 +3,9 @@
 `make install` syncs the dev venv from uv.lock; the bento must carry those same versions,
 not whatever an index serves on the day it is installed. `uv export` turns one dependency
 group of the lock (pyproject.toml's `bento`, say) and everything it pulls in into pinned
-requirement lines, with markers where the lock holds a version per Python.
+requirements, with markers where the lock holds a version per Python, and the sha256 of
+every file the lock allows: an installer then takes only those exact files (a package
+replaced on the index, or by a mirror, fails the install instead of running).
 """
 
 from __future__ import annotations
@@ -28,15 +30,18 @@ def uv() -> str:
     return found
 
 
-def export(group: str, project: Path = PROJECT_DIR) -> list[str]:
-    """Pinned requirement lines of dependency group `group` and all it depends on, from
-    uv.lock; fails when the lock is missing or no longer matches pyproject.toml."""
+def export(group: str, project: Path = PROJECT_DIR, hashes: bool = True) -> list[str]:
+    """Pinned requirements of dependency group `group` and all it depends on, from uv.lock,
+    one entry each: `name==version[ ; marker]`, followed, with `hashes`, by its `--hash`
+    options on continuation lines (requirements.txt syntax). Fails when the lock is missing
+    or no longer matches pyproject.toml."""
     if not (project / "uv.lock").exists():
         raise FileNotFoundError(
             f"{project / 'uv.lock'} is missing: run `make install` to create it, and commit it"
         )
     command = [uv(), "export", "--locked", "--only-group", group, "--no-emit-project"]
-    command += ["--no-hashes", "--no-header", "--no-annotate", "--format", "requirements.txt"]
+    command += [] if hashes else ["--no-hashes"]
+    command += ["--no-header", "--no-annotate", "--format", "requirements.txt"]
     done = subprocess.run(
         command, cwd=project, capture_output=True, text=True, timeout=EXPORT_TIMEOUT
     )
@@ -49,9 +54,46 @@ def export(group: str, project: Path = PROJECT_DIR) -> list[str]:
             f"uv export of group {group!r} from {project}/uv.lock failed: {cause} "
             "(after changing pyproject.toml, `make lock` updates uv.lock; commit both)"
         )
-    return [line.strip() for line in done.stdout.splitlines() if line.strip()]
+    return entries(done.stdout)
+
+
+def entries(text: str) -> list[str]:
+    """The entries of a requirements file: each line with its indented continuation lines
+    (a requirement's `--hash` options), blank lines left out."""
+    found: list[str] = []
+    for line in text.splitlines():
+        if line[:1].isspace() and line.strip() and found:
+            found[-1] += "\n" + line.rstrip()
+        elif line.strip():
+            found.append(line.strip())
+    return found
+
+
+def unhashed(text: str) -> list[str]:
+    """The requirements of a requirements file that name no sha256 to check.
+
+    BentoML appends its own pin, unhashed, to a bento's file; it counts as hashed when an
+    entry with hashes pins the same version (uv then checks that entry's files).
+    """
+    requirements = [entry for entry in entries(text) if not entry.startswith(("#", "-"))]
+    hashed = {requirement_of(entry) for entry in requirements if hashes_of(entry)}
+    return [
+        requirement_of(entry)
+        for entry in requirements
+        if not hashes_of(entry) and requirement_of(entry) not in hashed
+    ]
+
+
+def requirement_of(entry: str) -> str:
+    """The requirement of an exported entry, its hashes left out (`numpy==2.4.6`)."""
+    return entry.split("\n", 1)[0].removesuffix("\\").strip()
+
+
+def hashes_of(entry: str) -> list[str]:
+    """The `sha256:...` digests an exported entry allows."""
+    return [word.split("=", 1)[1] for word in entry.split() if word.startswith("--hash=")]
 
 
 def name_of(requirement: str) -> str:
-    """The normalised project name of a pinned line (`scikit-learn==1.9.1 ; marker`)."""
+    """The normalised project name of a pinned entry (`scikit-learn==1.9.1 ; marker`)."""
     return requirement.split("==", 1)[0].strip().lower().replace("_", "-")

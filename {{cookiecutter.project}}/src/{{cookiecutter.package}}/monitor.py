@@ -52,11 +52,8 @@ def log_folder(params: Params, paths: Paths, environment: str | None) -> Path:
     cluster's); without an environment, monitoring.path itself (what `make serve` writes)."""
     if environment is None:
         return paths.monitoring_log(params.monitoring)
-    from .deploy import environments, host
-
-    found = environments.get(paths, environment)
-    if found.deploy.target == "host":
-        return host.layout(found).root / "monitoring"
+    if (root := _host_root(paths, environment)) is not None:
+        return root / "monitoring"
     return paths.monitoring_log(params.monitoring, environment)
 
 
@@ -64,13 +61,17 @@ def feedback_store(paths: Paths, environment: str | None) -> Path:
     """Where `feedback` keeps the labels joined to `environment`'s log: on a lasting host,
     beside its log (the scheduled monitor job reads both on the host's runner); else
     data/feedback/."""
-    if environment is not None:
-        from .deploy import environments, host
-
-        found = environments.get(paths, environment)
-        if found.deploy.target == "host":
-            return host.layout(found).root / "feedback" / "labels.parquet"
+    if environment is not None and (root := _host_root(paths, environment)) is not None:
+        return root / "feedback" / "labels.parquet"
     return paths.feedback
+
+
+def _host_root(paths: Paths, environment: str) -> Path | None:
+    """The state folder of `environment` when it is a lasting host (target: host)."""
+    from .deploy import environments, host
+
+    found = environments.get(paths, environment)
+    return host.layout(found).root if found.deploy.target == "host" else None
 
 
 def load_reference(paths: Paths, version: ModelVersion) -> tuple[pd.DataFrame, FeatureSpec]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+import tomllib
 from importlib.metadata import version
 from pathlib import Path
 
@@ -11,9 +12,11 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from {{ cookiecutter.package }} import lock
 from {{ cookiecutter.package }}.config import PACKAGE, PROJECT
 
 pytestmark = pytest.mark.artifacts
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +50,12 @@ def test_the_bento_is_labelled_with_model_version_commit_and_data(stored_bento, 
     assert labels["data_sha256"] == trained["data_sha256"]
 
 
+def bento_requirements(stored_bento) -> str:
+    return Path(stored_bento.path_of("env/python/requirements.txt")).read_text()
+
+
 def test_python_requirements_are_the_locked_versions_of_the_bento_group(stored_bento, locked_pins):
-    text = Path(stored_bento.path_of("env/python/requirements.txt")).read_text()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [lock.requirement_of(entry) for entry in lock.entries(bento_requirements(stored_bento))]
     here = [Requirement(line) for line in lines]
     here = [r for r in here if r.marker is None or r.marker.evaluate()]
 
@@ -60,6 +66,26 @@ def test_python_requirements_are_the_locked_versions_of_the_bento_group(stored_b
     assert pins == locked_pins("bento")
     for name in ("bentoml", "lightgbm", "numpy", "pandas", "pydantic", "scikit-learn"):
         assert pins[name] == version(name)
+
+
+def test_every_requirement_names_the_sha256_of_the_files_uv_lock_allows(stored_bento):
+    locked: dict[str, set[str]] = {}
+    for package in tomllib.loads((PROJECT_ROOT / "uv.lock").read_text())["package"]:
+        files = [package.get("sdist", {}), *package.get("wheels", [])]
+        key = f"{package['name']}=={package['version']}"
+        locked[key] = {file["hash"] for file in files if "hash" in file}
+    text = bento_requirements(stored_bento)
+    found = [entry for entry in lock.entries(text) if not entry.startswith("#")]
+
+    assert len(found) > 50
+    for entry in found:
+        requirement = lock.requirement_of(entry).split(";")[0].strip()
+        if lock.hashes_of(entry):
+            assert set(lock.hashes_of(entry)) == locked[requirement], requirement
+        else:  # BentoML's own pin, appended unhashed: the lock's hashed entry covers it
+            assert requirement.startswith("bentoml=="), entry
+    # So an install in hash-checking mode takes nothing else (make_venv refuses any other).
+    assert lock.unhashed(text) == []
 
 
 def test_the_bento_holds_only_the_package_source(stored_bento):

@@ -7,6 +7,7 @@ the cluster's Service, so health, smoke and load-test checks run for real agains
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 import yaml
 
 from {{ cookiecutter.package }}.config import Paths
-from {{ cookiecutter.package }}.deploy import engine, kubernetes_manifests, records
+from {{ cookiecutter.package }}.deploy import engine, kubernetes_manifests, records, recovery
 
 pytestmark = pytest.mark.integration
 
@@ -208,3 +209,75 @@ def test_the_next_rollback_redeploys_the_last_recorded_bento(params, paths, bent
         ["kubectl", "apply"],
         ["kubectl", "rollout"],
     ]
+
+
+def cut_short(paths: Paths, bento: str, phase: str) -> dict:
+    """A deploy's record as a CI job left it when it was cancelled on a runner now gone."""
+    fields = dict.fromkeys(records.FIELDS)
+    fields.update(time=records.now(), environment=NAME, action="deploy", bento=bento)
+    fields.update(target="kubernetes", process="a-runner-gone:4242", phase=phase)
+    return records.start(paths, fields)
+
+
+def cluster_runs(tools: Path, bento: str) -> None:
+    """What the stand-in `kubectl get deployment -o json` reports the pods run."""
+    template = {
+        "metadata": {"annotations": {"bento-tag": bento}},
+        "spec": {"containers": [{"image": f"{REPOSITORY}@{fake_digest('x')}"}]},
+    }
+    (tools / "answer-kubectl-get").write_text(json.dumps({"spec": {"template": template}}))
+
+
+def test_a_deploy_cut_short_during_its_checks_is_put_back_by_the_next_ci_job(
+    paths, bento, cluster, monkeypatch
+):
+    tools, log = cluster
+    verified = records.current(paths, NAME)
+    killed = cut_short(paths, "churn-model:unchecked", phase="checking")
+    cluster_runs(tools, "churn-model:unchecked")
+    log.unlink()
+
+    # Outside the CI job that alone deploys this environment, a record from another machine
+    # may belong to a deploy still running: it is left alone.
+    assert recovery.reconcile(paths) == []
+    monkeypatch.setenv(records.SOLE_DEPLOYER_VARIABLE, NAME)
+    # The cluster cannot be read: nothing is settled or changed yet.
+    (tools / "fail-kubectl-get").touch()
+    assert recovery.reconcile(paths) == []
+    assert records.read(paths, NAME)[-1]["status"] == "RUNNING"
+
+    [settled] = recovery.reconcile(paths)
+
+    assert settled["run_id"] == killed["run_id"]
+    assert (settled["status"], settled["phase"], settled["success"]) == (
+        "FAILED", "recovered", False,
+    )  # fmt: skip
+    assert settled["error"] == (
+        f"interrupted before it recorded its outcome; {NAME} then served churn-model:unchecked "
+        f"(its unchecked rollout); put back: {NAME} serves {verified['bento']}"
+    )
+    calls = log.read_text().splitlines()
+    assert calls[-3:] == [
+        undo_commands()[2],
+        f"kubectl apply -f {verified['checks']['kubernetes']['manifests']} -n ml-test",
+        undo_commands()[1],
+    ]
+    assert records.current(paths, NAME)["run_id"] == verified["run_id"]
+
+
+def test_a_deploy_cut_short_after_its_checks_passed_is_recorded_as_verified(
+    paths, bento, cluster, monkeypatch
+):
+    tools, log = cluster
+    monkeypatch.setenv(records.SOLE_DEPLOYER_VARIABLE, NAME)
+    passed = cut_short(paths, bento["tag"], phase="switching")
+    cluster_runs(tools, bento["tag"])
+    log.unlink()
+
+    [settled] = recovery.reconcile(paths)
+
+    assert settled["run_id"] == passed["run_id"]
+    assert (settled["status"], settled["success"], settled["error"]) == ("FINISHED", True, None)
+    # Only read: nothing is applied again.
+    assert log.read_text().splitlines() == [undo_commands()[2]]
+    assert records.current(paths, NAME)["run_id"] == passed["run_id"]

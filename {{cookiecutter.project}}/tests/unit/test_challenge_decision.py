@@ -1,12 +1,9 @@
-"""Champion against challenger: the decision rule, why a retraining ran, and the Makefile
-that packages a winner only."""
+"""Champion against challenger: the decision rule and why a retraining ran (the Makefile
+that packages a winner only: test_scheduled_jobs.py)."""
 
 from __future__ import annotations
 
 import json
-import shutil
-import stat
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,8 +12,6 @@ from {{ cookiecutter.package }} import challenge, retraining
 from {{ cookiecutter.package }}.config import Paths
 
 pytestmark = pytest.mark.unit
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def held_out(challenger: float, champion: float | None, rows: int = 100) -> dict:
@@ -130,44 +125,3 @@ def test_a_manual_or_scheduled_retraining_needs_no_monitor_result(tmp_path, give
 def test_an_unknown_reason_is_refused_naming_the_choices(tmp_path):
     with pytest.raises(ValueError, match="REASON: 'because' is not one of drift, schedule, manual"):
         retraining.why(Paths(tmp_path), "because", None)
-
-
-def stand_in_cli(folder: Path, winner: bool) -> tuple[Path, Path]:
-    """A project command that logs its arguments and answers `challenge verdict`."""
-    log = folder / "calls.log"
-    script = folder / "cli"
-    script.write_text(
-        "#!/bin/sh\n"
-        f'echo "$*" >> "{log}"\n'
-        f'if [ "$*" = "challenge verdict" ]; then echo winner={str(winner).lower()}; fi\n'
-    )
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    return script, log
-
-
-@pytest.mark.parametrize("winner", [True, False], ids=["winner", "loser"])
-def test_ci_retrain_packages_and_checks_a_winner_only(tmp_path, winner):
-    # A copy of the Makefile in a folder of its own: ci-retrain clears dist/ there.
-    shutil.copy(PROJECT_ROOT / "Makefile", tmp_path / "Makefile")
-    (tmp_path / "dist").mkdir()
-    (tmp_path / "dist" / "bento.json").write_text("{}")  # an earlier build's
-    cli, log = stand_in_cli(tmp_path, winner)
-
-    done = subprocess.run(
-        ["make", "--no-print-directory", "ci-retrain", f"CLI={cli}", f"RUN={cli}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-
-    assert done.returncode == 0, done.stderr
-    calls = log.read_text().splitlines()
-    stages = ["store require-server", "data", "validate", "train --retrain",
-              "evaluate --defer-to-challenge", "challenge run", "challenge verdict"]  # fmt: skip
-    assert calls[: len(stages)] == stages
-    if winner:
-        assert calls[len(stages) :] == [
-            "package", "pytest -m artifacts --junitxml=reports/junit/artifacts.xml", "infra-check",
-        ]  # fmt: skip
-    else:
-        assert calls[len(stages) :] == []
-        assert "the challenger lost: nothing packaged" in done.stdout
-    assert not (tmp_path / "dist" / "bento.json").exists()

@@ -163,6 +163,30 @@ def test_a_deploy_that_may_still_run_is_left_running(store, process):
     assert records.read(store, "test")[-1]["status"] == "RUNNING"
 
 
+@pytest.mark.parametrize("sole_job_of", ["test", "preprod"])
+def test_the_ci_job_that_alone_deploys_an_environment_settles_its_records_from_any_host(
+    store, monkeypatch, sole_job_of
+):
+    deploy(store, "test", "a:1")
+    record = attempt(store, "test", "b:2")  # its job was cancelled on a runner now gone
+    registry.client(store).set_tag(record["run_id"], "process", "a-runner-gone:4242")
+    write(store.root, environment("test", None, local.free_port()))
+    monkeypatch.setenv(records.SOLE_DEPLOYER_VARIABLE, sole_job_of)
+
+    settled = recovery.reconcile(store)
+
+    last = records.read(store, "test")[-1]
+    if sole_job_of == "test":
+        assert [r["run_id"] for r in settled] == [record["run_id"]]
+        assert (last["status"], last["phase"]) == ("FAILED", "recovered")
+        assert last["error"] == (
+            "interrupted before it recorded its outcome; test then served nothing"
+        )
+    else:  # another environment's job: the deploy may still run elsewhere
+        assert settled == [] and last["status"] == "RUNNING"
+    assert records.current(store, "test")["bento"] == "a:1"
+
+
 def test_a_record_is_an_mlflow_run_with_its_fields_checks_and_figures(store):
     failed = deploy(store, "preprod", "a:1", success=False)
 

@@ -11,6 +11,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from {{ cookiecutter.package }} import lock
+from {{ cookiecutter.package }}.deploy import infra
 
 pytestmark = pytest.mark.unit
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +31,8 @@ def project_copy(folder: Path) -> Path:
 def applicable(lines: list[str]) -> dict[str, str]:
     """name -> version of the pinned lines whose marker holds for this interpreter."""
     pins = {}
-    for line in lines:
+    for entry in lines:
+        line = lock.requirement_of(entry)
         requirement = Requirement(line)
         if requirement.marker is None or requirement.marker.evaluate():
             [specifier] = requirement.specifier
@@ -52,7 +54,55 @@ def test_the_bento_group_exports_every_locked_package_it_pulls_in_pinned(locked_
 
 
 def test_the_host_group_pins_supervisor():
-    assert lock.export("host") == ["supervisor==4.3.0"]
+    assert [lock.requirement_of(entry) for entry in lock.export("host")] == ["supervisor==4.3.0"]
+    assert lock.export("host", hashes=False) == ["supervisor==4.3.0"]
+
+
+def test_every_exported_entry_names_the_sha256_of_its_files():
+    entries = lock.export(lock.BENTO_GROUP)
+
+    assert entries and all(lock.hashes_of(entry) for entry in entries)
+    assert all(digest.startswith("sha256:") for e in entries for digest in lock.hashes_of(e))
+    assert lock.unhashed("\n".join(entries)) == []
+
+
+@pytest.fixture
+def host_requirements(tmp_path, monkeypatch) -> Path:
+    """The host group's hashed requirements (supervisor: small, pure Python, in uv's cache)."""
+    monkeypatch.setenv(infra.OFFLINE_VARIABLE, "1")
+    file = tmp_path / "requirements.txt"
+    file.write_text("\n".join(lock.export("host")) + "\n")
+    return file
+
+
+def test_a_venv_installs_files_whose_sha256_the_requirements_name(paths, host_requirements):
+    python = infra.make_venv(paths, host_requirements.parent / "venv", host_requirements)
+
+    assert python.exists()
+    assert (python.parent.parent / "requirements.txt").read_text() == host_requirements.read_text()
+
+
+def test_a_file_whose_sha256_differs_is_not_installed(paths, host_requirements):
+    text = host_requirements.read_text()
+    host_requirements.write_text(re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, text))
+
+    with pytest.raises(RuntimeError, match=r"(?s)failed: .*[Hh]ash mismatch"):
+        infra.make_venv(paths, host_requirements.parent / "venv", host_requirements)
+
+
+def test_a_requirement_without_a_hash_is_refused_before_anything_installs(paths, host_requirements):
+    host_requirements.write_text(host_requirements.read_text() + "six==1.17.0\n")
+    venv = host_requirements.parent / "venv"
+
+    with pytest.raises(RuntimeError, match=r"names no sha256 for six==1.17.0: every requirement"):
+        infra.make_venv(paths, venv, host_requirements)
+    assert not (venv / "bin" / "supervisord").exists()
+
+
+def test_bentomls_own_unhashed_pin_is_covered_by_the_hashed_entry_of_that_version():
+    hashed = "bentoml==1.4.40 \\\n    --hash=sha256:" + "a" * 64
+    assert lock.unhashed(f"{hashed}\nbentoml==1.4.40\n") == []
+    assert lock.unhashed(f"{hashed}\nbentoml==1.4.41\n") == ["bentoml==1.4.41"]
 
 
 def test_a_lock_that_no_longer_matches_pyproject_stops_the_export(tmp_path):

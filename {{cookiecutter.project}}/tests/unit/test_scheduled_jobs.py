@@ -1,6 +1,6 @@
 """The scheduled jobs' gates in the Makefile: `ci-retrain` trains only on a retrain decision
-(or a reason that asks for it) and fails closed when it cannot read one; `ci-deploy-winner`
-deploys only a challenge's winner. The project's command is a stand-in that records its
+(or a reason that asks for it), fails closed when it cannot read one, and packages a winner
+only; `ci-deploy-winner` deploys only a challenge's winner. The project's command is a stand-in that records its
 calls and answers as told."""
 
 from __future__ import annotations
@@ -94,3 +94,23 @@ def test_the_winner_job_deploys_a_winner_to_its_environment(project):
     assert done.returncode == 0, done.stderr
     assert calls[0] == "challenge verdict"
     assert calls[-3:] == ["environments verify test", "deploy test", "down test --job-end"]
+
+
+@pytest.mark.parametrize("winner", [True, False], ids=["winner", "loser"])
+def test_a_winner_alone_is_packaged_and_checked(project, winner):
+    (project / "dist").mkdir()
+    (project / "dist" / "bento.json").write_text("{}")  # an earlier build's: cleared first
+
+    run = f"RUN={project / 'cli.sh'}"
+    done, calls = make(project, "ci-retrain", run, REASON="manual", WINNER=str(winner).lower())
+
+    assert done.returncode == 0, done.stderr
+    assert calls[: len(TRAINING) + 1] == ["store require-server", *TRAINING]
+    if winner:
+        assert calls[len(TRAINING) + 1 :] == [
+            "package", "pytest -m artifacts --junitxml=reports/junit/artifacts.xml", "infra-check",
+        ]  # fmt: skip
+    else:
+        assert calls[len(TRAINING) + 1 :] == []
+        assert "the challenger lost: nothing packaged" in done.stdout
+    assert not (project / "dist" / "bento.json").exists()

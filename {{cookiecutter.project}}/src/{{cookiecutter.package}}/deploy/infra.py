@@ -47,9 +47,25 @@ def requirements_of(bento_path: Path) -> Path:
 
 
 def pinned_lines(requirements: Path) -> list[str]:
-    """The requirement lines of a bento's requirements.txt, comments and blanks left out."""
-    lines = (line.strip() for line in requirements.read_text().splitlines())
-    return [line for line in lines if line and not line.startswith(("#", "-"))]
+    """The requirements of a bento's requirements.txt, hashes, comments and options left out."""
+    found = lock.entries(requirements.read_text())
+    return [lock.requirement_of(entry) for entry in found if not entry.startswith(("#", "-"))]
+
+
+def hash_checked(requirements: Path, folder: Path) -> Path:
+    """`requirements` for a `--require-hashes` install, written into `folder`: refused when a
+    requirement names no sha256, BentoML's own unhashed pin dropped when a hashed entry pins
+    the same version (hash-checking mode would refuse the duplicate)."""
+    text = requirements.read_text()
+    if missing := lock.unhashed(text):
+        raise RuntimeError(
+            f"{requirements} names no sha256 for {', '.join(missing)}: every requirement must "
+            "be hashed (package.py exports them from uv.lock; `make package` builds it again)"
+        )
+    kept = [e for e in lock.entries(text) if lock.hashes_of(e) or e.startswith(("#", "-"))]
+    checked = folder / "requirements.txt"
+    checked.write_text("\n".join(kept) + "\n")
+    return checked
 
 
 def _run(command: list[str], paths: Paths, cwd: Path) -> subprocess.CompletedProcess:
@@ -64,14 +80,17 @@ def _run(command: list[str], paths: Paths, cwd: Path) -> subprocess.CompletedPro
 
 
 def make_venv(paths: Paths, folder: Path, requirements: Path) -> Path:
-    """A new venv at `folder` (same Python version as this one) with `requirements`."""
+    """A new venv at `folder` (same Python version as this one) with `requirements`, each
+    file checked against the sha256 hashes they name (a requirement without one is refused)."""
     uv = lock.uv()
     made = _run([uv, "venv", "--clear", "--quiet", "--python", sys.executable, str(folder)],
                 paths, folder.parent)  # fmt: skip
     if made.returncode != 0:
         raise RuntimeError(f"uv venv {folder} failed: {made.stderr.strip()}")
     python = folder / "bin" / "python"
-    install = [uv, "pip", "install", "--quiet", "--python", str(python), "-r", str(requirements)]
+    checked = hash_checked(requirements, folder)
+    install = [uv, "pip", "install", "--quiet", "--python", str(python), "--require-hashes"]
+    install += ["-r", str(checked)]
     wheels = requirements.parent / "wheels"
     if wheels.is_dir():
         install += ["--find-links", str(wheels)]

@@ -258,6 +258,21 @@ def _reported(deployment: str) -> dict:
         return {}
 
 
+def serving(environment: Environment, runner: Runner = run) -> str | None:
+    """The bento the Deployment's pod template names, as the cluster reports it (None: none
+    is named). Raises CommandFailed when kubectl cannot read the Deployment."""
+    get_step = undo_commands(environment)[2]
+    return _reported(runner(get_step)).get("serving")
+
+
+def restore(
+    paths: Paths, environment: Environment, before: dict | None, runner: Runner = run
+) -> str:
+    """Apply `before` (the environment's last verified record) again, after a deploy cut
+    short left its unchecked rollout running; return what the environment serves now."""
+    return _restore(paths, environment, before, runner, applied=True)
+
+
 def undo(
     environment: Environment,
     check: Callable[[str], dict] = health,

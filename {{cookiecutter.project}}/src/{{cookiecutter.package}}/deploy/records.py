@@ -35,6 +35,11 @@ FIELDS = (
     "time", "environment", "action", "bento", "bento_sha256", "model_version", "git_commit",
     "actor", "target", "url", "previous_bento", "error", "process", "phase",
 )  # fmt: skip
+# Set by `make ci-deploy` to the environment its job deploys. CI runs one deploy job per
+# environment at a time (GitHub's concurrency group, GitLab's resource_group), so a record
+# of that environment still RUNNING was cut short in a job that is over (cancelled, or its
+# runner lost), on whatever machine it ran.
+SOLE_DEPLOYER_VARIABLE = "DEPLOY_SOLE_JOB_OF"
 # MLflow caps a tag value at 8000 characters.
 MAX_TAG = 8000
 LOADTEST_METRICS = ("rps", "p50_ms", "p95_ms", "p99_ms", "errors", "requests")
@@ -58,9 +63,14 @@ def process() -> str:
 
 def abandoned(record: dict) -> bool:
     """Whether `record` is RUNNING but its deploy is over: started on this host by a process
-    that is gone (or by this one: the caller holds the deploy lock, so it is not running)."""
+    that is gone (or by this one: the caller holds the deploy lock, so it is not running),
+    or anywhere, when this is the CI job that alone deploys its environment now."""
     host, _, pid = (record.get("process") or "").rpartition(":")
-    if record["status"] != "RUNNING" or host != socket.gethostname() or not pid.isdigit():
+    if record["status"] != "RUNNING":
+        return False
+    if record.get("environment") == os.environ.get(SOLE_DEPLOYER_VARIABLE):
+        return True
+    if host != socket.gethostname() or not pid.isdigit():
         return False
     if int(pid) == os.getpid():
         return True

@@ -81,15 +81,24 @@ def reconcile(paths: Paths) -> list[dict]:
 
     A RUNNING record whose process is gone is finished from what serves now: as a success
     if it is the environment's last attempt, its candidate passed (journal: `switching`)
-    and its bento answers there; else as failed. Then each environment's alias is moved to
-    its current deploy if a failed write left it behind. Returns the records settled.
+    and its bento answers there; else as failed. On a cluster, what serves is what the
+    Deployment names (kubectl), and a deploy cut short between its rollout and the end of
+    its checks is put back to the last verified record. Then each environment's alias is
+    moved to its current deploy if a failed write left it behind. Returns the records settled.
     """
     settled = []
     for name, environment in load_all(paths).items():
         mine = records.read(paths, name)
-        left = [r for r in mine if records.abandoned(r)]
-        if left and environment.deploy.target != "kubernetes":
-            served = serving(paths, environment)
+        verified = [record for record in mine if record["success"]]
+        if left := [r for r in mine if records.abandoned(r)]:
+            try:
+                served = (
+                    kubernetes.serving(environment)  # what the Deployment names
+                    if environment.deploy.target == "kubernetes"
+                    else serving(paths, environment)
+                )
+            except kubernetes.CommandFailed:
+                continue  # the cluster cannot be read now: a later command settles these
             for record in left:
                 ok = record is mine[-1] and record["phase"] == "switching"
                 ok = ok and record["bento"] == served
@@ -97,11 +106,21 @@ def reconcile(paths: Paths) -> list[dict]:
                     f"interrupted before it recorded its outcome; {name} then served "
                     f"{served or 'nothing'}"
                 )  # fmt: skip
+                last = record is mine[-1]
+                if not ok and last and _unchecked_rollout(environment, served, record):
+                    now = kubernetes.restore(paths, environment, verified[-1] if verified else None)
+                    error += f" (its unchecked rollout); put back: {name} serves {now}"
                 record.update(success=ok, phase="recovered", error=error)
                 settled.append(records.finish(paths, record))
         if done := [record for record in mine if record["success"]]:
             records.retag(paths, done[-1])
     return settled
+
+
+def _unchecked_rollout(environment: Environment, served: str | None, record: dict) -> bool:
+    """Whether a cluster runs the bento of a deploy cut short before its checks passed:
+    its rollout comes before its checks (blue-green targets switch only after them)."""
+    return environment.deploy.target == "kubernetes" and served == record["bento"]
 
 
 def serving(paths: Paths, environment: Environment) -> str | None:
