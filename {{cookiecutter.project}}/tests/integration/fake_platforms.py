@@ -209,6 +209,7 @@ class FakeGitLab(FakePlatform):
     users: dict = field(default_factory=lambda: {"alice": 11})
     groups: dict = field(default_factory=lambda: {"acme/ml-leads": 21})
     protected: dict = field(default_factory=dict)
+    schedules: dict = field(default_factory=dict)  # pipeline schedules by id
     project: dict = field(
         default_factory=lambda: {
             "id": 77,
@@ -244,6 +245,8 @@ class FakeGitLab(FakePlatform):
                 _require(set(body) <= set(self.project) - {"id"}, f"unknown fields {body}", 400)
                 self.project.update(body)
             return 200, self.project, {}
+        if path.startswith("/pipeline_schedules"):
+            return self.handle_schedule(method, path.removeprefix("/pipeline_schedules"), body)
         if path == "/protected_environments" and method == "POST":
             _require(
                 set(body) <= {"name", "deploy_access_levels", "approval_rules"},
@@ -294,6 +297,30 @@ class FakeGitLab(FakePlatform):
             bool(self.protected[name]["deploy_access_levels"]), "deploy_access_levels is empty", 422
         )
         return 200, self.protected[name], {}
+
+    SCHEDULE_FIELDS = {"description", "ref", "cron", "cron_timezone", "active"}
+
+    def handle_schedule(self, method, path, body):
+        """/pipeline_schedules: list, create; /pipeline_schedules/:id: edit, delete."""
+        if path == "" and method == "GET":
+            return 200, list(self.schedules.values()), {}
+        if body is not None:
+            _require(set(body) <= self.SCHEDULE_FIELDS, f"unknown fields {body}", 400)
+            cron = body.get("cron", "* * * * *")
+            _require(len(str(cron).split()) == 5, "cron is invalid", 400)
+        if path == "" and method == "POST":
+            _require({"description", "ref", "cron"} <= set(body), "missing fields", 400)
+            new = {"id": self.new_id(), "cron_timezone": "UTC", "active": True, **body}
+            self.schedules[new["id"]] = new
+            return 201, new, {}
+        match = re.fullmatch(r"/(\d+)", path)
+        _require(match is not None and int(match[1]) in self.schedules, "404 Not found", 404)
+        schedule_id = int(match[1])
+        if method == "DELETE":
+            return 200, self.schedules.pop(schedule_id), {}
+        _require(method == "PUT", "405 Method Not Allowed", 405)
+        self.schedules[schedule_id].update(body)
+        return 200, self.schedules[schedule_id], {}
 
     def entry(self, given: dict, rule: bool = False) -> dict:
         """An access level or approval rule as GitLab stores it: exactly one grantee, an id."""

@@ -298,6 +298,71 @@ def test_gitlab_sync_updates_existing_protection_in_place_and_unprotects_test(pr
     assert "test" not in gitlab.protected
 
 
+def production_on_a_host(project: Path) -> None:
+    file = project / "environments" / "production.yaml"
+    document = yaml.safe_load(file.read_text("utf-8"))
+    document["deploy"] = {
+        "target": "host",
+        "runner": ["self-hosted", "churn-production"],
+        "port": 8080,
+        "url": "https://churn.example.com",
+        "state_dir": "/srv/churn-model/production",
+    }
+    file.write_text(yaml.safe_dump(document), "utf-8")
+
+
+def set_schedule(project: Path, cron: str) -> None:
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text("utf-8"))
+    params["monitoring"]["schedule"] = cron
+    (project / "params.yaml").write_text(yaml.safe_dump(params), "utf-8")
+
+
+SCHEDULES = "/api/v4/projects/77/pipeline_schedules"
+
+
+def test_gitlab_sync_keeps_the_monitoring_schedule_while_production_is_on_a_host(project):
+    gitlab = FakeGitLab()
+    theirs = {"id": 5, "description": "nightly docs", "ref": "main", "cron": "0 1 * * *"}
+    gitlab.schedules[5] = dict(theirs)
+    production_on_a_host(project)
+    set_schedule(project, "17 5 * * *")
+    with Server(gitlab) as server:
+        first = sync("gitlab", gitlab_env(server))
+        assert first.exit_code == 0, first.output
+        [created] = [r.body for r in gitlab.requests if r.path == SCHEDULES and r.method == "POST"]
+        assert created == {
+            "description": "monitoring and continuous training (environments sync)",
+            "ref": "main",
+            "cron": "17 5 * * *",
+            "cron_timezone": "UTC",
+            "active": True,
+        }
+
+        gitlab.requests.clear()
+        assert sync("gitlab", gitlab_env(server)).exit_code == 0
+        assert gitlab.writes() == []
+
+        # A new time in params.yaml, and a schedule switched off by hand: put right in place.
+        set_schedule(project, "30 2 * * 1-5")
+        [mine] = [key for key in gitlab.schedules if key != 5]
+        gitlab.schedules[mine]["active"] = False
+        assert sync("gitlab", gitlab_env(server)).exit_code == 0
+        [edit] = [r for r in gitlab.requests if r.method == "PUT" and "pipeline" in r.path]
+        assert (edit.path, edit.body) == (
+            f"{SCHEDULES}/{mine}",
+            {"cron": "30 2 * * 1-5", "active": True},
+        )
+
+        # Production back on the runner of its job: nothing monitors it, the schedule goes.
+        shutil.copy(PROJECT_ROOT / "environments" / "production.yaml", project / "environments")
+        gitlab.requests.clear()
+        assert sync("gitlab", gitlab_env(server)).exit_code == 0
+        assert [w for w in gitlab.writes() if "pipeline" in w[1]] == [
+            ("DELETE", f"{SCHEDULES}/{mine}")
+        ]
+    assert gitlab.schedules == {5: theirs}  # the project's own schedule is never touched
+
+
 def test_gitlab_named_users_each_get_a_rule_and_an_unknown_one_stops_before_any_write(project):
     edit_approval(project, "production", reviewer_users=["alice"])
     gitlab = FakeGitLab()

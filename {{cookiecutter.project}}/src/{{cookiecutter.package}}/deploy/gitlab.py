@@ -6,7 +6,10 @@ REST API v4, /projects/:id/protected_environments (GitLab Premium): an environme
 is unprotected. Existing rules are compared first, so a second sync changes nothing.
 `prevent_self_review` maps to the project-wide `allow_pipeline_trigger_approve_deployment`;
 pipeline variables are restricted to Maintainers (a pipeline variable could otherwise
-override what a deploy job reads).
+override what a deploy job reads). When production is on a lasting host, the pipeline
+schedule that runs `.gitlab-ci.yml`'s monitor, retrain and deploy-winner jobs (they run only
+in scheduled pipelines) is created on the default branch at `monitoring.schedule`, and kept
+there; it is removed when production leaves the host (GitHub's schedule is in monitor.yml).
 """
 
 from __future__ import annotations
@@ -143,6 +146,41 @@ def sync_project(api: Api, project_path: str, environments: list[Environment]) -
         api.write("PUT", project_path, wanted)
     else:
         api.echo("  unchanged")
+
+
+# How `environments sync` knows its own pipeline schedule among the project's others.
+SCHEDULE_DESCRIPTION = "monitoring and continuous training (environments sync)"
+
+
+def sync_schedule(api: Api, project_path: str, wanted: dict | None) -> None:
+    """Create, update or remove the monitoring schedule; `wanted` is its fields, or None
+    when production is on no host (nothing monitors it on a schedule)."""
+    api.environment = "(pipeline schedule)"
+    api.echo("pipeline schedule: " + ("monitoring" if wanted else "none (production on no host)"))
+    path = f"{project_path}/pipeline_schedules"
+    found = api.lookup(path, params={"per_page": 100})
+    mine = [entry for entry in found or [] if entry.get("description") == SCHEDULE_DESCRIPTION]
+    for extra in mine[1 if wanted else 0 :]:
+        api.write("DELETE", f"{path}/{extra['id']}")
+    if wanted is None:
+        return
+    if not mine:
+        if api.dry_run:
+            api.echo("  (POST unless it exists, else PUT the fields that differ)")
+        api.write("POST", path, {"description": SCHEDULE_DESCRIPTION, **wanted})
+        return
+    if changed := {key: value for key, value in wanted.items() if mine[0].get(key) != value}:
+        api.write("PUT", f"{path}/{mine[0]['id']}", changed)
+    else:
+        api.echo("  unchanged")
+
+
+def schedule(environments: list[Environment], cron: str, branch: str) -> dict | None:
+    """The schedule's fields when the last environment (production) is on a lasting host,
+    as cicd.monitored decides for the CI files; else None."""
+    if not environments or environments[-1].deploy.target != "host":
+        return None
+    return {"ref": branch, "cron": cron, "cron_timezone": "UTC", "active": True}
 
 
 def sync(api: Api, environments: list[Environment]) -> None:

@@ -222,6 +222,15 @@ def _reason(response: httpx.Response) -> str:
     return f": {' '.join(str(message).split())}" if message else ""
 
 
+def _monitoring(paths: Paths) -> tuple[str, str]:
+    """The monitoring cron (params.yaml) and the branch the CI files deploy from."""
+    from .. import cicd
+    from ..config import MonitoringParams, load_params
+
+    cron = load_params(paths.params).monitoring.schedule if paths.params.exists() else None
+    return cron or MonitoringParams().schedule, cicd.DEFAULT_BRANCH
+
+
 def sync(
     paths: Paths, platform: str, dry_run: bool = False, echo: Callable[[str], None] = print
 ) -> list[str]:
@@ -246,6 +255,9 @@ def sync(
     )
     try:
         module.sync(api, list(environments.values()))
+        if platform == "gitlab":
+            wanted = gitlab.schedule(list(environments.values()), *_monitoring(paths))
+            gitlab.sync_schedule(api, f"/projects/{setup.project}", wanted)
     finally:
         api.close()
     return list(environments)
