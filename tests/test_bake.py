@@ -121,11 +121,11 @@ COMMON_FILES = [
     "tests/unit/test_host_target.py",
     "tests/unit/test_kubernetes.py",
     "tests/unit/test_lock.py",
+    "tests/unit/test_makefile_gates.py",
     "tests/unit/test_makefile_inputs.py",
     "tests/unit/test_metric_gates.py",
     "tests/unit/test_predict.py",
     "tests/unit/test_release_store_server.py",
-    "tests/unit/test_scheduled_jobs.py",
     "tests/unit/test_schema.py",
     "tests/unit/test_summary.py",
     # Written by the post-gen hook (uv lock); a bake for a Python with no interpreter here

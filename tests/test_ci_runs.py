@@ -243,6 +243,7 @@ def test_gitlab_pipeline_stops_at_the_data_when_a_column_is_dropped(
         options = gitlab_merge_request(repo)
         stopping_job = "data"
     else:
+        keep_one_module_per_layer(repo)
         store = request.getfixturevalue("store")
         options, stopping_job = gitlab_options({"MLFLOW_TRACKING_URI": store.uri}), "build"
     column = drop_a_suite_column(repo)
@@ -271,6 +272,7 @@ def test_gitlab_promotion_across_pushes_lives_in_the_release_store(
     schedule. Preprod and production deploy only while GitLab (its API stand-in) protects
     them; production lives on a lasting host, where the scheduled monitor reads its log."""
     repo = pipeline_clone(ci_project, tmp_path, GITLAB_REMOTE)
+    keep_one_module_per_layer(repo)
     move_production_to_a_host(repo, lasting_host)
     variables = {"MLFLOW_TRACKING_URI": store.uri, **platform_api.gitlab_variables()}
     push = gitlab_options(variables)
@@ -385,6 +387,27 @@ def lasting_host():
     stop_host(folder)
     shutil.rmtree(folder, ignore_errors=True)
     assert not servers_on((HOST_PORT,)), "the lasting host's nginx outlived its supervisord"
+
+
+# Every push to main runs the whole check chain in its build job (make build: lint, each test
+# layer, the stages between). The pull-request runs (tests/test_ci_check_runs.py) run every
+# layer in full; these runs, which push to main again and again, keep one module of each
+# layer the stages do not already cover, so they prove the chain's order and gating without
+# running the project's suite once per push.
+KEPT_MODULES = {
+    "unit": "test_config.py",
+    "model": "test_gates.py",
+    "integration": "test_environment_sync.py",
+    "service": "test_bad_requests.py",
+}
+
+
+def keep_one_module_per_layer(repo: Path) -> None:
+    for layer, kept in KEPT_MODULES.items():
+        for module in sorted((repo / "tests" / layer).glob("test_*.py")):
+            if module.name != kept:
+                git(repo, "rm", "-q", str(module.relative_to(repo)))
+    git(repo, "commit", "-q", "-m", "Keep one test module per layer (pull requests run them all)")
 
 
 def move_production_to_a_host(repo: Path, state_dir: Path) -> None:
@@ -550,6 +573,7 @@ def test_github_promotion_across_pushes_lives_in_the_release_store(
     crash, and switches bentos blue-green under load. Preprod and production deploy only
     while GitHub (its API stand-in) protects them."""
     repo = pipeline_clone(ci_project, tmp_path, GITHUB_REMOTE)
+    keep_one_module_per_layer(repo)
     move_production_to_a_host(repo, lasting_host)
     artifacts = tmp_path / "artifacts"
     # GITHUB_TOKEN is what act hands jobs as github.token; the API is the stand-in's.

@@ -81,8 +81,9 @@ CHECKS = (
     Job("integration", "ci-integration", "Integration tests"),
     Job("service", "ci-service", "Service performance", ("data", "model", "bento")),
 )
-# On the default branch: build the bento once, with the checks of the stages that make it.
-BUILD = Job("build", "build", "Build the bento")
+# On the default branch: every check above on the commit itself, in the same order, then
+# the bento built once and released (`make build`).
+BUILD = Job("build", "build", "Every check, then build and release the bento")
 
 
 @dataclass(frozen=True)

@@ -129,13 +129,32 @@ def evaluate(
 
 
 @app.command()
-def package() -> None:
-    """Build the bento (model + service + pinned deps) and export it to dist/."""
+def package(
+    release: Annotated[
+        bool, typer.Option(help="Publish it to the release store (CD: `release`, after checks)")
+    ] = True,
+) -> None:
+    """Build the bento (model + service + pinned deps), export it to dist/ and release it."""
     from . import package as stage
 
     params, paths = _setup()
-    result = stage.build(params, paths)
+    result = stage.build(params, paths, release=release)
     typer.echo(f"bento {result['tag']} -> {result['archive']}")
+    if not release:
+        typer.echo("not released: `release` publishes it to the release store")
+
+
+@app.command()
+def release() -> None:
+    """Publish the bento in dist/ (the last `package`) to the release store."""
+    from . import package as stage
+
+    params, paths = _setup()
+    released = stage.publish(params, paths)
+    typer.echo(
+        f"released {released['tag']} (sha256 {released['sha256']}) under model version "
+        f"{released['model_version']}"
+    )
 
 
 @app.command()

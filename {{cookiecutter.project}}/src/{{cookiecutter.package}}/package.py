@@ -78,8 +78,14 @@ def save_model(params: Params, paths: Paths) -> str:
     return str(stored.tag)
 
 
-def build(params: Params, paths: Paths, exclude_packages: frozenset[str] = frozenset()) -> dict:
-    """Save the model to the store, build the bento from the package source only, export it.
+def build(
+    params: Params,
+    paths: Paths,
+    exclude_packages: frozenset[str] = frozenset(),
+    release: bool = True,
+) -> dict:
+    """Save the model to the store, build the bento from the package source only, export it
+    to dist/ and, with `release`, publish it to the release store (else `release` later).
 
     `exclude_packages` leaves runtime packages out of the bento (tests build a bento with a
     missing dependency to prove the infra check catches it); never used by the pipeline.
@@ -120,19 +126,32 @@ def build(params: Params, paths: Paths, exclude_packages: frozenset[str] = froze
     archive = paths.dist / f"{bento.tag.name}-{bento.tag.version}.bento"
     archive.unlink(missing_ok=True)
     bentoml.export_bento(tag, str(archive))
-    # Deploys take the bento from the release store, never from this folder.
-    released = release_store.publish(
-        paths, tag, archive, card["model_version"], held_out_rows(params, paths)
-    )
     result = {
         "tag": tag,
         "archive": str(archive),
         "model_tag": model_tag,
-        "model_version": released["model_version"],
-        "sha256": released["sha256"],
+        "model_version": str(card["model_version"]),
+        "sha256": release_store.sha256(archive),
     }
     (paths.dist / "bento.json").write_text(json.dumps(result, indent=2) + "\n")
+    if release:
+        publish(params, paths)
     return result
+
+
+def publish(params: Params, paths: Paths) -> dict:
+    """Publish the bento `make package` built last (dist/bento.json) to the release store,
+    under its model version, with its held-out smoke rows. Deploys take bentos from there,
+    never from dist/. CD publishes only once every check has passed on the built bento."""
+    built = _read_json(paths.dist / "bento.json", "run `make package` first")
+    archive = Path(built["archive"])
+    if not archive.exists() or release_store.sha256(archive) != built["sha256"]:
+        raise RuntimeError(
+            f"{archive} is not the archive `make package` built (missing, or its sha256 "
+            f"differs from dist/bento.json's): run `make package` again"
+        )
+    rows = held_out_rows(params, paths)
+    return release_store.publish(paths, built["tag"], archive, built["model_version"], rows)
 
 
 def import_archives(paths: Paths) -> list[str]:

@@ -36,6 +36,26 @@ def test_package_logs_the_archive_under_its_model_version_with_its_sha256(paths,
     assert release_store.find(paths, bento["tag"]).version == version.version
 
 
+def test_a_bento_built_unreleased_reaches_the_store_only_by_release(
+    params, paths, bento, job_root, tmp_path_factory
+):
+    root = job_root(tmp_path_factory.mktemp("checks"))  # CD's build job: checks come between
+    built = package.build(params, root, release=False)
+    with pytest.raises(release_store.NotReleased):
+        release_store.find(paths, built["tag"])
+    archive = Path(built["archive"])
+    original = archive.read_bytes()
+    archive.write_bytes(original + b"changed after the checks")
+    with pytest.raises(RuntimeError, match="is not the archive `make package` built"):
+        package.publish(params, root)
+    archive.write_bytes(original)
+
+    released = package.publish(params, root)
+
+    assert released["sha256"] == built["sha256"] == release_store.sha256(archive)
+    assert str(release_store.find(paths, built["tag"]).version) == built["model_version"]
+
+
 def test_a_job_without_the_bento_fetches_it_from_the_release_store(paths, second):
     import bentoml
 

@@ -1,5 +1,5 @@
 """Champion against challenger: the decision rule and why a retraining ran (the Makefile
-that packages a winner only: test_scheduled_jobs.py)."""
+that packages a winner only: test_makefile_gates.py)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
-"""The scheduled jobs' gates in the Makefile: `ci-retrain` trains only on a retrain decision
-(or a reason that asks for it), fails closed when it cannot read one, and packages a winner
-only; `ci-deploy-winner` deploys only a challenge's winner. The project's command is a stand-in that records its
-calls and answers as told."""
+"""The CI jobs' gates in the Makefile. `build` (CD) runs every pull-request check on the
+commit, in order, and releases the bento only after all of them; `ci-retrain` trains only
+on a retrain decision (or a reason that asks for it), fails closed when it cannot read one,
+and packages a winner only; `ci-deploy-winner` deploys only a challenge's winner. The
+project's command is a stand-in that records its calls, answers as told, and fails the
+call named by $FAIL."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ pytestmark = pytest.mark.unit
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STAND_IN = """#!/bin/sh
 echo "$*" >> calls.log
+if [ "$*" = "$FAIL" ]; then echo "failed: $*" >&2; exit 1; fi
 case "$*" in
   "monitor-decision") [ -n "$DECISION" ] || exit 1; printf 'retrain=%s\\nwindow=w1\\n' "$DECISION";;
   "challenge verdict") printf 'winner=%s\\nbento=churn:abc\\n' "$WINNER";;
@@ -47,6 +50,45 @@ def make(project: Path, *args: str, **env: str) -> tuple[subprocess.CompletedPro
 
 TRAINING = ["data", "validate", "train --retrain", "evaluate --defer-to-challenge",
             "challenge run", "challenge verdict"]  # fmt: skip
+
+
+def layer(name: str) -> str:
+    return f"pytest -m {name} --junitxml=reports/junit/{name}.xml"
+
+
+# A pull request's checks, job by job (cicd.CHECKS), as `make build` runs them.
+CHECK_CHAIN = [
+    "pre-commit run --all-files --show-diff-on-failure",
+    layer("unit"),
+    "data", "validate", layer("data"),
+    "train", "evaluate",
+    layer("model"),
+    "package --no-release", layer("artifacts"), "infra-check",
+    layer("integration"),
+    "import-bento", "service-check --env test", layer("service"),
+]  # fmt: skip
+
+
+def test_the_default_branch_build_runs_every_check_then_releases(project):
+    done, calls = make(project, "build", f"RUN={project / 'cli.sh'}")
+
+    assert done.returncode == 0, done.stderr
+    assert calls == ["store require-server", *CHECK_CHAIN, "release"]
+
+
+@pytest.mark.parametrize("failing", [layer("unit"), layer("integration"), layer("service")])
+def test_a_failing_check_stops_the_build_before_anything_is_released(project, failing):
+    done, calls = make(project, "build", f"RUN={project / 'cli.sh'}", FAIL=failing)
+
+    assert done.returncode != 0
+    assert calls[-1] == failing and "release" not in calls
+
+
+def test_make_package_alone_releases_as_it_builds(project):
+    done, calls = make(project, "package")
+
+    assert done.returncode == 0, done.stderr
+    assert calls == ["package"]
 
 
 def test_a_drift_run_trains_nothing_when_the_monitor_decided_against_it(project):
