@@ -260,6 +260,7 @@ def test_gitlab_pipeline_stops_at_the_data_when_a_column_is_dropped(
     assert gitlab_deploy_reports(repo) == [], "a deploy was reported"
     if pipeline == "default_branch":
         assert deploys(store) == [], "a deploy was recorded"
+        assert not [k for k in store.objects() if "/bentos/" in k], "a bento was released"
     assert_no_servers_left(tmp_path)
 
 
