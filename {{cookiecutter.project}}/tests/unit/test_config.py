@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,13 @@ def write_params(folder: Path, content: dict) -> Path:
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(content))
     return path
+
+
+def test_no_test_sees_the_release_store_a_cd_job_configures():
+    # CD's build job runs the test layers with the team's MLflow server exported (make build);
+    # tests/conftest.py drops it: a project root's store is a SQLite file (config.Paths).
+    assert not os.environ.get("MLFLOW_TRACKING_URI", "").startswith(("http://", "https://"))
+    assert "MLFLOW_TRACKING_PASSWORD" not in os.environ
 
 
 def test_valid_params_load_with_defaults(tmp_path):
