@@ -7,6 +7,7 @@ the cluster's Service, so health, smoke and load-test checks run for real agains
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -281,3 +282,39 @@ def test_a_deploy_cut_short_after_its_checks_passed_is_recorded_as_verified(
     # Only read: nothing is applied again.
     assert log.read_text().splitlines() == [undo_commands()[2]]
     assert records.current(paths, NAME)["run_id"] == passed["run_id"]
+
+
+def test_a_rollout_whose_record_cannot_be_written_is_undone(
+    params, paths, bento, cluster, monkeypatch
+):
+    _, log = cluster
+    # What the cluster ran before (the stand-in's URL serves only `bento`, so the one put
+    # back is another tag, recorded as verified).
+    older = records.finish(paths, {**cut_short(paths, "churn-model:older", "switching"),
+                                   "success": True, "checks": {}})  # fmt: skip
+    finish = records.finish
+
+    def full_disk(store, record):  # the write that records the rollout's success fails
+        if record["success"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return finish(store, record)
+
+    monkeypatch.setattr(records, "finish", full_disk)
+    log.unlink()
+
+    with pytest.raises(engine.DeployFailed) as failed:
+        engine.deploy(params, paths, NAME, bento["tag"])
+
+    assert f"{NAME} still serves {older['bento']}: the outcome could not be recorded" in str(
+        failed.value
+    )
+    calls = log.read_text().splitlines()
+    assert [line.split()[:2] for line in calls[:5]] == [
+        ["bentoml", "containerize"], ["docker", "push"], ["docker", "image"],
+        ["kubectl", "apply"], ["kubectl", "rollout"],
+    ]  # fmt: skip
+    assert calls[5:] == undo_commands()
+    last = records.read(paths, NAME)[-1]
+    assert (last["bento"], last["status"]) == (bento["tag"], "FAILED")
+    assert "No space left on device" in last["error"]
+    assert records.current(paths, NAME)["run_id"] == older["run_id"]
