@@ -62,15 +62,19 @@ class Job:
     needs_artifacts: tuple[str, ...] = ()
     makes: str | None = None
     reports: bool = True  # writes reports/ (JUnit XML at least) to keep and summarise
+    after: tuple[str, ...] = ()  # jobs it waits for besides those whose artifacts it takes
 
 
-# The pull/merge-request checks, in order. Each runs after the one before it.
+# The pull/merge-request checks: a graph, the same on both platforms. Lint and unit tests
+# run beside the data-to-bento chain; model tests and packaging both after training;
+# integration and service tests both after packaging. Listed in the order `make build`
+# runs them one after another on the default branch.
 CHECKS = (
     Job("lint", "lint", "Lint", reports=False),
     Job("unit", "ci-unit", "Unit tests"),
     Job("data", "ci-data", "Data: validate + data tests", makes="data"),
     Job("train", "ci-train", "Train + evaluate", ("data",), makes="model"),
-    Job("model", "ci-model", "Model tests"),
+    Job("model", "ci-model", "Model tests", after=("train",)),
     Job(
         "package",
         "ci-package",
@@ -78,9 +82,21 @@ CHECKS = (
         ("data", "model"),
         "bento",
     ),
-    Job("integration", "ci-integration", "Integration tests"),
+    Job("integration", "ci-integration", "Integration tests", after=("package",)),
     Job("service", "ci-service", "Service performance", ("data", "model", "bento")),
 )
+# Which check makes each artifact.
+PRODUCERS = {job.makes: job.name for job in CHECKS if job.makes}
+
+
+def check_needs(job: Job) -> list[tuple[str, bool]]:
+    """The checks `job` waits for, in CHECKS order, each with whether it takes artifacts
+    from it: what GitHub's `needs` and GitLab's `needs` (with `artifacts`) both say."""
+    taken = {PRODUCERS[kind] for kind in job.needs_artifacts}
+    waits = taken | set(job.after)
+    return [(other.name, other.name in taken) for other in CHECKS if other.name in waits]
+
+
 # On the default branch: every check above on the commit itself, in the same order, then
 # the bento built once and released (`make build`).
 BUILD = Job("build", "build", "Every check, then build and release the bento")
@@ -228,6 +244,7 @@ def render(root: Path, platforms: list[str]) -> dict[str, str]:
     watched = monitored(environments)
     context = {
         "checks": CHECKS,
+        "check_needs": {job.name: check_needs(job) for job in CHECKS},
         "build": BUILD,
         "environments": environments,
         "first": environments[0],

@@ -21,6 +21,34 @@ def test_committed_ci_files_match_a_fresh_render_of_the_environments():
     assert not stale, f"{', '.join(stale)} differ from environments/*.yaml: run `make ci`"
 
 
+def listed(needs) -> list[str]:
+    return [needs] if isinstance(needs, str) else list(needs or [])
+
+
+def test_the_checks_are_one_graph_on_both_platforms(tmp_path: Path):
+    shutil.copytree(PROJECT_ROOT / "environments", tmp_path / "environments")
+    files = cicd.render(tmp_path, ["github", "gitlab"])
+    github = yaml.safe_load(files[".github/workflows/ci.yml"])["jobs"]
+    gitlab = yaml.safe_load(files[".gitlab-ci.yml"])
+
+    assert list(github) == [job.name for job in cicd.CHECKS]
+    github_graph = {name: listed(job.get("needs")) for name, job in github.items()}
+    gitlab_graph = {name: [need["job"] for need in gitlab[name]["needs"]] for name in github}
+    assert github_graph == gitlab_graph
+    # Not a chain: lint, unit tests and the data-to-bento chain start together; model tests
+    # and packaging both wait for training only; integration and service tests for packaging.
+    assert github_graph == {
+        "lint": [], "unit": [], "data": [], "train": ["data"], "model": ["train"],
+        "package": ["data", "train"], "integration": ["package"],
+        "service": ["data", "train", "package"],
+    }  # fmt: skip
+    # What a job downloads on GitHub is what it takes from the jobs it needs on GitLab.
+    for name, job in github.items():
+        downloads = [s["with"]["name"] for s in job["steps"] if "download" in s.get("uses", "")]
+        takes = [need["job"] for need in gitlab[name]["needs"] if need["artifacts"]]
+        assert sorted(cicd.PRODUCERS[kind] for kind in downloads) == sorted(takes), name
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     shutil.copytree(PROJECT_ROOT / "environments", tmp_path / "environments")
