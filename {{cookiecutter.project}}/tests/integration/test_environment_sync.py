@@ -35,8 +35,11 @@ PLATFORM_VARIABLES = (
 
 @pytest.fixture
 def project(tmp_path, monkeypatch) -> Path:
-    """A project root holding the shipped environments, and no platform settings."""
+    """A project root holding the shipped environments, and no platform settings. Production
+    is served by its deploy job's runner, wherever this project serves it: on a lasting
+    host, GitLab also gets a pipeline schedule (tested on its own below)."""
     shutil.copytree(PROJECT_ROOT / "environments", tmp_path / "environments")
+    serve_production(tmp_path, {"target": "local", "port": 3003})
     monkeypatch.setenv("PROJECT_ROOT", str(tmp_path))
     for name in PLATFORM_VARIABLES:
         monkeypatch.delenv(name, raising=False)
@@ -298,17 +301,20 @@ def test_gitlab_sync_updates_existing_protection_in_place_and_unprotects_test(pr
     assert "test" not in gitlab.protected
 
 
-def production_on_a_host(project: Path) -> None:
+def serve_production(project: Path, deploy: dict) -> None:
     file = project / "environments" / "production.yaml"
     document = yaml.safe_load(file.read_text("utf-8"))
-    document["deploy"] = {
-        "target": "host",
-        "runner": ["self-hosted", "churn-production"],
-        "port": 8080,
-        "url": "https://churn.example.com",
-        "state_dir": "/srv/churn-model/production",
-    }
+    document["deploy"] = deploy
     file.write_text(yaml.safe_dump(document), "utf-8")
+
+
+ON_A_HOST = {
+    "target": "host",
+    "runner": ["self-hosted", "churn-production"],
+    "port": 8080,
+    "url": "https://churn.example.com",
+    "state_dir": "/srv/churn-model/production",
+}
 
 
 def set_schedule(project: Path, cron: str) -> None:
@@ -324,7 +330,7 @@ def test_gitlab_sync_keeps_the_monitoring_schedule_while_production_is_on_a_host
     gitlab = FakeGitLab()
     theirs = {"id": 5, "description": "nightly docs", "ref": "main", "cron": "0 1 * * *"}
     gitlab.schedules[5] = dict(theirs)
-    production_on_a_host(project)
+    serve_production(project, ON_A_HOST)
     set_schedule(project, "17 5 * * *")
     with Server(gitlab) as server:
         first = sync("gitlab", gitlab_env(server))
@@ -354,7 +360,7 @@ def test_gitlab_sync_keeps_the_monitoring_schedule_while_production_is_on_a_host
         )
 
         # Production back on the runner of its job: nothing monitors it, the schedule goes.
-        shutil.copy(PROJECT_ROOT / "environments" / "production.yaml", project / "environments")
+        serve_production(project, {"target": "local", "port": 3003})
         gitlab.requests.clear()
         assert sync("gitlab", gitlab_env(server)).exit_code == 0
         assert [w for w in gitlab.writes() if "pipeline" in w[1]] == [
