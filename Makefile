@@ -19,7 +19,7 @@ PORT ?= 3000
 # images set this), each one recompiles MLflow, scikit-learn and BentoML on import.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help uv install lint test test-fast test-ci-runs demo clean bench
+.PHONY: help uv install lint test test-fast test-ci-runs demo clean bench bench-ci
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ demo: install ## bake the default project into build/demo/ and run its whole pip
 
 bench: install ## serving speed: the default project's bento vs a bare ASGI app (wrk), then bench/batch.py
 	$(RUN) python bench/serving.py $(BENCH_ARGS)
+
+bench-ci: install ## CI speed: each pipeline stage and pull-request job of the default project, and the graph's critical path
+	$(RUN) python bench/ci.py $(BENCH_ARGS)
 
 clean: ## remove build/ and test caches
 	rm -rf build .pytest_cache .ruff_cache

@@ -13,11 +13,20 @@ from pathlib import Path
 import pytest
 
 SERVING = Path(__file__).resolve().parents[1] / "bench" / "serving.py"
+CI_BENCH = Path(__file__).resolve().parents[1] / "bench" / "ci.py"
 
 
 @pytest.fixture(scope="module")
 def serving():
     spec = importlib.util.spec_from_file_location("bench_serving", SERVING)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def ci_bench():
+    spec = importlib.util.spec_from_file_location("bench_ci", CI_BENCH)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -95,3 +104,31 @@ def test_the_report_gives_the_cost_of_logging_predictions(serving):
     assert lines[-3].startswith("prediction logging")
     assert lines[-2] == "    1 conns:    850 vs   1000 req/s (-15.0%), p99 1.0 vs 0.9 ms"
     assert lines[-1] == "    8 conns:    900 vs    960 req/s (-6.2%), p99 12.0 vs 10.0 ms"
+
+
+def test_the_critical_path_is_the_longest_chain_of_the_graph(ci_bench):
+    jobs = {"lint": 5.0, "unit": 60.0, "data": 30.0, "train": 20.0, "model": 50.0,
+            "package": 40.0, "integration": 100.0, "service": 70.0}  # fmt: skip
+    needs = {"lint": [], "unit": [], "data": [], "train": ["data"], "model": ["train"],
+             "package": ["data", "train"], "integration": ["package"],
+             "service": ["data", "train", "package"]}  # fmt: skip
+
+    assert ci_bench.critical_path(jobs, needs) == (
+        190.0,
+        ["data", "train", "package", "integration"],
+    )
+    # A slow unit layer becomes the path on its own.
+    assert ci_bench.critical_path({**jobs, "unit": 300.0}, needs) == (300.0, ["unit"])
+
+
+def test_the_ci_report_marks_the_path_and_its_ratio_to_one_runner(ci_bench):
+    stages = {"data": 3.0, "train": 9.0}
+    jobs = {"data": 30.0, "train": 20.0, "lint": 10.0}
+    needs = {"data": [], "train": ["data"], "lint": []}
+
+    lines = ci_bench.report(stages, 5.0, jobs, needs)
+
+    assert "  total           12.0 s" in lines
+    assert lines[-2] == "critical path (*): data -> train = 60.0 s (1.0 min)"
+    assert lines[-1] == "serial, one runner: 75.0 s; critical path / serial = 0.80"
+    assert [line[0] for line in lines if line.startswith(("*", "  lint"))] == ["*", "*", " "]
