@@ -16,20 +16,22 @@ SERVING = Path(__file__).resolve().parents[1] / "bench" / "serving.py"
 CI_BENCH = Path(__file__).resolve().parents[1] / "bench" / "ci.py"
 
 
-@pytest.fixture(scope="module")
-def serving():
-    spec = importlib.util.spec_from_file_location("bench_serving", SERVING)
+def load(name: str, path: Path):
+    """A bench script as a module (bench/ is scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def serving():
+    return load("bench_serving", SERVING)
 
 
 @pytest.fixture(scope="module")
 def ci_bench():
-    spec = importlib.util.spec_from_file_location("bench_ci", CI_BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("bench_ci", CI_BENCH)
 
 
 @pytest.fixture

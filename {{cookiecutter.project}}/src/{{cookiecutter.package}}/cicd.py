@@ -210,7 +210,8 @@ def monitored(environments: list[Environment]) -> Environment | None:
     return served if served.runner else None
 
 
-def _schedule(root: Path) -> str:
+def schedule(root: Path) -> str:
+    """params.yaml's monitoring.schedule (cron, UTC), else the default config.py keeps."""
     params = root / "params.yaml"
     data = yaml.safe_load(params.read_text(encoding="utf-8")) if params.exists() else None
     monitoring = (data or {}).get("monitoring") or {}
@@ -249,7 +250,7 @@ def render(root: Path, platforms: list[str]) -> dict[str, str]:
         "environments": environments,
         "first": environments[0],
         "monitored": watched,
-        "schedule": _schedule(root),
+        "schedule": schedule(root),
         "artifacts": ARTIFACTS,
         "download_paths": DOWNLOAD_PATHS,
         "source": f"src/{Path(__file__).parent.name}/cicd.py",

@@ -222,15 +222,6 @@ def _reason(response: httpx.Response) -> str:
     return f": {' '.join(str(message).split())}" if message else ""
 
 
-def _monitoring(paths: Paths) -> tuple[str, str]:
-    """The monitoring cron (params.yaml) and the branch the CI files deploy from."""
-    from .. import cicd
-    from ..config import MonitoringParams, load_params
-
-    cron = load_params(paths.params).monitoring.schedule if paths.params.exists() else None
-    return cron or MonitoringParams().schedule, cicd.DEFAULT_BRANCH
-
-
 def sync(
     paths: Paths, platform: str, dry_run: bool = False, echo: Callable[[str], None] = print
 ) -> list[str]:
@@ -238,6 +229,7 @@ def sync(
 
     Every environment is checked against the platform's limits before any request is sent.
     """
+    from .. import cicd
     from . import github, gitlab
 
     environments: dict[str, Environment] = load_all(paths)
@@ -255,8 +247,9 @@ def sync(
     )
     try:
         module.sync(api, list(environments.values()))
-        if platform == "gitlab":
-            wanted = gitlab.schedule(list(environments.values()), *_monitoring(paths))
+        if platform == "gitlab":  # the cron and branch the CI files are rendered with
+            cron, branch = cicd.schedule(paths.root), cicd.DEFAULT_BRANCH
+            wanted = gitlab.schedule(list(environments.values()), cron, branch)
             gitlab.sync_schedule(api, f"/projects/{setup.project}", wanted)
     finally:
         api.close()
