@@ -81,6 +81,7 @@ COMMON_FILES = [
     "src/{package}/schema.py",
     "src/{package}/served_data.py",
     "src/{package}/service.py",
+    "src/{package}/single_row.py",
     "src/{package}/summary.py",
     "src/{package}/suite_runner.py",
     "src/{package}/train.py",
@@ -127,6 +128,7 @@ COMMON_FILES = [
     "tests/unit/test_predict.py",
     "tests/unit/test_release_store_server.py",
     "tests/unit/test_schema.py",
+    "tests/unit/test_single_row.py",
     "tests/unit/test_summary.py",
     # Written by the post-gen hook (uv lock); a bake for a Python with no interpreter here
     # goes without it (test_hooks.py), and `make install` writes it.

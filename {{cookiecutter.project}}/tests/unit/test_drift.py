@@ -124,6 +124,34 @@ def test_the_prediction_log_rotates_and_keeps_at_most_backups_plus_one_files(pat
     assert last["probabilities"] == [0.25, 0.75]
 
 
+def test_every_logged_row_reads_back_as_the_values_served(paths, tmp_path):
+    """Rows of numbers take a one-call format, others a value-by-value path: both must be
+    JSON that gives back exactly what was predicted on (floats to the last bit)."""
+    from {{ cookiecutter.package }}.features import Feature, FeatureSpec
+    from {{ cookiecutter.package }}.prediction_log import Recorder
+
+    numbers = [0.1 + 0.2, 1e-300, 1.7976931348623157e308, -0.0, 12345678901234567, 5e-324]
+    for kinds in (["numeric"] * 6, ["numeric"] * 5 + ["categorical"]):
+        spec = FeatureSpec(
+            task="binary", target="y", classes=["no", "yes"],
+            features=[Feature(name=f"f{i}", kind=kind) for i, kind in enumerate(kinds)],
+        )  # fmt: skip
+        name = f"values-{kinds[-1]}"  # bentoml.monitor keeps one monitor per name
+        recorder = Recorder(spec, {}, tmp_path, model_version="3", name=name)
+        rows = [numbers, [None, *numbers[1:]]]
+        if kinds[-1] == "categorical":
+            rows = [[*numbers[:5], 'a "quoted" \\ category'], [None] * 6]
+        outputs = {"predictions": ["yes", "no"], "probabilities": [[0.2, 0.8], [0.9, 0.1]]}
+        recorder.record(rows, outputs, "req-1")
+        recorder.monitor.data.flush()
+
+        lines = (tmp_path / name / "data" / "data.0.log").read_text().splitlines()
+        logged = [json.loads(line) for line in lines]
+        assert [[entry[f"f{i}"] for i in range(6)] for entry in logged] == rows
+        assert [entry["row"] for entry in logged] == [0, 1]
+        assert [entry["prediction"] for entry in logged] == ["yes", "no"]
+
+
 def test_only_a_well_formed_incoming_request_id_is_reused():
     from {{ cookiecutter.package }}.prediction_log import request_id
 
