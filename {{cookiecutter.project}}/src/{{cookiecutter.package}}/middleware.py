@@ -73,7 +73,7 @@ class PredictFastPath:
 
     That dispatch (a signature inspection and function wrapper per call, IO descriptors,
     request context objects, a thread hop) cost more CPU than validating and predicting
-    a record together; see "Serving" in the README for the measurements. The running
+    a record together; see docs/serving.md for the measurements. The running
     service instance answers through its `answer(records, request_id)` method: the id is
     the caller's X-Request-ID when well formed, else a new one, and every answer returns
     it in that header. A body over `max_body_bytes` gets 413, counted while reading: this

@@ -32,7 +32,7 @@ MAX_SMOKE_ROWS = 1000
 WHAT_TO_SET = (
     "set MLFLOW_TRACKING_URI to the team's MLflow server (and MLFLOW_TRACKING_USERNAME / "
     "MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN if it needs them) as protected CI "
-    "variables or secrets; see README, Release store"
+    "variables or secrets; see docs/release-store.md"
 )
 
 

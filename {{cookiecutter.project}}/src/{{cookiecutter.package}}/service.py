@@ -56,7 +56,7 @@ PredictResponse = response_model(SPEC)
 MAX_BODY_BYTES = int(_STORED.info.metadata.get("max_body_bytes", ServingParams().max_body_bytes))
 
 
-# Tuned with the template's `make bench` (see the README, "Serving"):
+# Tuned with the template's `make bench` (see docs/serving.md):
 # - tracing: with no exporter configured BentoML samples nothing, yet its OpenTelemetry
 #   middleware builds a span per request, ~0.6 ms, more than validating and predicting.
 #   /predict is excluded; configure an exporter and drop the exclusion to trace it.

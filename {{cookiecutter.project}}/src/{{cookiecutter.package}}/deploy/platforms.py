@@ -110,7 +110,7 @@ def settings(platform: str, dry_run: bool) -> Settings:
     if not dry_run and token is None:
         raise SyncFailed(
             f"{token_variable} is not set: export a token that may administer the "
-            f"{'repository' if platform == 'github' else 'project'} (see README, One-time setup)"
+            f"{'repository' if platform == 'github' else 'project'} (see docs/ci.md, One-time setup)"
         )
     if project is None:
         if not dry_run:
