@@ -51,12 +51,14 @@ class Updated:
     relocked: bool
 
 
-def git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def git(
+    root: Path, *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess:
     """Run git in `root`; never prompts for credentials (CI has no one to answer)."""
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
     return subprocess.run(
         ["git", *args], cwd=root, capture_output=True, text=True, check=check, env=env,
-        timeout=REACH_TIMEOUT * 4,
+        timeout=timeout,
     )  # fmt: skip
 
 
@@ -87,7 +89,7 @@ def latest_commit(template: str, checkout: str | None = None) -> str:
     `git ls-remote`: reachability and the answer without cloning anything."""
     ref = checkout or "HEAD"
     try:
-        done = git(Path.cwd(), "ls-remote", "--", template, ref, check=False)
+        done = git(Path.cwd(), "ls-remote", "--", template, ref, check=False, timeout=REACH_TIMEOUT)
     except subprocess.TimeoutExpired:
         raise Unreachable(f"cannot reach the template {template}: no answer in time") from None
     if done.returncode != 0:
@@ -170,6 +172,9 @@ def update(root: Path, checkout: str | None = None) -> Updated | None:
 
     state = load_state(root)
     _require_clean_repository(root)
+    # The branch or tag the project follows, if it was baked from one (cruft's default: the
+    # template's default branch).
+    checkout = checkout or state.get("checkout")
     latest_commit(state["template"], checkout)  # unreachable: say so before cruft clones
     try:
         applied = cruft_update(root, skip_apply_ask=True, checkout=checkout)
