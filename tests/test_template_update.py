@@ -89,8 +89,9 @@ def test_an_update_brings_the_templates_later_commits_and_the_project_still_pass
     assert created.returncode == 0, created.stdout
     by_cruft = tmp_path / "cruft" / project.name / ".cruft.json"
     assert by_cruft.read_text("utf-8") == (project / ".cruft.json").read_text("utf-8")
-    # A later template commit: a line in a file the team left alone, a new file, and a
-    # change to the CI renderer's template (the CI files themselves are rendered anew).
+    # A later template commit: a line in a file the team left alone, a new file, a change to
+    # the CI renderer's template (the CI files themselves are rendered anew) and to
+    # pyproject.toml (uv.lock, which cruft skips, is re-resolved).
     with (template / PROJECT_README).open("a", encoding="utf-8") as readme:
         readme.write("\nTemplate news for {{ cookiecutter.project_name }}.\n")
     (template / "{{cookiecutter.project}}" / "docs" / "upgrading.md").write_text(
@@ -102,6 +103,8 @@ def test_an_update_brings_the_templates_later_commits_and_the_project_still_pass
         workflow.replace("name: CI\n", "name: CI\n# Template news: checks explained.\n", 1),
         encoding="utf-8",
     )
+    with (template / "{{cookiecutter.project}}" / "pyproject.toml").open("a") as pyproject:
+        pyproject.write("# Template news: nothing to resolve.\n")
     later = commit_all(template, "Template news")
 
     lagging = make(project, "template-check")
@@ -109,7 +112,8 @@ def test_an_update_brings_the_templates_later_commits_and_the_project_still_pass
 
     assert lagging.returncode != 0 and "the template has moved on" in lagging.stdout
     assert updated.returncode == 0, updated.stdout
-    assert f"-> {later[:12]}" in updated.stdout and "then commit" in updated.stdout
+    assert f"-> {later[:12]}; uv.lock re-resolved" in updated.stdout
+    assert "then commit" in updated.stdout
     assert leftovers(project) == []
     assert (project / "README.md").read_text("utf-8").endswith("Template news for Churn Model.\n")
     assert (project / "docs" / "upgrading.md").read_text("utf-8") == "# Upgrading churn-model\n"
