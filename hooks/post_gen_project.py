@@ -120,6 +120,12 @@ def template_source(template, answers):
     return url or top, commit, directory
 
 
+def bake_inputs(template):
+    """What a bake reads from the template (its other files, a venv, notes, don't count)."""
+    project_folders = [path.name for path in template.glob("{*cookiecutter.*}") if path.is_dir()]
+    return ["cookiecutter.json", "local_extensions.py", "hooks", "environments", *project_folders]
+
+
 def write_cruft_state(project, answers, template):
     """Write .cruft.json as `cruft create` does: the template, the commit baked and the
     answers, so `cruft update` (make template-update) can apply the template's later
@@ -145,7 +151,7 @@ def write_cruft_state(project, answers, template):
             f"the template at {template} is not a git checkout: .cruft.json records the answers "
             "but no template URL or commit; `make template-update` says how to add them"
         )
-    elif git_output(template, "status", "--porcelain", "--", "."):
+    elif git_output(template, "status", "--porcelain", "--", *bake_inputs(template)):
         print(
             f"the template at {template} has uncommitted changes: .cruft.json records commit "
             f"{commit[:12]}, which lacks them (`make template-update` would apply them again)"

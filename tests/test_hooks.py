@@ -231,6 +231,22 @@ def test_post_hook_records_the_local_template_checkout_and_its_commit(post_hook,
     assert state["context"]["cookiecutter"]["_commit"] == head
 
 
+def test_post_hook_warns_when_the_bake_read_uncommitted_template_files(post_hook, tmp_path, capsys):
+    template = template_checkout(tmp_path / "template")
+    project = tmp_path / "project"
+    project.mkdir()
+    (template / "notes.txt").write_text("not read by a bake\n")
+    post_hook.write_cruft_state(project, answers(), template)
+    assert capsys.readouterr().out == ""
+
+    (template / "hooks").mkdir()
+    (template / "hooks" / "post_gen_project.py").write_text("# changed, not committed\n")
+    post_hook.write_cruft_state(project, answers(), template)
+    [line] = capsys.readouterr().out.splitlines()
+    assert "has uncommitted changes" in line
+    assert git(template, "rev-parse", "HEAD")[:12] in line
+
+
 def test_post_hook_records_a_remote_templates_clone_url(post_hook, tmp_path):
     """Cookiecutter cloned gh:acme/... : cruft clones the URL that clone came from."""
     url = "https://github.com/acme/ml-gitops-template.git"
