@@ -1,15 +1,17 @@
-"""Jinja filters the template renders free-text answers with (cookiecutter.json's
-`_extensions`; Cookiecutter puts the template folder on sys.path while it renders).
+"""Jinja extensions of the template (cookiecutter.json's `_extensions`; Cookiecutter and
+cruft put the template folder on sys.path while they render).
 
-Each one writes the answer so that the file's own parser reads back exactly what was
+The filters write an answer so that the file's own parser reads back exactly what was
 typed: emoji, right-to-left text, quotes, backslashes, `$(...)`, backticks, braces.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from cookiecutter.utils import simple_filter
+from jinja2.ext import Extension
 
 # TOML basic strings escape these two and every control character; the rest is literal
 # UTF-8. (Jinja's `tojson` writes astral characters such as emoji as JSON surrogate pairs,
@@ -42,3 +44,13 @@ def markdown_text(value: object) -> str:
     """`value` as Markdown inline text that renders as itself."""
     text = _MARKDOWN_INLINE.sub(r"\\\1", str(value))
     return _MARKDOWN_BLOCK_START.sub(r"\1\\\2", text)
+
+
+class TemplateFolder(Extension):
+    """`template_folder`: the folder this template is rendered from. Cookiecutter tells the
+    hooks (`_repo_dir`); cruft, regenerating the project at two commits to update it, does
+    not, and the post-gen hook needs the folder for environments/."""
+
+    def __init__(self, environment):
+        super().__init__(environment)
+        environment.globals["template_folder"] = str(Path(__file__).resolve().parent)

@@ -43,10 +43,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load_project(root: Path):
     """Import the project's package with its stores pointed at the project's own."""
-    answers = root / ".cookiecutter.json"
-    if not answers.exists():
-        sys.exit(f"error: {root} is not a baked project (no .cookiecutter.json)")
-    package = json.loads(answers.read_text())["package"]
+    state = root / ".cruft.json"
+    if not state.exists():
+        sys.exit(f"error: {root} is not a baked project (no .cruft.json)")
+    package = json.loads(state.read_text())["context"]["cookiecutter"]["package"]
     config = importlib.import_module(f"{package}.config")
     paths = config.Paths(root)
     config.use_project_stores(paths)  # before bentoml is imported

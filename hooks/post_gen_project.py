@@ -1,4 +1,4 @@
-"""Assemble the generated project: CI files, environments, answers file, uv.lock, git."""
+"""Assemble the generated project: CI files, environments, cruft's state, uv.lock, git."""
 
 import importlib.util
 import json
@@ -14,9 +14,18 @@ ANSWERS = json.loads(
 {{ cookiecutter | tojson }}
 """
 )
+# The template's folder as local_extensions.py knows it: cruft, which regenerates the project
+# at two template commits to update it, passes no _repo_dir.
+TEMPLATE_FOLDER = json.loads(
+    r"""
+{{ template_folder | tojson }}
+"""
+)
 
 TASKS = ("binary", "multiclass", "regression")
 REMOTE_TEMPLATE = re.compile(r"^(gh:|gl:|bb:|https?://|git@|git\+|ssh://)")
+# What Cookiecutter adds to the answers for one run only; cruft's state leaves it out.
+RUN_ONLY = ("_repo_dir", "_output_dir", "_checkout")
 LOCK_TIMEOUT = 300
 CI_FILES = {
     "github": [".github"],
@@ -88,14 +97,65 @@ def keep_task_suite(project, task):
         (suites / f"{other}.json").unlink(missing_ok=True)
 
 
-def write_answers(project, answers):
-    """Record the public answers so the project can be replayed or updated."""
-    public = {key: value for key, value in answers.items() if not key.startswith("_")}
-    # A local checkout's path means nothing on another machine; keep remote references only.
-    template = answers.get("_template", "")
-    public["_template"] = template if REMOTE_TEMPLATE.match(template) else ""
-    text = json.dumps(public, indent=2, ensure_ascii=False) + "\n"
-    (project / ".cookiecutter.json").write_text(text, encoding="utf-8")
+def git_output(folder, *args):
+    """`git -C folder args`'s output, or None when git or the repository is missing."""
+    try:
+        done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True)
+    except OSError:
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def template_source(template, answers):
+    """(URL or path, commit, sub-folder) of the template checkout, as `cruft update` clones
+    it; ("", None, None) when the template is not a git checkout (an unpacked archive)."""
+    commit = git_output(template, "rev-parse", "HEAD")
+    if not commit:
+        return "", None, None
+    top = git_output(template, "rev-parse", "--show-toplevel")
+    directory = git_output(template, "rev-parse", "--show-prefix").rstrip("/") or None
+    given = answers.get("_template", "")
+    # Cookiecutter cloned a remote template: its origin is the URL (gh: and such expanded).
+    url = git_output(top, "remote", "get-url", "origin") if REMOTE_TEMPLATE.match(given) else None
+    return url or top, commit, directory
+
+
+def bake_inputs(template):
+    """What a bake reads from the template (its other files, a venv, notes, don't count)."""
+    project_folders = [path.name for path in template.glob("{*cookiecutter.*}") if path.is_dir()]
+    return ["cookiecutter.json", "local_extensions.py", "hooks", "environments", *project_folders]
+
+
+def write_cruft_state(project, answers, template):
+    """Write .cruft.json as `cruft create` does: the template, the commit baked and the
+    answers, so `cruft update` (make template-update) can apply the template's later
+    commits. What it skips is in pyproject.toml's [tool.cruft]."""
+    url, commit, directory = template_source(template, answers)
+    # In cookiecutter.json's order, as cruft writes them (the hook's copy is sorted): the
+    # first update then changes only the commit.
+    questions = json.loads((template / "cookiecutter.json").read_text(encoding="utf-8"))
+    keys = [key for key in questions if key in answers] + sorted(set(answers) - set(questions))
+    context = {key: answers[key] for key in keys if key not in (*RUN_ONLY, "_template")}
+    context.update({"_template": url, "_commit": commit})
+    state = {
+        "template": url,
+        "commit": commit,
+        "checkout": answers.get("_checkout"),
+        "context": {"cookiecutter": context},
+        "directory": directory,
+    }
+    text = json.dumps(state, ensure_ascii=False, indent=2, separators=(",", ": ")) + "\n"
+    (project / ".cruft.json").write_text(text, encoding="utf-8")
+    if commit is None:
+        print(
+            f"the template at {template} is not a git checkout: .cruft.json records the answers "
+            "but no template URL or commit; `make template-update` says how to add them"
+        )
+    elif git_output(template, "status", "--porcelain", "--", *bake_inputs(template)):
+        print(
+            f"the template at {template} has uncommitted changes: .cruft.json records commit "
+            f"{commit[:12]}, which lacks them (`make template-update` would apply them again)"
+        )
 
 
 def uv_lock(project):
@@ -140,12 +200,17 @@ def git_init(project):
 
 def main():
     project = Path.cwd()
-    template = template_dir(ANSWERS["_repo_dir"])
+    # cruft (create, or update regenerating the project in a temporary folder) passes no
+    # _repo_dir, writes .cruft.json itself, and leaves uv.lock and git to the project.
+    by_cruft = "_repo_dir" not in ANSWERS
+    template = template_dir(ANSWERS.get("_repo_dir") or TEMPLATE_FOLDER)
     copy_environments(template, project)
     render_ci(project, ANSWERS["package"])
     drop_unused_ci(project, ANSWERS["ci"])
     keep_task_suite(project, ANSWERS["task"])
-    write_answers(project, ANSWERS)
+    if by_cruft:
+        return
+    write_cruft_state(project, ANSWERS, template)
     uv_lock(project)
     if ANSWERS["git_init"]:
         git_init(project)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run
+from conftest import TEMPLATE, run
 
 CIS = ["github+gitlab", "github", "gitlab"]
 TASKS = ["binary", "multiclass", "regression"]
@@ -20,7 +20,7 @@ COMBINATIONS = [(ci, task) for ci in CIS for task in TASKS]
 # Every file a baked project holds ({package} is the import name). When the template gains
 # a file, add it here: this list is the reviewed contract of what a user receives.
 COMMON_FILES = [
-    ".cookiecutter.json",
+    ".cruft.json",
     ".gitignore",
     ".pre-commit-config.yaml",
     ".python-version",
@@ -34,6 +34,7 @@ COMMON_FILES = [
     "docs/release-store.md",
     "docs/security.md",
     "docs/serving.md",
+    "docs/template-update.md",
     "environments/preprod.yaml",
     "environments/production.yaml",
     "environments/test.yaml",
@@ -91,6 +92,7 @@ COMMON_FILES = [
     "src/{package}/single_row.py",
     "src/{package}/summary.py",
     "src/{package}/suite_runner.py",
+    "src/{package}/template_update.py",
     "src/{package}/train.py",
     "src/{package}/validation.py",
     "tests/artifacts/test_bento.py",
@@ -137,6 +139,7 @@ COMMON_FILES = [
     "tests/unit/test_schema.py",
     "tests/unit/test_single_row.py",
     "tests/unit/test_summary.py",
+    "tests/unit/test_template_update.py",
     # Written by the post-gen hook (uv lock); a bake for a Python with no interpreter here
     # goes without it (test_hooks.py), and `make install` writes it.
     "uv.lock",
@@ -251,9 +254,11 @@ def test_every_yaml_file_parses(baked):
         assert isinstance(yaml.safe_load(path.read_text("utf-8")), dict), path
 
 
-def test_answers_file_records_the_answers_and_no_absolute_path(baked):
+def test_cruft_state_records_the_answers_the_template_and_its_commit(baked):
+    """.cruft.json: what `make template-update` needs, and no path but the template's."""
     answers = baked.context
-    recorded = json.loads((baked.project_path / ".cookiecutter.json").read_text("utf-8"))
+    state = json.loads((baked.project_path / ".cruft.json").read_text("utf-8"))
+    recorded = state["context"]["cookiecutter"]
     for key in ("project_name", "project", "package", "description", "author", "email"):
         assert recorded[key] == answers[key]
     assert (recorded["ci"], recorded["task"], recorded["git_init"]) == (
@@ -261,8 +266,12 @@ def test_answers_file_records_the_answers_and_no_absolute_path(baked):
         answers["task"],
         True,
     )
+    head = run(["git", "rev-parse", "HEAD"], TEMPLATE).stdout.strip()
+    assert (state["template"], state["commit"], state["directory"]) == (str(TEMPLATE), head, None)
+    assert (recorded["_template"], recorded["_commit"]) == (str(TEMPLATE), head)
+    # The run's own folders (_repo_dir, _output_dir) are not recorded.
     absolute = {key: value for key, value in recorded.items() if str(value).startswith("/")}
-    assert absolute == {}
+    assert absolute == {"_template": str(TEMPLATE)}
 
 
 def test_environments_are_copied_from_the_template(baked):
@@ -310,7 +319,7 @@ def ci_targets(project: Path) -> dict[str, list[str]]:
                     lines += job["script"]
         targets["gitlab"] = [t for line in lines for t in re.findall(r"^make (\S+)", line)]
     return {
-        platform: [t for t in called if t not in ("ci-install", "summary")]
+        platform: [t for t in called if t not in ("ci-install", "summary", "ci-template-check")]
         for platform, called in targets.items()
     }
 

@@ -42,6 +42,8 @@ CHECK_TARGETS = [
     "ci-service",
 ]
 SETUP_TARGETS = {"ci-install", "ci-install-deploy", "summary"}
+# Steps that only report, never fail their job: whether the project lags its template.
+REPORT_TARGETS = {"ci-template-check"}
 # A command that installs Python packages; the only bare one allowed is GitLab's pinned uv.
 INSTALL = re.compile(r"\b(uv sync|uv pip install|pip install|make (ci-)?install)")
 UV_BOOTSTRAP = 'pip install --quiet "uv==${UV_VERSION}"'
@@ -82,7 +84,7 @@ def run(command: list, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 def make_targets(commands: list[str]) -> list[str]:
     called = [t for command in commands for t in re.findall(r"^make (\S+)", command, re.M)]
-    return [target for target in called if target not in SETUP_TARGETS]
+    return [target for target in called if target not in SETUP_TARGETS | REPORT_TARGETS]
 
 
 def github_checks(project: Path) -> list[str]:
@@ -187,9 +189,13 @@ def test_workflows_have_no_zizmor_finding_above_informational(project: Path):
     assert zizmor_findings(project / ".github" / "workflows") == ""
 
 
+def baked_answers(project: Path) -> dict:
+    """The answers the project was baked with, as cruft records them."""
+    return load(project / ".cruft.json")["context"]["cookiecutter"]
+
+
 def test_the_ci_choice_decides_which_platforms_files_exist(project: Path):
-    answers = load(project / ".cookiecutter.json")
-    chosen = set(answers["ci"].split("+"))
+    chosen = set(baked_answers(project)["ci"].split("+"))
     assert bool(workflows(project)) == ("github" in chosen)
     assert [p.name for p in workflows(project)] in ([], ["cd.yml", "ci.yml"])
     assert (project / ".gitlab-ci.yml").exists() == ("gitlab" in chosen)
@@ -197,7 +203,7 @@ def test_the_ci_choice_decides_which_platforms_files_exist(project: Path):
 
 def renderer(project: Path) -> ModuleType:
     """The baked project's own src/<package>/cicd.py, imported by its path (as the hook does)."""
-    package = load(project / ".cookiecutter.json")["package"]
+    package = baked_answers(project)["package"]
     spec = importlib.util.spec_from_file_location(
         f"baked_cicd_{id(project)}", project / "src" / package / "cicd.py"
     )
@@ -217,6 +223,19 @@ def test_committed_files_are_what_make_ci_renders(project: Path):
 def test_both_platforms_run_the_same_check_targets_in_the_same_order(both: Path):
     assert github_checks(both) == CHECK_TARGETS
     assert gitlab_checks(both) == CHECK_TARGETS
+
+
+def test_the_lint_job_reports_a_lagging_template_without_ever_failing(both: Path):
+    """The template check rides in the lint job (no runner of its own) after `make lint`; on
+    GitHub the step may fail without failing the job, on GitLab the target always exits 0."""
+    lint = load(both / ".github" / "workflows" / "ci.yml")["jobs"]["lint"]["steps"]
+    runs = [step.get("run") for step in lint]
+    assert runs.index("make ci-template-check") == runs.index("make lint") + 1
+    assert lint[runs.index("make ci-template-check")]["continue-on-error"] is True
+    script = load(both / ".gitlab-ci.yml")["lint"]["script"]
+    assert script == ["make lint", "make ci-template-check"]
+    makefile = (both / "Makefile").read_text(encoding="utf-8")
+    assert re.search(r"^ci-template-check:.*\n\t\$\(CLI\) template check --report$", makefile, re.M)
 
 
 def test_every_called_target_is_a_documented_makefile_target(both: Path):

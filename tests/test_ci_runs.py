@@ -215,7 +215,7 @@ def drop_a_suite_column(repo: Path) -> str:
         for e in suite["expectations"]
         if e["type"] == "expect_column_to_exist"
     )
-    project = json.loads((repo / ".cookiecutter.json").read_text())["project"]
+    project = json.loads((repo / ".cruft.json").read_text())["context"]["cookiecutter"]["project"]
     # The project's own `data` stage reads the bundled dataset; drop the column from its output.
     for command in (
         ["uv", "run", "--quiet", project, "data"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -182,37 +183,92 @@ def test_post_hook_keeps_only_the_suite_of_the_chosen_task(post_hook, tmp_path, 
     assert json.loads((suites / "raw.json").read_text()) == {"task": task}
 
 
+def cruft_state(project: Path) -> dict:
+    return json.loads((project / ".cruft.json").read_text(encoding="utf-8"))
+
+
+def git(folder: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def template_checkout(folder: Path, origin: str | None = None) -> Path:
+    """A git repository holding a template's cookiecutter.json, one commit deep."""
+    folder.mkdir(parents=True)
+    shutil.copy(TEMPLATE / "cookiecutter.json", folder / "cookiecutter.json")
+    git(folder, "init", "-q", "-b", "main")
+    git(folder, "add", "-A")
+    git(folder, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "first")
+    if origin:
+        git(folder, "remote", "add", "origin", origin)
+    return folder
+
+
 def test_post_hook_records_public_answers_verbatim(post_hook, tmp_path):
     given = answers(**HOSTILE)
-    post_hook.write_answers(tmp_path, given)
-    recorded = json.loads((tmp_path / ".cookiecutter.json").read_text(encoding="utf-8"))
+    post_hook.write_cruft_state(tmp_path, given, TEMPLATE)
+    recorded = cruft_state(tmp_path)["context"]["cookiecutter"]
     for key, value in given.items():
         if not key.startswith("_"):
             assert recorded[key] == value
-    assert not [key for key in recorded if key.startswith("_") and key != "_template"]
+    # The run's own folders are not recorded; what cruft adds is.
+    assert sorted(key for key in recorded if key.startswith("_")) == [
+        "_commit", "_copy_without_render", "_extensions", "_template"
+    ]  # fmt: skip
     # Written as UTF-8 text, not \u escapes, so a person can read and diff it.
-    assert "Zoë" in (tmp_path / ".cookiecutter.json").read_text("utf-8")
+    assert "Zoë" in (tmp_path / ".cruft.json").read_text("utf-8")
 
 
-@pytest.mark.parametrize(
-    ("template", "recorded"),
-    [
-        ("gh:acme/ml-gitops-template", "gh:acme/ml-gitops-template"),
-        (
-            "https://gitlab.com/acme/ml-gitops-template.git",
-            "https://gitlab.com/acme/ml-gitops-template.git",
-        ),
-        ("/home/someone/checkouts/ml-gitops-template", ""),
-        ("../ml-gitops-template", ""),
-    ],
-    ids=["github-shorthand", "https-url", "absolute-path", "relative-path"],
-)
-def test_post_hook_records_a_remote_template_but_never_a_local_path(
-    post_hook, tmp_path, template, recorded
+def test_post_hook_records_the_local_template_checkout_and_its_commit(post_hook, tmp_path):
+    template = template_checkout(tmp_path / "template")
+    project = tmp_path / "project"
+    project.mkdir()
+    post_hook.write_cruft_state(project, {**answers(), "_template": "../template"}, template)
+    state = cruft_state(project)
+    head = git(template, "rev-parse", "HEAD")
+    assert (state["template"], state["commit"], state["checkout"]) == (str(template), head, None)
+    assert state["context"]["cookiecutter"]["_template"] == str(template)
+    assert state["context"]["cookiecutter"]["_commit"] == head
+
+
+def test_post_hook_warns_when_the_bake_read_uncommitted_template_files(post_hook, tmp_path, capsys):
+    template = template_checkout(tmp_path / "template")
+    project = tmp_path / "project"
+    project.mkdir()
+    (template / "notes.txt").write_text("not read by a bake\n")
+    post_hook.write_cruft_state(project, answers(), template)
+    assert capsys.readouterr().out == ""
+
+    (template / "hooks").mkdir()
+    (template / "hooks" / "post_gen_project.py").write_text("# changed, not committed\n")
+    post_hook.write_cruft_state(project, answers(), template)
+    [line] = capsys.readouterr().out.splitlines()
+    assert "has uncommitted changes" in line
+    assert git(template, "rev-parse", "HEAD")[:12] in line
+
+
+def test_post_hook_records_a_remote_templates_clone_url(post_hook, tmp_path):
+    """Cookiecutter cloned gh:acme/... : cruft clones the URL that clone came from."""
+    url = "https://github.com/acme/ml-gitops-template.git"
+    template = template_checkout(tmp_path / "clone", origin=url)
+    given = {**answers(), "_template": "gh:acme/ml-gitops-template", "_checkout": "v1"}
+    post_hook.write_cruft_state(tmp_path, given, template)
+    state = cruft_state(tmp_path)
+    assert (state["template"], state["checkout"]) == (url, "v1")
+
+
+def test_post_hook_without_a_git_checkout_records_the_answers_and_says_how_to_link(
+    post_hook, tmp_path, capsys
 ):
-    """A local path is meaningless on another machine and leaks the author's file system."""
-    post_hook.write_answers(tmp_path, {**answers(), "_template": template})
-    assert json.loads((tmp_path / ".cookiecutter.json").read_text("utf-8"))["_template"] == recorded
+    template = tmp_path / "unpacked"
+    template.mkdir()
+    shutil.copy(TEMPLATE / "cookiecutter.json", template / "cookiecutter.json")
+    post_hook.write_cruft_state(tmp_path, answers(), template)
+    state = cruft_state(tmp_path)
+    assert (state["template"], state["commit"]) == ("", None)
+    assert state["context"]["cookiecutter"]["project"] == "churn-model"
+    [line] = capsys.readouterr().out.splitlines()
+    assert "is not a git checkout" in line and "make template-update" in line
 
 
 def test_post_hook_finds_the_template_from_an_absolute_path(post_hook):
@@ -257,7 +313,7 @@ def test_hostile_but_valid_answers_bake_and_round_trip(cookies):
     ]
     assert "zoe-s-quoted-modele" in pyproject["project"]["scripts"]
 
-    recorded = json.loads((project / ".cookiecutter.json").read_text(encoding="utf-8"))
+    recorded = json.loads((project / ".cruft.json").read_text("utf-8"))["context"]["cookiecutter"]
     assert {key: recorded[key] for key in HOSTILE} == HOSTILE
 
     # The README as a Markdown renderer shows it: each answer exactly as typed.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -534,6 +535,78 @@ def ci_check() -> None:
     if stale := cicd.stale(paths.root):
         _fail(f"stale CI files: {', '.join(stale)}; run `make ci` and commit them")
     typer.echo("CI files match environments/*.yaml")
+
+
+template_app = typer.Typer(
+    no_args_is_help=True, help="The template the project was baked from (.cruft.json)."
+)
+app.add_typer(template_app, name="template")
+CHECKOUT_OPTION = typer.Option(
+    envvar="CHECKOUT", help="Template branch, tag or commit (default: its default branch)"
+)
+
+
+@template_app.command("check")
+def template_check(
+    checkout: Annotated[str | None, CHECKOUT_OPTION] = None,
+    report: Annotated[
+        bool, typer.Option(help="CI: report a lag or an unreachable template; never fail")
+    ] = False,
+) -> None:
+    """Exit 1 if the template has commits the project lacks (`make template-update`)."""
+    from . import template_update as template
+
+    root = Paths.discover().root
+    try:
+        state = template.load_state(root)
+        if report and template.is_local(state["template"]):
+            typer.echo(
+                f"not checked: the template is a path on the machine that baked the project "
+                f"({state['template']}); record its git URL in .cruft.json for CI to check it"
+            )
+            return
+        lag = template.behind(root, checkout)
+    except template.TemplateError as error:
+        if not report:
+            _fail(str(error))
+        typer.echo(f"not checked: {error}")
+        return
+    if lag is None:
+        typer.echo(f"up to date with the template ({state['template']})")
+        return
+    message = (
+        f"the template has moved on ({lag[0][:12]} recorded, {lag[1][:12]} now): "
+        "run `make template-update`, review and commit"
+    )
+    if not report:
+        _fail(message)
+    # A warning annotation on GitHub; GitLab shows the job's log line.
+    prefix = "::warning title=Template update::" if os.environ.get("GITHUB_ACTIONS") else ""
+    typer.echo(prefix + message)
+
+
+@template_app.command("update")
+def template_update(checkout: Annotated[str | None, CHECKOUT_OPTION] = None) -> None:
+    """Merge the template's later commits (cruft update), re-render the CI files, re-lock."""
+    from . import template_update as template
+
+    root = Paths.discover().root
+    try:
+        updated = template.update(root, checkout)
+    except template.TemplateError as error:
+        _fail(str(error))
+    if updated is None:
+        typer.echo("already at the template's latest commit: nothing to update")
+        return
+    typer.echo(
+        f"updated from {updated.template}: {updated.before[:12]} -> {updated.after[:12]}"
+        + ("; uv.lock re-resolved" if updated.relocked else "")
+    )
+    typer.echo("\n".join(f"  {line}" for line in updated.changed))
+    typer.echo(
+        "review it (git diff HEAD), run `make install lint test`, then commit: "
+        f'git add -A && git commit -m "Update from the template ({updated.after[:12]})"'
+    )
 
 
 # --- Monitoring: what the service logged, against what the model was trained on. ---
