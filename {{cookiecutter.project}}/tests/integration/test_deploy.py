@@ -80,6 +80,14 @@ def reverse_feature_order(card: dict) -> None:
 
 
 @pytest.fixture(scope="module")
+def second(params, bento, job_root, tmp_path_factory) -> str:
+    """Another bento of the same model version, built once for the module: each test that
+    deploys it reads only the last record, the served tag and the state it leaves, so one
+    build serves them all (a build costs seconds)."""
+    return build_from(params, job_root(tmp_path_factory.mktemp("second")))
+
+
+@pytest.fixture(scope="module")
 def deployed(params, paths, bento, environments) -> dict:
     """The first bento, deployed to test and verified there."""
     return engine.deploy(params, paths, "test", bento["tag"])
@@ -179,9 +187,8 @@ def test_an_impossible_load_test_gate_fails_naming_the_gate_and_the_measure(
 
 
 def test_rollback_restores_the_previous_bento_as_a_new_record(
-    params, paths, bento, environments, deployed, job_root, tmp_path
+    params, paths, bento, environments, deployed, second
 ):
-    second = build_from(params, job_root(tmp_path))
     engine.deploy(params, paths, "test", second)
     assert serving(environments["test"].url) == second
     before = records.read(paths)
@@ -226,9 +233,8 @@ def wait_for_candidate(paths: Paths, env: str, process: subprocess.Popen) -> loc
 
 
 def test_a_deploy_stopped_by_sigterm_stops_its_candidate_and_records_the_abort(
-    params, paths, bento, environments, deployed, job_root, tmp_path
+    params, paths, bento, environments, deployed, second
 ):
-    second = build_from(params, job_root(tmp_path))
     process = start_deploy("test", second)
     checked = wait_for_candidate(paths, "test", process)
 
@@ -246,9 +252,8 @@ def test_a_deploy_stopped_by_sigterm_stops_its_candidate_and_records_the_abort(
 
 
 def test_a_deploy_killed_outright_leaves_a_candidate_that_down_finds(
-    params, paths, bento, environments, deployed, job_root, tmp_path
+    params, paths, bento, environments, deployed, second
 ):
-    second = build_from(params, job_root(tmp_path))
     process = start_deploy("test", second)
     checked = wait_for_candidate(paths, "test", process)
 
@@ -281,9 +286,8 @@ def _full_disk(*_args, **_kwargs):
 
 
 def test_a_record_that_cannot_be_written_after_the_switch_puts_the_old_bento_back(
-    params, paths, bento, environments, deployed, job_root, tmp_path, monkeypatch
+    params, paths, bento, environments, deployed, second, monkeypatch
 ):
-    second = build_from(params, job_root(tmp_path))
     finish = records.finish
     # The disk fills between the switch and the write that records the success.
     monkeypatch.setattr(
@@ -319,9 +323,8 @@ engine.deploy(params, paths, sys.argv[1], sys.argv[2])
 
 
 def test_a_deploy_killed_after_the_switch_is_recorded_by_the_next_command(
-    params, paths, bento, environments, deployed, job_root, tmp_path
+    params, paths, bento, environments, deployed, second
 ):
-    second = build_from(params, job_root(tmp_path))
     command = [sys.executable, "-c", KILLED_AT_THE_RECORD, "test", second]
     killed = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
