@@ -1,8 +1,8 @@
 """What a deployed bento must pass: metric gates, health, a smoke prediction, the load-test gates.
 
 The smoke reference is the registered MLflow model version the bento says it packs,
-loaded in this process: a bento that packs something else (a tampered card, a stale
-booster, a wrong feature order) answers differently and is refused.
+loaded in this process (smoke.reference_model): a bento that packs something else (a
+tampered card, a stale booster, a wrong feature order) answers differently and is refused.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from ..config import PROJECT, Params, Paths
-from ..model import Model
+from .. import loadtest, smoke
 
 
 class CheckFailed(RuntimeError):
@@ -22,20 +21,6 @@ class CheckFailed(RuntimeError):
     def __init__(self, message: str, checks: dict) -> None:
         super().__init__(message)
         self.checks = checks
-
-
-def bento_labels(paths: Paths, tag: str) -> dict:
-    """The bento's tag and labels (model version, git commit) from the project store."""
-    import bentoml
-    from bentoml.exceptions import NotFound
-
-    try:
-        bento = bentoml.get(tag)
-    except NotFound:
-        raise ValueError(
-            f"no bento {tag!r} in the bento store {paths.bentoml_home}: run `make package`"
-        ) from None
-    return {"bento": str(bento.tag), **bento.info.labels}
 
 
 def bento_metrics(tag: str) -> dict[str, float]:
@@ -60,16 +45,6 @@ def metric_gate_failures(environment, metrics: dict[str, float]) -> list[str]:
     return [gate["message"] for gate in gates if not gate["passed"]]
 
 
-def reference_model(paths: Paths, model_version: str) -> Model:
-    """The registered model version, loaded in process from the MLflow registry."""
-    from .. import registry
-
-    registry.configure(paths)
-    version = registry.client(paths).get_model_version(PROJECT, str(model_version))
-    booster, spec = registry.load_version(paths, version)
-    return Model(booster, spec)
-
-
 def health(url: str) -> dict:
     try:
         status = httpx.get(f"{url}/readyz", timeout=10).status_code
@@ -78,19 +53,6 @@ def health(url: str) -> dict:
     else:
         detail = f"/readyz answered {status}"
     return {"passed": status == 200, "detail": detail}
-
-
-def smoke(params: Params, url: str, model: Model, bento: str, rows) -> dict:
-    """POST the held-out rows; the service must answer like `model` and name `bento`."""
-    from ..package import served_like
-
-    found = served_like(params, url, model, rows)
-    return {
-        "passed": bool(found["matches"] and found["serving"] == bento),
-        "rows": found["rows"],
-        "max_abs_diff": found["max_abs_diff"],
-        "serving": found["serving"],
-    }
 
 
 def verify(params, paths, environment, url, bento, model, rows, load_test: bool) -> dict:
@@ -102,7 +64,7 @@ def verify(params, paths, environment, url, bento, model, rows, load_test: bool)
     results["health"] = health(url)
     if not results["health"]["passed"]:
         raise CheckFailed(f"health: {results['health']['detail']} at {url}", results)
-    results["smoke"] = smoke(params, url, model, bento, rows)
+    results["smoke"] = smoke.check(params, url, model, bento, rows)
     if not results["smoke"]["passed"]:
         found = results["smoke"]
         raise CheckFailed(
@@ -112,10 +74,7 @@ def verify(params, paths, environment, url, bento, model, rows, load_test: bool)
             results,
         )
     if load_test:
-        from .. import loadtest
-        from ..package import to_records
-
-        record = to_records(rows.head(1), model.spec.names)[0]
+        record = smoke.to_records(rows.head(1), model.spec.names)[0]
         outcome = loadtest.run(params, paths, url, environment, record)
         results["loadtest"] = {
             key: outcome[key]
