@@ -118,6 +118,7 @@ COMMON_FILES = [
     "tests/service/test_request_properties.py",
     "tests/unit/test_challenge_decision.py",
     "tests/unit/test_cli_adapters.py",
+    "tests/unit/test_cli_errors.py",
     "tests/unit/test_cicd.py",
     "tests/unit/test_config.py",
     "tests/unit/test_data.py",

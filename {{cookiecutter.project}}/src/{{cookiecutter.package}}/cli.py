@@ -13,6 +13,24 @@ from .config import Paths, load_params, use_project_stores
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 # Make passes BENTO= through the environment, never pasted into a command line.
 BENTO_OPTION = typer.Option(envvar="BENTO", help="Bento tag (default: the latest built)")
+# The switch that shows an expected error's traceback: --traceback, or TRACEBACK=1.
+TRACEBACK_VARIABLE = "TRACEBACK"
+_show_traceback = False
+
+
+@app.callback()
+def _options(
+    traceback: Annotated[
+        bool,
+        typer.Option(
+            "--traceback",
+            help=f"Show an expected error's traceback, not only its one line "
+            f"(or set {TRACEBACK_VARIABLE}=1, e.g. `make train {TRACEBACK_VARIABLE}=1`)",
+        ),
+    ] = False,
+) -> None:
+    global _show_traceback
+    _show_traceback = traceback
 
 
 def _setup() -> tuple:
@@ -559,15 +577,18 @@ def challenge_verdict() -> None:
 
 def main() -> None:
     """Console entry point: expected problems (missing inputs, bad config) end in one
-    clear line and exit code 1 rather than a traceback; TRACEBACK=1 shows it instead."""
+    clear line and exit code 1 rather than a traceback; --traceback or TRACEBACK=1 shows
+    the traceback instead."""
     import os
 
     from pydantic import ValidationError
 
+    global _show_traceback
+    _show_traceback = False
     try:
         app()
     except (FileNotFoundError, ValueError, ValidationError, RuntimeError) as error:
-        if os.environ.get("TRACEBACK", "").strip() not in {"", "0"}:
+        if _show_traceback or os.environ.get(TRACEBACK_VARIABLE, "").strip() not in {"", "0"}:
             raise
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         raise SystemExit(1) from None
