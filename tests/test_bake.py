@@ -88,6 +88,7 @@ COMMON_FILES = [
     "src/{package}/smoke.py",
     "src/{package}/summary.py",
     "src/{package}/suite_runner.py",
+    "src/{package}/tables.py",
     "src/{package}/train.py",
     "src/{package}/validation.py",
     "tests/artifacts/test_bento.py",

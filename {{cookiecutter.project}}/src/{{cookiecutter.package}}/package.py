@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import lock, release_store
 from .config import PACKAGE, PROJECT, Params, Paths
+from .model import CARD_FILE, EVALUATION_FILE, MODEL_FILE
 from .serving import running_server  # noqa: F401  (known as package.running_server too)
 from .smoke import held_out_rows, smoke, to_records  # noqa: F401  (known as package.* too)
 
@@ -84,9 +85,9 @@ def save_model(params: Params, paths: Paths) -> str:
     }
     with bentoml.models.create(PROJECT, labels=_labels(card), metadata=metadata) as stored:
         folder = Path(stored.path)
-        shutil.copy(paths.model_file, folder / "model.txt")
-        shutil.copy(paths.model_card, folder / "model.json")
-        shutil.copy(paths.evaluation_report, folder / "evaluation.json")
+        shutil.copy(paths.model_file, folder / MODEL_FILE)
+        shutil.copy(paths.model_card, folder / CARD_FILE)
+        shutil.copy(paths.evaluation_report, folder / EVALUATION_FILE)
     return str(stored.tag)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from .. import loadtest, smoke
+from ..model import EVALUATION_FILE
 
 
 class CheckFailed(RuntimeError):
@@ -30,8 +31,8 @@ def bento_metrics(tag: str) -> dict[str, float]:
     for packed in bentoml.get(tag).info.all_models:
         stored = bentoml.models.get(packed.tag)
         metrics = (stored.info.metadata or {}).get("metrics")
-        if metrics is None and (Path(stored.path) / "evaluation.json").exists():
-            metrics = json.loads((Path(stored.path) / "evaluation.json").read_text())["metrics"]
+        if metrics is None and (Path(stored.path) / EVALUATION_FILE).exists():
+            metrics = json.loads((Path(stored.path) / EVALUATION_FILE).read_text())["metrics"]
         if metrics:
             return metrics
     raise ValueError(f"bento {tag} packs no model with evaluation metrics: run `make package`")
