@@ -163,9 +163,9 @@ def job_root(paths: Paths):
 @pytest.fixture(scope="session")
 def server(paths: Paths, bento):
     """The bento served by `bentoml serve` on a free port of 127.0.0.1."""
-    from {{ cookiecutter.package }} import package
+    from {{ cookiecutter.package }} import serving
 
-    with package.running_server(paths, bento["tag"]) as url:
+    with serving.running_server(paths, bento["tag"]) as url:
         yield url
 
 

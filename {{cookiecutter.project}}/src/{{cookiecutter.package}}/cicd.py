@@ -1,4 +1,4 @@
-"""Render the CI/CD files of both platforms from environments/*.yaml (`make ci`).
+"""Render the CI/CD files of both platforms from environments/*.yaml (`make ci-files`).
 
 The checks are the same jobs on GitHub Actions and GitLab CI, each one make target; the
 deploy jobs come from environments/*.yaml, ordered by `requires`. The Cookiecutter
@@ -24,7 +24,7 @@ OUTPUTS = {
     },
     "gitlab": {".gitlab-ci.yml": "gitlab-ci.yml.j2"},
 }
-# Files only a monitored project has (see `monitored`): without one, `make ci` removes them.
+# Files only a monitored project has (see `monitored`): without one, `make ci-files` removes them.
 MONITORING_ONLY = {".github/workflows/monitor.yml"}
 # params.yaml's monitoring.schedule when it sets none (config.py keeps the same default).
 DEFAULT_SCHEDULE = "17 5 * * *"
@@ -278,7 +278,7 @@ def _python_version(root: Path) -> str:
 
 
 def present_platforms(root: Path) -> list[str]:
-    """The platforms whose CI files the project has (what `make ci` re-renders)."""
+    """The platforms whose CI files the project has (what `make ci-files` re-renders)."""
     return [
         platform
         for platform, outputs in OUTPUTS.items()

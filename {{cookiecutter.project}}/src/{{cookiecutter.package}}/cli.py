@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +14,24 @@ from .config import Paths, load_params, use_project_stores
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 # Make passes BENTO= through the environment, never pasted into a command line.
 BENTO_OPTION = typer.Option(envvar="BENTO", help="Bento tag (default: the latest built)")
+# The switch that shows an expected error's traceback: --traceback, or TRACEBACK=1.
+TRACEBACK_VARIABLE = "TRACEBACK"
+_show_traceback = False
+
+
+@app.callback()
+def _options(
+    traceback: Annotated[
+        bool,
+        typer.Option(
+            "--traceback",
+            help=f"Show an expected error's traceback, not only its one line "
+            f"(or set {TRACEBACK_VARIABLE}=1, e.g. `make train {TRACEBACK_VARIABLE}=1`)",
+        ),
+    ] = False,
+) -> None:
+    global _show_traceback
+    _show_traceback = traceback
 
 
 def _setup() -> tuple:
@@ -29,26 +46,30 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+TONES = {"ok": {"fg": "green"}, "warn": {"fg": typer.colors.YELLOW}, "heading": {"bold": True}}
+
+
+def _say(text: str, tone: str = "") -> None:
+    typer.secho(text, **TONES.get(tone, {}))
+
+
+def _step(step, *args, **kwargs):
+    """Run a pipeline step with this project's params and paths; its failure is exit 1."""
+    from .pipeline import StageFailed
+
+    params, paths = _setup()
+    try:
+        return step(params, paths, _say, *args, **kwargs)
+    except StageFailed as error:
+        _fail(str(error))
+
+
 @app.command()
 def data() -> None:
     """Materialise the dataset into data/raw/ and fingerprint it."""
-    from . import data as stage
+    from . import pipeline
 
-    params, paths = _setup()
-    record = stage.materialise(params, paths)
-    typer.echo(f"{record['rows']} rows, {len(record['columns'])} columns -> {record['path']}")
-    if record["unlabelled_dropped"]:
-        typer.echo(
-            f"dropped {record['unlabelled_dropped']} rows without a label in "
-            f"{params.data.target!r} (data.unlabelled: drop)"
-        )
-    elif record["unlabelled"]:
-        typer.secho(
-            f"{record['unlabelled']} rows have no label in {params.data.target!r}: "
-            "`make validate` refuses them (data.unlabelled: refuse)",
-            fg=typer.colors.YELLOW,
-        )
-    typer.echo(f"fingerprint sha256:{record['sha256']}")
+    _step(pipeline.data)
 
 
 @app.command()
@@ -70,13 +91,9 @@ def validate(
     ] = None,
 ) -> None:
     """Run the expectation suite on the data; exit 1 naming each failing column."""
-    from . import validation
+    from . import pipeline
 
-    params, paths = _setup()
-    outcome = validation.validate(params, paths, data_file)
-    typer.echo(validation.format_table(outcome))
-    if not outcome["success"]:
-        _fail(validation.format_failures(outcome))
+    _step(pipeline.validate, data_file)
 
 
 @app.command()
@@ -96,17 +113,11 @@ def train(
     ] = None,
 ) -> None:
     """Train LightGBM (seeded), log it to MLflow and register a new model version."""
-    from . import retraining
-    from . import train as stage
+    from . import pipeline, retraining
 
-    params, paths = _setup()
+    _, paths = _setup()
     why = retraining.why(paths, reason, monitor_report) if retrain else None
-    card = stage.train(params, paths, why)
-    if why:
-        typer.echo(", ".join(f"{key}={value}" for key, value in why.items()))
-    typer.echo(
-        f"model version {card['model_version']} (run {card['run_id']}) -> {paths.model_file}"
-    )
+    _step(pipeline.train, why)
 
 
 @app.command()
@@ -120,13 +131,9 @@ def evaluate(
     ] = False,
 ) -> None:
     """Score the model against the gates; exit 1 naming any failed gate."""
-    from . import evaluate as stage
+    from . import pipeline
 
-    params, paths = _setup()
-    report = stage.evaluate(params, paths, defer_to_challenge)
-    typer.echo(stage.format_report(report))
-    if not report["passed"]:
-        _fail("evaluation gates failed: " + "; ".join(report["failures"]))
+    _step(pipeline.evaluate, defer_to_challenge)
 
 
 @app.command()
@@ -136,13 +143,9 @@ def package(
     ] = True,
 ) -> None:
     """Build the bento (model + service + pinned deps), export it to dist/ and release it."""
-    from . import package as stage
+    from . import pipeline
 
-    params, paths = _setup()
-    result = stage.build(params, paths, release=release)
-    typer.echo(f"bento {result['tag']} -> {result['archive']}")
-    if not release:
-        typer.echo("not released: `release` publishes it to the release store")
+    _step(pipeline.package, release)
 
 
 @app.command()
@@ -183,18 +186,9 @@ def infra_check(
     bento: Annotated[str | None, BENTO_OPTION] = None,
 ) -> None:
     """Serve the bento from a fresh venv of only its own requirements; it must answer alike."""
-    from .deploy import infra
+    from . import pipeline
 
-    params, paths = _setup()
-    result = infra.check(params, paths, bento)
-    typer.echo(f"fresh venv of the bento's requirements: {' '.join(result['requirements'])}")
-    if not result["passed"]:
-        _fail(result["error"] + (f" (server log: {result['log']})" if "log" in result else ""))
-    typer.secho(
-        f"bento {result['bento']} served from its own requirements answered "
-        f"{result['smoke']['rows']} rows like the registered model ({result['seconds']:.0f}s)",
-        fg="green",
-    )
+    _step(pipeline.infra_check, bento)
 
 
 @app.command()
@@ -203,10 +197,10 @@ def serve(
     bento: Annotated[str | None, BENTO_OPTION] = None,
 ) -> None:
     """Serve the bento on 127.0.0.1 in the foreground."""
-    from . import package as stage
+    from . import package, serving
 
-    params, paths = _setup()
-    stage.serve_foreground(paths, bento, port)
+    _, paths = _setup()
+    serving.serve_foreground(bento or package.latest_bento(paths), port)
 
 
 @app.command()
@@ -216,7 +210,7 @@ def smoke(
     ] = "http://127.0.0.1:3000",
 ) -> None:
     """Send held-out rows to a running service; fail unless it answers like the in-process model."""
-    from . import package as stage
+    from . import smoke as stage
 
     params, paths = _setup()
     result = stage.smoke(params, paths, url)
@@ -230,81 +224,9 @@ def pipeline(
     port: Annotated[int, typer.Option(help="Port for the smoke-test server")] = 3000,
 ) -> None:
     """The whole journey: data to a bento verified in every environment (local target)."""
-    from . import package as package_stage
-    from .deploy import engine
-    from .deploy.environments import load_all
+    from . import pipeline as stages
 
-    timings: list[tuple[str, float]] = []
-    for name, command in [
-        ("data", data),
-        ("validate", lambda: validate(None)),
-        ("train", train),
-        ("evaluate", evaluate),
-        ("package", package),
-        ("infra check", lambda: infra_check(None)),
-    ]:
-        typer.secho(f"== {name}", bold=True)
-        started = time.perf_counter()
-        command()
-        timings.append((name, time.perf_counter() - started))
-    typer.secho("== serve + smoke", bold=True)
-    params, paths = _setup()
-    started = time.perf_counter()
-    result = package_stage.serve_and_smoke(params, paths, port)
-    timings.append(("serve + smoke", time.perf_counter() - started))
-    if not result["matches"]:
-        _fail("served bento disagrees with the in-process model")
-    # Build once, promote the same bento: deploy to the first environment, promote onwards.
-    for environment in load_all(paths).values():
-        step = "deploy" if environment.requires is None else "promote"
-        typer.secho(f"== {step} {environment.name}", bold=True)
-        started = time.perf_counter()
-        if step == "deploy":
-            _deploy_step(engine.deploy, environment.name, None)
-        else:
-            _deploy_step(engine.promote, environment.name)
-        timings.append((f"{step} {environment.name}", time.perf_counter() - started))
-    typer.echo(f"\n{'stage':<20}{'seconds':>9}")
-    for name, seconds in timings:
-        typer.echo(f"{name:<20}{seconds:>9.1f}")
-    typer.echo(f"{'total':<20}{sum(s for _, s in timings):>9.1f}\n")
-    typer.echo(engine.format_status(engine.status(paths)))
-    typer.echo("\nThe environments keep serving until `make down`.")
-    typer.secho(
-        f"bento {result['bento']} answered {result['rows']} rows like the in-process model",
-        fg="green",
-    )
-    last = list(load_all(paths).values())[-1]
-    typer.secho(f"\n== monitor: a shifted window replayed to {last.name}", bold=True)
-    _demo_drift(params, paths, last.name, last.url)
-
-
-# How far the pipeline's closing demo moves every numeric feature, in training standard
-# deviations: a shift the default drift settings detect in nearly every window.
-DEMO_SHIFT = 0.5
-
-
-def _demo_drift(params, paths, environment: str, url: str) -> None:
-    """Replay a shifted window, join its labels, run `monitor` and show its report."""
-    from . import monitor as monitor_stage
-    from . import replay as replay_stage
-    from . import served_data
-    from .monitor_report import table
-
-    labels = paths.monitoring_reports / "demo-labels.csv"
-    sent = replay_stage.replay(
-        params, paths, url, params.monitoring.window_rows, DEMO_SHIFT, params.seed, labels
-    )
-    folder = monitor_stage.log_folder(params, paths, environment)
-    served_data.join_feedback(
-        replay_stage.wait_logged(folder, sent["last_request"]),
-        served_data.read_labels(labels, params.data.target),
-        monitor_stage.feedback_store(paths, environment), params.data.target,
-    )  # fmt: skip
-    result = monitor_stage.run(params, paths, environment=environment)
-    typer.echo(f"{sent['rows']} rows, numeric features +{DEMO_SHIFT:g} std, sent to {url}")
-    typer.echo(table(result))
-    typer.secho(f"drift report: {result['html']}", fg="green")
+    _step(stages.run, port)
 
 
 @app.command()
@@ -313,32 +235,17 @@ def loadtest(
     env: Annotated[str, typer.Option(help="Environment whose gates apply")] = "test",
 ) -> None:
     """Load test a running service with locust; exit 1 naming each gate not met."""
-    from . import loadtest as stage
-    from .deploy.environments import get
+    from . import pipeline
 
-    params, paths = _setup()
-    result = stage.run(params, paths, url, get(paths, env))
-    typer.echo(stage.format_result(result))
-    typer.echo(f"reports: {result['reports']}")
-    if not result["passed"]:
-        _fail("load test gates not met: " + "; ".join(result["failures"]))
+    _step(pipeline.loadtest, url, env)
 
 
-def _deploy_step(step, *args) -> None:
-    """Run a deploy command; a refusal or failed check is one clear line and exit 1."""
-    from .deploy.engine import DeployFailed, Refused, Unfinished, abort_on_signals
+def _deploy_step(action: str, *args) -> None:
+    """Run a deploy action of the engine; a refusal or failed check is one line and exit 1."""
+    from . import pipeline
+    from .deploy import engine
 
-    params, paths = _setup()
-    abort_on_signals()
-    try:
-        record = step(params, paths, *args)
-    except (Refused, DeployFailed, Unfinished) as error:
-        _fail(str(error))
-    typer.secho(
-        f"{record['action']}: {record['bento']} (model version {record['model_version']}) "
-        f"serves {record['environment']} at {record['url']}",
-        fg="green",
-    )
+    _step(pipeline.deploy_step, getattr(engine, action), *args)
 
 
 @app.command()
@@ -347,25 +254,19 @@ def deploy(
     bento: Annotated[str | None, BENTO_OPTION] = None,
 ) -> None:
     """Deploy a bento to ENV, check it (health, smoke, load test), or keep the old one."""
-    from .deploy import engine
-
-    _deploy_step(engine.deploy, env, bento)
+    _deploy_step("deploy", env, bento)
 
 
 @app.command()
 def promote(env: Annotated[str, typer.Argument(help="Environment to promote to")]) -> None:
     """Deploy to ENV the bento verified in the environment ENV requires."""
-    from .deploy import engine
-
-    _deploy_step(engine.promote, env)
+    _deploy_step("promote", env)
 
 
 @app.command()
 def rollback(env: Annotated[str, typer.Argument(help="Environment to roll back")]) -> None:
     """Redeploy the bento ENV served before its current one (recorded as a new deploy)."""
-    from .deploy import engine
-
-    _deploy_step(engine.rollback, env)
+    _deploy_step("rollback", env)
 
 
 @app.command()
@@ -405,11 +306,12 @@ def environments_sync(
     dry_run: Annotated[bool, typer.Option(help="Print the requests; send nothing")] = False,
 ) -> None:
     """Apply each environments/*.yaml `approval` to the platform's protection rules."""
-    from .deploy import platforms
+    from .platforms.api import SyncFailed
+    from .platforms.sync import sync
 
     try:
-        names = platforms.sync(Paths.discover(), platform, dry_run, typer.echo)
-    except platforms.SyncFailed as error:
+        names = sync(Paths.discover(), platform, dry_run, typer.echo)
+    except SyncFailed as error:
         _fail(f"environments sync: {error}")
     done = "would be synced (dry run)" if dry_run else "synced"
     typer.secho(f"{platform}: {', '.join(names)} {done}", fg="green")
@@ -423,7 +325,8 @@ def environments_verify(
     ] = None,
 ) -> None:
     """Exit 1 unless the platform protects ENV as its file asks (semi-auto and manual)."""
-    from .deploy import environments, protection
+    from .deploy import environments
+    from .platforms import protection
 
     try:
         typer.echo(protection.verify(environments.get(Paths.discover(), env), platform))
@@ -435,15 +338,6 @@ store_app = typer.Typer(
     no_args_is_help=True, help="The release store (MLflow): model versions, bentos, deploys."
 )
 app.add_typer(store_app, name="store")
-
-
-@store_app.command("require-server")
-def store_require_server() -> None:
-    """Exit 1 unless MLFLOW_TRACKING_URI names a tracking server (CD jobs check this first)."""
-    from . import release_store
-
-    uri = release_store.require_server(Paths.discover())
-    typer.echo(f"release store: {uri}")
 
 
 @store_app.command("migrate")
@@ -470,44 +364,11 @@ def store_migrate(
     )
 
 
-@app.command("import-bento")
-def import_bento() -> None:
-    """Import the bento archives in dist/ into the project's bento store (CI jobs get them
-    as artifacts): serve and deploy the bento that was built, never a rebuilt one."""
-    from . import package as stage
-
-    _, paths = _setup()
-    imported = stage.import_archives(paths)
-    typer.echo(
-        f"imported: {', '.join(imported)}" if imported else "every bento in dist/ is in the store"
-    )
-
-
-@app.command("service-check")
-def service_check(
-    env: Annotated[str, typer.Option(help="Environment whose load-test gates apply")] = "test",
-    port: Annotated[
-        int | None, typer.Option(help="Port on 127.0.0.1 (default: a free one)")
-    ] = None,
-) -> None:
-    """Serve the latest bento here, load test it against ENV's gates, then stop it."""
-    from . import package as stage
-
-    _, paths = _setup()
-    with stage.running_server(paths, stage.latest_bento(paths), port) as url:
-        loadtest(url=url, env=env)
-
-
-@app.command()
-def summary() -> None:
-    """Print the reports found here as Markdown tables (CI appends it to the job summary)."""
-    from . import summary as stage
-
-    _, paths = _setup()
-    typer.echo(stage.render(paths))
-
-
-ci_app = typer.Typer(no_args_is_help=True, help="The CI/CD files, rendered from environments/.")
+# --- CI only: the commands CI jobs (make ci-* targets) run, and the CI files. ---
+ci_app = typer.Typer(
+    no_args_is_help=True,
+    help="CI only: the CI files (rendered from environments/) and the steps CI jobs run.",
+)
 app.add_typer(ci_app, name="ci")
 
 
@@ -533,7 +394,7 @@ def ci_check() -> None:
 
     paths = Paths.discover()
     if stale := cicd.stale(paths.root):
-        _fail(f"stale CI files: {', '.join(stale)}; run `make ci` and commit them")
+        _fail(f"stale CI files: {', '.join(stale)}; run `make ci-files` and commit them")
     typer.echo("CI files match environments/*.yaml")
 
 
@@ -609,6 +470,65 @@ def template_update(checkout: Annotated[str | None, CHECKOUT_OPTION] = None) -> 
     )
 
 
+@ci_app.command("require-store-server")
+def ci_require_store_server() -> None:
+    """Exit 1 unless MLFLOW_TRACKING_URI names a tracking server (CD jobs check this first)."""
+    from . import release_store
+
+    uri = release_store.require_server(Paths.discover())
+    typer.echo(f"release store: {uri}")
+
+
+@ci_app.command("import-bento")
+def ci_import_bento() -> None:
+    """Import the bento archives in dist/ into the project's bento store (CI jobs get them
+    as artifacts): serve and deploy the bento that was built, never a rebuilt one."""
+    from . import package as stage
+
+    _, paths = _setup()
+    imported = stage.import_archives(paths)
+    typer.echo(
+        f"imported: {', '.join(imported)}" if imported else "every bento in dist/ is in the store"
+    )
+
+
+@ci_app.command("service-check")
+def ci_service_check(
+    env: Annotated[str, typer.Option(help="Environment whose load-test gates apply")] = "test",
+    port: Annotated[
+        int | None, typer.Option(help="Port on 127.0.0.1 (default: a free one)")
+    ] = None,
+) -> None:
+    """Serve the latest bento here, load test it against ENV's gates, then stop it."""
+    from . import pipeline
+
+    _step(pipeline.service_check, env, port)
+
+
+@ci_app.command("summary")
+def ci_summary() -> None:
+    """Print the reports found here as Markdown tables (CI appends it to the job summary)."""
+    from . import summary as stage
+
+    _, paths = _setup()
+    typer.echo(stage.render(paths))
+
+
+@ci_app.command("monitor-decision")
+def ci_monitor_decision() -> None:
+    """The latest `monitor` result in reports/monitoring/ as key=value lines (retrain=true|false,
+    window, report), for CI: GitHub's $GITHUB_OUTPUT, the scheduled retrain job's gate."""
+    from . import retraining
+
+    _, paths = _setup()
+    path = retraining.latest_monitor_result(paths)
+    result = retraining.read_monitor_result(path)
+    typer.echo(f"retrain={str(result['retrain']).lower()}")
+    typer.echo(f"window={result['window']}")
+    shown = path.relative_to(paths.root) if path.is_relative_to(paths.root) else path
+    typer.echo(f"report={shown}")
+
+
 # --- Monitoring: what the service logged, against what the model was trained on. ---
 ENV_OPTION = typer.Option(
     "--env", help="Environment whose prediction log to read (default: the one `serve` writes)"
@@ -641,21 +561,6 @@ def monitor(
     typer.echo(f"report: {result['html']}\nresult: {result['json']}")
     if fail_on_retrain and result["decision"]["retrain"]:
         raise typer.Exit(3)
-
-
-@app.command("monitor-decision")
-def monitor_decision() -> None:
-    """The latest `monitor` result in reports/monitoring/ as key=value lines (retrain=true|false,
-    window, report), for CI: GitHub's $GITHUB_OUTPUT, the scheduled retrain job's gate."""
-    from . import retraining
-
-    _, paths = _setup()
-    path = retraining.latest_monitor_result(paths)
-    result = retraining.read_monitor_result(path)
-    typer.echo(f"retrain={str(result['retrain']).lower()}")
-    typer.echo(f"window={result['window']}")
-    shown = path.relative_to(paths.root) if path.is_relative_to(paths.root) else path
-    typer.echo(f"report={shown}")
 
 
 @app.command()
@@ -745,15 +650,18 @@ def challenge_verdict() -> None:
 
 def main() -> None:
     """Console entry point: expected problems (missing inputs, bad config) end in one
-    clear line and exit code 1 rather than a traceback; TRACEBACK=1 shows it instead."""
+    clear line and exit code 1 rather than a traceback; --traceback or TRACEBACK=1 shows
+    the traceback instead."""
     import os
 
     from pydantic import ValidationError
 
+    global _show_traceback
+    _show_traceback = False
     try:
         app()
     except (FileNotFoundError, ValueError, ValidationError, RuntimeError) as error:
-        if os.environ.get("TRACEBACK", "").strip() not in {"", "0"}:
+        if _show_traceback or os.environ.get(TRACEBACK_VARIABLE, "").strip() not in {"", "0"}:
             raise
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         raise SystemExit(1) from None

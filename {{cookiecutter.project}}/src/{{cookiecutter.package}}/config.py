@@ -97,7 +97,7 @@ class MonitoringParams(BaseModel):
     backups: int = Field(5, ge=0)  # rotated files kept; disk use <= max_bytes * (backups + 1)
     window_rows: int = Field(500, gt=0)  # the latest rows `make monitor` compares
     # When CI monitors production (cron, UTC): the scheduled workflow / pipeline, rendered
-    # by `make ci` when production is on a host, whose runner reads its prediction log.
+    # by `make ci-files` when production is on a host, whose runner reads its prediction log.
     schedule: str = Field("17 5 * * *", pattern=r"^\S+( \S+){4}$")
     drift: DriftParams = Field(default_factory=DriftParams)
     decision: DecisionParams = Field(default_factory=DecisionParams)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn import datasets
 
+from . import tables
 from .config import Params, Paths
 
 BUNDLED = {
@@ -38,15 +39,7 @@ def read_source(params: Params, root: Path) -> pd.DataFrame:
             )
         frame = BUNDLED[name](as_frame=True).frame
     else:
-        path = (root / source).resolve()
-        if not path.exists():
-            raise FileNotFoundError(f"data.source: {path} does not exist")
-        if path.suffix == ".csv":
-            frame = pd.read_csv(path)
-        elif path.suffix in {".parquet", ".pq"}:
-            frame = pd.read_parquet(path)
-        else:
-            raise ValueError(f"data.source: {path.name} is neither .csv nor .parquet")
+        frame = tables.read((root / source).resolve(), "data.source")
     return normalise(frame, params)
 
 

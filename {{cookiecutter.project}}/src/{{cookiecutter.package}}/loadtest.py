@@ -25,7 +25,7 @@ def report_dir(paths: Paths, environment: str) -> Path:
 def sample_record(params: Params, paths: Paths) -> dict:
     """One held-out record with exactly the model's features."""
     from .model import Model
-    from .package import held_out_rows, to_records
+    from .smoke import held_out_rows, to_records
 
     model = Model.load(paths.model_file, paths.model_card)
     return to_records(held_out_rows(params, paths).head(1), model.spec.names)[0]

@@ -14,6 +14,10 @@ import pandas as pd
 from . import single_row
 from .features import FeatureSpec, to_features, to_matrix
 
+# The files of a packaged model, inside its BentoML model folder (package.save_model writes
+# them; the service, batch scoring and the deploy checks read them).
+MODEL_FILE, CARD_FILE, EVALUATION_FILE = "model.txt", "model.json", "evaluation.json"
+
 
 @dataclass(frozen=True)
 class Model:
@@ -60,6 +64,16 @@ def outputs_from_raw(raw: np.ndarray, spec: FeatureSpec) -> dict[str, list]:
     """Turn booster output into the response every consumer shares (service, batch, smoke)."""
     if spec.task == "regression":
         return {"predictions": raw.astype(float).tolist()}
-    probabilities = np.column_stack([1.0 - raw, raw]) if spec.task == "binary" else raw
-    labels = np.asarray(spec.classes, dtype=object)[probabilities.argmax(axis=1)]
+    labels, probabilities = classified(raw, spec)
     return {"predictions": labels.tolist(), "probabilities": probabilities.astype(float).tolist()}
+
+
+def classified(
+    raw: np.ndarray, spec: FeatureSpec, label_type: type | None = object
+) -> tuple[np.ndarray, np.ndarray]:
+    """A classifier's booster output as (labels, (n, k) class probabilities in spec.classes'
+    order): binary output is P(positive), the second class. `label_type` is the labels'
+    dtype (object keeps each label's own Python type; None lets numpy choose)."""
+    probabilities = np.column_stack([1.0 - raw, raw]) if spec.task == "binary" else raw
+    labels = np.asarray(spec.classes, dtype=label_type)[probabilities.argmax(axis=1)]
+    return labels, probabilities

@@ -1,4 +1,4 @@
-"""Stage `package`: build the bento, serve it, and check it answers like the in-process model.
+"""Stage `package`: build the bento (model + service + pinned deps), export and release it.
 
 BentoML reads BENTOML_HOME when first imported, so it is imported inside the functions,
 after `config.use_project_stores` (or the test fixtures) pointed it at the project store.
@@ -6,26 +6,47 @@ after `config.use_project_stores` (or the test fixtures) pointed it at the proje
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
-import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-
-import httpx
-import numpy as np
-import pandas as pd
 
 from . import lock, release_store
 from .config import PACKAGE, PROJECT, Params, Paths
+from .model import CARD_FILE, EVALUATION_FILE, MODEL_FILE
+from .serving import running_server  # noqa: F401  (known as package.running_server too)
+from .smoke import held_out_rows, smoke, to_records  # noqa: F401  (known as package.* too)
 
 SERVICE = f"{PACKAGE}.service:ModelService"
-READY_TIMEOUT = 120.0
 REQUIREMENTS = "requirements.txt"
+
+
+# What the package holds but serving never imports: the CI files and their templates, the
+# platform sync client, the CD engine, and the orchestration and CLI above them. The bento
+# is built without them (the import contracts in pyproject.toml keep the service from
+# importing them).
+NOT_SERVED = (
+    "cicd.py",
+    "cicd_templates",
+    "platforms",
+    "deploy",
+    "pipeline.py",
+    "cli.py",
+    "template_update.py",
+)
+
+
+def _not_served(source: Path):
+    """A copytree `ignore`: caches anywhere, NOT_SERVED at the package's top level."""
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        left_out = {n for n in names if n == "__pycache__" or n.endswith(".pyc")}
+        if Path(folder) == source:
+            left_out |= set(NOT_SERVED) & set(names)
+        return left_out
+
+    return ignore
 
 
 def _read_json(path: Path, missing: str) -> dict:
@@ -72,9 +93,9 @@ def save_model(params: Params, paths: Paths) -> str:
     }
     with bentoml.models.create(PROJECT, labels=_labels(card), metadata=metadata) as stored:
         folder = Path(stored.path)
-        shutil.copy(paths.model_file, folder / "model.txt")
-        shutil.copy(paths.model_card, folder / "model.json")
-        shutil.copy(paths.evaluation_report, folder / "evaluation.json")
+        shutil.copy(paths.model_file, folder / MODEL_FILE)
+        shutil.copy(paths.model_card, folder / CARD_FILE)
+        shutil.copy(paths.evaluation_report, folder / EVALUATION_FILE)
     return str(stored.tag)
 
 
@@ -105,9 +126,7 @@ def build(
     sys.modules.pop(SERVICE.partition(":")[0], None)
     # A clean build context: the bento gets the package, never data/, .venv/ or mlruns/.
     with tempfile.TemporaryDirectory(prefix="bento-build-") as context:
-        shutil.copytree(
-            source, Path(context) / PACKAGE, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-        )
+        shutil.copytree(source, Path(context) / PACKAGE, ignore=_not_served(source))
         # BentoML reads it from the context only; the bento keeps it in env/python/, not src/.
         (Path(context) / REQUIREMENTS).write_text("\n".join(requirements) + "\n")
         bento = bentoml.bentos.build(
@@ -179,100 +198,15 @@ def latest_bento(paths: Paths) -> str:
     return _read_json(paths.dist / "bento.json", "run `make package` first")["tag"]
 
 
-def serve_foreground(paths: Paths, bento: str | None, port: int) -> None:
-    """Replace this process with `bentoml serve` (Ctrl-C stops it)."""
-    from .deploy.local import serve_command
+def bento_labels(paths: Paths, tag: str) -> dict:
+    """The bento's tag and labels (model version, git commit) from the project store."""
+    import bentoml
+    from bentoml.exceptions import NotFound
 
-    command = serve_command(bento or latest_bento(paths), port)
-    os.execv(command[0], command)
-
-
-@contextlib.contextmanager
-def running_server(
-    paths: Paths, bento_tag: str, port: int | None = None, timeout: float = READY_TIMEOUT
-) -> Iterator[str]:
-    """Serve the bento on 127.0.0.1 in a subprocess; yield its base URL; always stop it."""
-    from .deploy import local
-
-    server = local.start(paths, bento_tag, port or local.free_port(), "serve", timeout=timeout)
     try:
-        yield server.url
-    finally:
-        local.stop(server)
-
-
-def held_out_rows(params: Params, paths: Paths) -> pd.DataFrame:
-    """The test split: rows the model never saw in training."""
-    from . import data, features
-
-    return features.split(data.load_raw(paths), params)[1]
-
-
-def to_records(frame: pd.DataFrame, names: list[str]) -> list[dict]:
-    """Feature values as JSON-ready records (missing values as null)."""
-    values = frame[names].astype(object)
-    return values.where(values.notna(), None).to_dict(orient="records")
-
-
-def _max_abs_diff(served: list, local: list) -> float:
-    a, b = np.asarray(served, dtype=float), np.asarray(local, dtype=float)
-    if a.shape != b.shape:
-        return math.inf
-    return float(np.max(np.abs(a - b))) if a.size else 0.0
-
-
-def compare(served: dict, local: dict) -> tuple[bool, float]:
-    """Same keys, equal labels, probabilities (or regression values) within 1e-9."""
-    if "probabilities" in local:
-        diff = _max_abs_diff(served.get("probabilities", []), local["probabilities"])
-        labels_equal = served.get("predictions") == local["predictions"]
-    else:
-        diff = _max_abs_diff(served.get("predictions", []), local["predictions"])
-        labels_equal = True
-    return bool(served.keys() == local.keys() and labels_equal and diff <= 1e-9), diff
-
-
-def predict_over_http(client: httpx.Client, records: list[dict], batch: int) -> dict[str, list]:
-    """POST records to /predict in batches of at most `batch`; concatenate the answers."""
-    served: dict[str, list] = {}
-    for start in range(0, len(records), batch):
-        response = client.post("/predict", json={"records": records[start : start + batch]})
-        if response.status_code != 200:
-            raise RuntimeError(f"/predict answered {response.status_code}: {response.text}")
-        for key, values in response.json().items():
-            served.setdefault(key, []).extend(values)
-    return served
-
-
-def served_like(params: Params, url: str, model, rows: pd.DataFrame) -> dict:
-    """POST `rows` to <url>/predict; compare the answers with `model` in process."""
-    with httpx.Client(base_url=url.rstrip("/"), timeout=60) as client:
-        records = to_records(rows, model.spec.names)
-        served = predict_over_http(client, records, params.serving.max_batch_size)
-        metadata = client.post("/metadata", json={})
-    matches, diff = compare(served, model.predict(rows))
-    serving = metadata.json().get("bento_tag") if metadata.is_success else None
-    return {"matches": matches, "rows": len(rows), "max_abs_diff": diff, "serving": serving}
-
-
-def smoke(params: Params, paths: Paths, url: str) -> dict:
-    """The service at `url` against the model in models/ (the one just trained)."""
-    from .model import Model
-
-    url = url.rstrip("/")
-    model = Model.load(paths.model_file, paths.model_card)
-    found = served_like(params, url, model, held_out_rows(params, paths))
-    return {
-        "matches": found["matches"],
-        "rows": found["rows"],
-        "max_abs_diff": found["max_abs_diff"],
-        "bento": found["serving"] or url,
-        "url": url,
-    }
-
-
-def serve_and_smoke(params: Params, paths: Paths, port: int) -> dict:
-    """Serve the bento `make package` built last and smoke-test it."""
-    tag = latest_bento(paths)
-    with running_server(paths, tag, port) as url:
-        return {**smoke(params, paths, url), "bento": tag}
+        bento = bentoml.get(tag)
+    except NotFound:
+        raise ValueError(
+            f"no bento {tag!r} in the bento store {paths.bentoml_home}: run `make package`"
+        ) from None
+    return {"bento": str(bento.tag), **bento.info.labels}

@@ -21,11 +21,9 @@ from . import validation
 from .config import Params, Paths
 from .data import clean_column_name
 from .features import FeatureSpec
-from .model import Model
+from .model import CARD_FILE, MODEL_FILE, Model, classified
+from .tables import file_format
 
-FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-# Inside the BentoML model folder, as package.save_model stores them.
-MODEL_FILE, CARD_FILE = "model.txt", "model.json"
 # Output columns added to the batch: the label (or value) and one probability per class.
 PREDICTION = "prediction"
 PROBABILITY = "probability_"  # + the class label, cleaned like a column name
@@ -52,17 +50,6 @@ class BatchRefused(RuntimeError):
                 ]
             )
         )
-
-
-def file_format(path: Path, option: str) -> str:
-    """'csv' or 'parquet', by suffix; anything else is the caller's mistake, said in one line."""
-    try:
-        return FORMATS[path.suffix.lower()]
-    except KeyError:
-        raise ValueError(
-            f"{option}: {path.name} has unknown format {path.suffix or '(no suffix)'!r}; "
-            f"use one of {', '.join(FORMATS)}"
-        ) from None
 
 
 def feature_suite(suite: dict, spec: FeatureSpec) -> dict:
@@ -130,8 +117,7 @@ def prediction_columns(raw: np.ndarray, spec: FeatureSpec) -> dict[str, np.ndarr
     """
     if spec.task == "regression":
         return {PREDICTION: raw.astype("float64", copy=False)}
-    probabilities = np.column_stack([1.0 - raw, raw]) if spec.task == "binary" else raw
-    labels = np.asarray(spec.classes)[probabilities.argmax(axis=1)]
+    labels, probabilities = classified(raw, spec, label_type=None)
     columns = {PREDICTION: labels}
     for index, label in enumerate(spec.classes):
         columns[clean_column_name(f"{PROBABILITY}{label}")] = probabilities[:, index]

@@ -19,7 +19,7 @@ import pandas as pd
 from . import data, features, served_data
 from .config import Params, Paths
 from .features import FeatureSpec
-from .package import to_records
+from .smoke import to_records
 
 
 def model_spec(paths: Paths) -> FeatureSpec:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import tables
 from .prediction_log import MONITOR_NAME, column_name
 
 KEY = ["request_id", "row"]
@@ -58,14 +59,7 @@ def window_id(frame: pd.DataFrame) -> str:
 
 def read_labels(path: Path, target: str) -> pd.DataFrame:
     """A labels file (.csv/.parquet): request_id, row (0 if absent) and the target."""
-    if not path.exists():
-        raise FileNotFoundError(f"LABELS: {path} does not exist")
-    if path.suffix.lower() == ".csv":
-        labels = pd.read_csv(path, dtype={"request_id": str})
-    elif path.suffix.lower() in {".parquet", ".pq"}:
-        labels = pd.read_parquet(path)
-    else:
-        raise ValueError(f"LABELS: {path.name} is neither .csv nor .parquet")
+    labels = tables.read(path, "LABELS", csv_dtype={"request_id": str})
     missing = [column for column in ("request_id", target) if column not in labels]
     if missing:
         raise ValueError(

@@ -21,14 +21,10 @@ from bentoml.models import BentoModel
 from .config import PROJECT, ServingParams
 from .features import FeatureSpec
 from .middleware import JSONBodiesOnly, PredictFastPath
-from .model import Model
+from .model import CARD_FILE, EVALUATION_FILE, MODEL_FILE, Model
 from .prediction_log import PredictionMetrics, Recorder
 from .schema import records_to_rows, request_model, response_model
 
-# Files inside the BentoML model folder (written by package.build).
-MODEL_FILE = "model.txt"
-CARD_FILE = "model.json"
-EVALUATION_FILE = "evaluation.json"
 DEFAULT_MAX_BATCH_SIZE = 1000
 
 

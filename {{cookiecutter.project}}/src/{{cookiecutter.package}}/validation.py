@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import data
+from . import data, tables
 from .config import Params, Paths
 from .suite_runner import SUITE_NAME, run_suite
 
@@ -168,15 +168,7 @@ def read_data_file(path: Path, params: Params, option: str = "--data") -> pd.Dat
     file as it is so that the report names the missing column. `option` names the file in
     errors as the user gave it (`--data`, `INPUT`).
     """
-    if not path.exists():
-        raise FileNotFoundError(f"{option}: {path} does not exist")
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        frame = pd.read_csv(path)
-    elif suffix in {".parquet", ".pq"}:
-        frame = pd.read_parquet(path)
-    else:
-        raise ValueError(f"{option}: {path.name} is neither .csv nor .parquet")
+    frame = tables.read(path, option)
     frame = frame.rename(
         columns={column: data.clean_column_name(column) for column in frame.columns}
     )

@@ -96,6 +96,18 @@ def test_the_bento_holds_only_the_package_source(stored_bento):
     assert not list(source.rglob("__pycache__"))
 
 
+def test_the_bento_leaves_out_the_ci_files_platform_sync_and_cd_engine(stored_bento):
+    package = Path(stored_bento.path_of("src")) / PACKAGE
+    held = {p.relative_to(package).as_posix() for p in package.rglob("*")}
+
+    left_outs = ("cicd.py", "cicd_templates", "platforms", "deploy", "pipeline.py", "cli.py")
+    for left_out in (*left_outs, "template_update.py"):
+        assert not any(h == left_out or h.startswith(f"{left_out}/") for h in held), left_out
+    # What the service imports is all there.
+    for served in ("service.py", "model.py", "single_row.py", "features.py", "config.py"):
+        assert served in held, served
+
+
 def test_the_archive_in_dist_carries_the_model(bento, paths):
     archive = Path(bento["archive"])
     name, bento_version = bento["tag"].split(":")

@@ -16,7 +16,7 @@ from fake_platforms import TOKEN, FakeGitHub, FakeGitLab, Server
 from typer.testing import CliRunner
 
 from {{ cookiecutter.package }}.cli import app
-from {{ cookiecutter.package }}.deploy import platforms
+from {{ cookiecutter.package }}.platforms import api as platforms
 
 pytestmark = pytest.mark.integration
 

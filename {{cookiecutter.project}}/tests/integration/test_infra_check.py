@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package }} import package
-from {{ cookiecutter.package }}.deploy import infra
+from {{ cookiecutter.package }} import infra, package
 
 pytestmark = pytest.mark.integration
 # name -> version of every distribution installed in the venv running it.

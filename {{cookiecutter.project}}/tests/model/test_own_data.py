@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from {{ cookiecutter.package }} import data, features, package, train, validation
+from {{ cookiecutter.package }} import data, features, smoke, train, validation
 from {{ cookiecutter.package }}.config import Params, Paths
 from {{ cookiecutter.package }}.model import Model
 from {{ cookiecutter.package }}.schema import records_to_rows, request_model
@@ -90,7 +90,7 @@ def test_the_serving_path_predicts_like_the_frame_path_and_refuses_an_unseen_cat
     train_df, test_df = features.split(frame, params)
     served = Model(train.fit(params, train_df, spec).booster_, spec)
     request = request_model(spec, max_batch_size=len(test_df))
-    records = package.to_records(test_df, spec.names)
+    records = smoke.to_records(test_df, spec.names)
 
     rows = records_to_rows(request.model_validate({"records": records}).records, spec)
 

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from {{ cookiecutter.package }} import features, package
+from {{ cookiecutter.package }} import features, smoke
 
 pytestmark = pytest.mark.service
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.service
 def record(params, raw_data, model) -> dict:
     """One valid held-out record."""
     held_out = features.split(raw_data, params)[1]
-    return package.to_records(held_out.head(1), model.spec.names)[0]
+    return smoke.to_records(held_out.head(1), model.spec.names)[0]
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 def test_committed_ci_files_match_a_fresh_render_of_the_environments():
     assert cicd.present_platforms(PROJECT_ROOT), "no CI files in the project"
     stale = cicd.stale(PROJECT_ROOT)
-    assert not stale, f"{', '.join(stale)} differ from environments/*.yaml: run `make ci`"
+    assert not stale, f"{', '.join(stale)} differ from environments/*.yaml: run `make ci-files`"
 
 
 def listed(needs) -> list[str]:

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from {{ cookiecutter.package }}.config import DataParams, Params
-from {{ cookiecutter.package }}.data import clean_column_name, fingerprint, normalise
+from {{ cookiecutter.package }}.data import clean_column_name, fingerprint, normalise, read_source
 
 pytestmark = pytest.mark.unit
 
@@ -78,3 +78,25 @@ def test_normalise_rejects_columns_that_collide_after_cleaning():
 
     with pytest.raises(ValueError, match="collide"):
         normalise(frame, make_params())
+
+
+@pytest.mark.parametrize(
+    "name", ["data.csv", "DATA.CSV", "data.parquet", "DATA.PARQUET", "data.Pq"]
+)
+def test_a_source_file_is_read_by_its_suffix_in_any_case(tmp_path, name):
+    frame = pd.DataFrame({"Spend": [1.5, 2.5], "target": [0, 1]})
+    if name.lower().endswith(".csv"):
+        frame.to_csv(tmp_path / name, index=False)
+    else:
+        frame.to_parquet(tmp_path / name, index=False)
+
+    read = read_source(Params(task="binary", data=DataParams(source=name)), tmp_path)
+
+    assert read.to_dict(orient="list") == {"spend": [1.5, 2.5], "target": [0, 1]}
+
+
+def test_a_source_file_of_another_format_is_named_with_the_known_ones(tmp_path):
+    (tmp_path / "data.xlsx").write_bytes(b"")
+
+    with pytest.raises(ValueError, match=r"data\.source: data\.xlsx has unknown format '\.xlsx'"):
+        read_source(Params(task="binary", data=DataParams(source="data.xlsx")), tmp_path)

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from {{ cookiecutter.package }} import lock
-from {{ cookiecutter.package }}.deploy import infra
+from {{ cookiecutter.package }} import infra, lock
 
 pytestmark = pytest.mark.unit
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -20,7 +20,7 @@ STAND_IN = """#!/bin/sh
 echo "$*" >> calls.log
 if [ "$*" = "$FAIL" ]; then echo "failed: $*" >&2; exit 1; fi
 case "$*" in
-  "monitor-decision") [ -n "$DECISION" ] || exit 1; printf 'retrain=%s\\nwindow=w1\\n' "$DECISION";;
+  "ci monitor-decision") [ -n "$DECISION" ] || exit 1; printf 'retrain=%s\\nwindow=w1\\n' "$DECISION";;
   "challenge verdict") printf 'winner=%s\\nbento=churn:abc\\n' "$WINNER";;
 esac
 """
@@ -59,13 +59,14 @@ def layer(name: str) -> str:
 # A pull request's checks, job by job (cicd.CHECKS), as `make build` runs them.
 CHECK_CHAIN = [
     "pre-commit run --all-files --show-diff-on-failure",
+    "lint-imports --no-cache",
     layer("unit"),
     "data", "validate", layer("data"),
     "train", "evaluate",
     layer("model"),
     "package --no-release", layer("artifacts"), "infra-check",
     layer("integration"),
-    "import-bento", "service-check --env test", layer("service"),
+    "ci import-bento", "ci service-check --env test", layer("service"),
 ]  # fmt: skip
 
 
@@ -73,7 +74,7 @@ def test_the_default_branch_build_runs_every_check_then_releases(project):
     done, calls = make(project, "build", f"RUN={project / 'cli.sh'}")
 
     assert done.returncode == 0, done.stderr
-    assert calls == ["store require-server", *CHECK_CHAIN, "release"]
+    assert calls == ["ci require-store-server", *CHECK_CHAIN, "release"]
 
 
 @pytest.mark.parametrize("failing", [layer("unit"), layer("integration"), layer("service")])
@@ -95,13 +96,13 @@ def test_a_drift_run_trains_nothing_when_the_monitor_decided_against_it(project)
     done, calls = make(project, "ci-retrain", REASON="drift", DECISION="false")
     assert done.returncode == 0, done.stderr
     assert "the monitor did not decide to retrain: nothing trained" in done.stdout
-    assert calls == ["store require-server", "monitor-decision"]
+    assert calls == ["ci require-store-server", "ci monitor-decision"]
 
 
 def test_a_drift_run_trains_and_challenges_on_a_retrain_decision(project):
     done, calls = make(project, "ci-retrain", REASON="drift", DECISION="true", WINNER="false")
     assert done.returncode == 0, done.stderr
-    assert calls == ["store require-server", "monitor-decision", *TRAINING]
+    assert calls == ["ci require-store-server", "ci monitor-decision", *TRAINING]
     assert "the challenger lost: nothing packaged" in done.stdout
 
 
@@ -115,7 +116,7 @@ def test_a_drift_run_without_a_readable_decision_fails_closed(project):
 def test_a_scheduled_or_manual_run_retrains_without_asking_the_monitor(project, reason):
     done, calls = make(project, "ci-retrain", REASON=reason, WINNER="false")
     assert done.returncode == 0, done.stderr
-    assert "monitor-decision" not in calls and calls[-len(TRAINING) :] == TRAINING
+    assert "ci monitor-decision" not in calls and calls[-len(TRAINING) :] == TRAINING
 
 
 def test_the_winner_job_deploys_nothing_without_a_challenge_or_with_a_loser(project):
@@ -147,7 +148,7 @@ def test_a_winner_alone_is_packaged_and_checked(project, winner):
     done, calls = make(project, "ci-retrain", run, REASON="manual", WINNER=str(winner).lower())
 
     assert done.returncode == 0, done.stderr
-    assert calls[: len(TRAINING) + 1] == ["store require-server", *TRAINING]
+    assert calls[: len(TRAINING) + 1] == ["ci require-store-server", *TRAINING]
     if winner:
         assert calls[len(TRAINING) + 1 :] == [
             "package", "pytest -m artifacts --junitxml=reports/junit/artifacts.xml", "infra-check",

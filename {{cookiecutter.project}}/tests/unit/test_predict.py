@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from {{ cookiecutter.package }}.features import Feature, FeatureSpec
-from {{ cookiecutter.package }}.predict import feature_suite, file_format, prediction_columns
+from {{ cookiecutter.package }}.model import outputs_from_raw
+from {{ cookiecutter.package }}.predict import feature_suite, prediction_columns
+from {{ cookiecutter.package }}.tables import file_format
 
 pytestmark = pytest.mark.unit
 
@@ -116,6 +118,7 @@ def test_regression_output_is_the_value_alone():
         ("batch.parquet", "parquet"),
         ("batch.pq", "parquet"),
         ("BATCH.CSV", "csv"),
+        ("BATCH.PARQUET", "parquet"),
     ],
 )
 def test_the_format_follows_the_suffix(tmp_path, name, expected):
@@ -128,3 +131,19 @@ def test_an_unknown_suffix_is_named_with_the_known_ones(tmp_path):
         match=r"OUTPUT: out\.txt has unknown format '\.txt'; use one of \.csv, \.parquet, \.pq",
     ):
         file_format(tmp_path / "out.txt", "OUTPUT")
+
+
+@pytest.mark.parametrize(
+    ("raw", "task", "classes"),
+    [
+        (np.array([0.2, 0.9, 0.5]), "binary", ["no", "yes"]),
+        (np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]]), "multiclass", [3, 5, 8]),
+    ],
+)
+def test_a_batch_and_the_service_read_the_same_labels_and_probabilities(raw, task, classes):
+    columns = prediction_columns(raw, spec(task, classes))
+    served = outputs_from_raw(raw, spec(task, classes))
+
+    assert columns["prediction"].tolist() == served["predictions"]
+    probabilities = [columns[f"probability_{label}"] for label in classes]
+    assert np.column_stack(probabilities).tolist() == served["probabilities"]

@@ -1,8 +1,8 @@
 """What a deployed bento must pass: metric gates, health, a smoke prediction, the load-test gates.
 
 The smoke reference is the registered MLflow model version the bento says it packs,
-loaded in this process: a bento that packs something else (a tampered card, a stale
-booster, a wrong feature order) answers differently and is refused.
+loaded in this process (smoke.reference_model): a bento that packs something else (a
+tampered card, a stale booster, a wrong feature order) answers differently and is refused.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from ..config import PROJECT, Params, Paths
-from ..model import Model
+from .. import loadtest, smoke
+from ..model import EVALUATION_FILE
 
 
 class CheckFailed(RuntimeError):
@@ -24,20 +24,6 @@ class CheckFailed(RuntimeError):
         self.checks = checks
 
 
-def bento_labels(paths: Paths, tag: str) -> dict:
-    """The bento's tag and labels (model version, git commit) from the project store."""
-    import bentoml
-    from bentoml.exceptions import NotFound
-
-    try:
-        bento = bentoml.get(tag)
-    except NotFound:
-        raise ValueError(
-            f"no bento {tag!r} in the bento store {paths.bentoml_home}: run `make package`"
-        ) from None
-    return {"bento": str(bento.tag), **bento.info.labels}
-
-
 def bento_metrics(tag: str) -> dict[str, float]:
     """The evaluation metrics packed with the bento's model (written by `make package`)."""
     import bentoml
@@ -45,8 +31,8 @@ def bento_metrics(tag: str) -> dict[str, float]:
     for packed in bentoml.get(tag).info.all_models:
         stored = bentoml.models.get(packed.tag)
         metrics = (stored.info.metadata or {}).get("metrics")
-        if metrics is None and (Path(stored.path) / "evaluation.json").exists():
-            metrics = json.loads((Path(stored.path) / "evaluation.json").read_text())["metrics"]
+        if metrics is None and (Path(stored.path) / EVALUATION_FILE).exists():
+            metrics = json.loads((Path(stored.path) / EVALUATION_FILE).read_text())["metrics"]
         if metrics:
             return metrics
     raise ValueError(f"bento {tag} packs no model with evaluation metrics: run `make package`")
@@ -60,16 +46,6 @@ def metric_gate_failures(environment, metrics: dict[str, float]) -> list[str]:
     return [gate["message"] for gate in gates if not gate["passed"]]
 
 
-def reference_model(paths: Paths, model_version: str) -> Model:
-    """The registered model version, loaded in process from the MLflow registry."""
-    from .. import registry
-
-    registry.configure(paths)
-    version = registry.client(paths).get_model_version(PROJECT, str(model_version))
-    booster, spec = registry.load_version(paths, version)
-    return Model(booster, spec)
-
-
 def health(url: str) -> dict:
     try:
         status = httpx.get(f"{url}/readyz", timeout=10).status_code
@@ -78,19 +54,6 @@ def health(url: str) -> dict:
     else:
         detail = f"/readyz answered {status}"
     return {"passed": status == 200, "detail": detail}
-
-
-def smoke(params: Params, url: str, model: Model, bento: str, rows) -> dict:
-    """POST the held-out rows; the service must answer like `model` and name `bento`."""
-    from ..package import served_like
-
-    found = served_like(params, url, model, rows)
-    return {
-        "passed": bool(found["matches"] and found["serving"] == bento),
-        "rows": found["rows"],
-        "max_abs_diff": found["max_abs_diff"],
-        "serving": found["serving"],
-    }
 
 
 def verify(params, paths, environment, url, bento, model, rows, load_test: bool) -> dict:
@@ -102,7 +65,7 @@ def verify(params, paths, environment, url, bento, model, rows, load_test: bool)
     results["health"] = health(url)
     if not results["health"]["passed"]:
         raise CheckFailed(f"health: {results['health']['detail']} at {url}", results)
-    results["smoke"] = smoke(params, url, model, bento, rows)
+    results["smoke"] = smoke.check(params, url, model, bento, rows)
     if not results["smoke"]["passed"]:
         found = results["smoke"]
         raise CheckFailed(
@@ -112,10 +75,7 @@ def verify(params, paths, environment, url, bento, model, rows, load_test: bool)
             results,
         )
     if load_test:
-        from .. import loadtest
-        from ..package import to_records
-
-        record = to_records(rows.head(1), model.spec.names)[0]
+        record = smoke.to_records(rows.head(1), model.spec.names)[0]
         outcome = loadtest.run(params, paths, url, environment, record)
         results["loadtest"] = {
             key: outcome[key]

@@ -13,8 +13,9 @@ import shutil
 import signal
 from collections.abc import Iterator
 
-from .. import release_store
+from .. import release_store, serving, smoke
 from ..config import Params, Paths
+from ..package import bento_labels, latest_bento
 from . import checks, host, kubernetes, local, records, recovery
 from .environments import Environment, get, load_all
 
@@ -109,7 +110,6 @@ def deploy(
     machine's bento store lacks it). Everything that decides whether it may deploy (the
     `requires` record, the gates, what serves now) is read under the deploy lock.
     """
-    from ..package import latest_bento
     from ..registry import git_commit
 
     environments = load_all(paths)
@@ -121,13 +121,13 @@ def deploy(
         _require_verified(paths, environments, environment, bento)
         digest = release_store.digest(paths, bento)
         release_store.fetch(paths, bento)
-        labels = checks.bento_labels(paths, bento)
+        labels = bento_labels(paths, bento)
         if failures := checks.metric_gate_failures(environment, checks.bento_metrics(bento)):
             gates = f"the metric gates of environments/{name}.yaml"
             raise Refused(f"bento {bento} does not meet {gates}: " + "; ".join(failures))
         if environment.deploy.target == "kubernetes" and kubernetes.dry_run():
             return kubernetes.plan(paths, environment, labels)
-        model = checks.reference_model(paths, labels["model_version"])
+        model = smoke.reference_model(paths, labels["model_version"])
         rows = release_store.smoke_rows(paths, bento)
         before = records.current(paths, name)
         record = records.start(
@@ -290,7 +290,7 @@ def status(paths: Paths) -> list[dict]:
             recovery.reconcile(paths)
     rows = []
     for name, environment in load_all(paths).items():
-        server = local.read_state(paths, name)
+        server = serving.read_state(paths, name)
         mine = records.read(paths, name)
         done = [record for record in mine if record["success"]]
         current = done[-1] if done else None
@@ -299,8 +299,8 @@ def status(paths: Paths) -> list[dict]:
             running = host.serving(environment)
             url, healthy = environment.url, running is not None
         else:
-            running = server.bento if server and local.alive(server.pid) else None
-            url, healthy = server.url if server else environment.url, local.healthy(server)
+            running = server.bento if server and serving.alive(server.pid) else None
+            url, healthy = server.url if server else environment.url, serving.healthy(server)
         rows.append(
             {
                 "environment": name,
@@ -376,10 +376,10 @@ def down(paths: Paths, name: str | None = None, lasting: bool = True) -> list[st
                 if lasting and host.down(environments[environment]):
                     stopped.append(environment)
                 continue
-            server = local.read_state(paths, environment)
+            server = serving.read_state(paths, environment)
             if server is not None:
-                local.stop(server)
+                serving.stop(server)
                 stopped.append(environment)
-            local.clear_state(paths, environment)
+            serving.clear_state(paths, environment)
             local.stop_candidate(paths, environment)
     return stopped

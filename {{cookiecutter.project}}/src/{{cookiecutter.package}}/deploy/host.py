@@ -38,9 +38,9 @@ from pathlib import Path
 
 import httpx
 
-from .. import lock
+from .. import infra, lock
 from ..config import Paths
-from . import infra, local
+from ..serving import READY_TIMEOUT, STARTUP_FAILED, STOP_TIMEOUT, error_cause, free_port, listening
 
 COLOURS = ("blue", "green")
 PROXY = "proxy"
@@ -200,7 +200,7 @@ startsecs=1
 startretries=1000
 stopasgroup=true
 killasgroup=true
-stopwaitsecs={int(local.STOP_TIMEOUT)}
+stopwaitsecs={int(STOP_TIMEOUT)}
 redirect_stderr=true
 stdout_logfile={where.program_log(name)}
 stdout_logfile_maxbytes=10MB
@@ -306,11 +306,11 @@ def ensure_proxy(where: Layout, environment) -> None:
     if changed or live:
         _reload(where)
     deadline = time.monotonic() + 30
-    while not local.listening(environment.port):
+    while not listening(environment.port):
         if time.monotonic() > deadline:
             raise TimeoutError(
                 f"nginx is not listening on port {environment.port} after 30s: "
-                f"{local.error_cause(_tail(where.program_log(PROXY)))}"
+                f"{error_cause(_tail(where.program_log(PROXY)))}"
             )
         time.sleep(0.2)
 
@@ -419,7 +419,7 @@ os.execv(sys.argv[1], sys.argv[1:])
 
 
 def _start_colour(where: Layout, colour: str, bento: str, python: Path) -> dict:
-    port = local.free_port()
+    port = free_port()
     log = where.program_log(colour)
     log.unlink(missing_ok=True)
     launcher = where.root / "launch_bento.py"
@@ -434,18 +434,18 @@ def _start_colour(where: Layout, colour: str, bento: str, python: Path) -> dict:
     }
     _set_program(where, colour, _program(where, colour, command, env))
     started = {"colour": colour, "bento": bento, "port": port}
-    deadline = time.monotonic() + local.READY_TIMEOUT
+    deadline = time.monotonic() + READY_TIMEOUT
     first = None
     while True:
         # Supervisor restarts a bento that exits: a new pid before it answered is a crash.
         pid = _program_pid(where, colour)
         first = first or pid
         text = _tail(log)
-        if local.STARTUP_FAILED in text or (pid and first and pid != first):
+        if STARTUP_FAILED in text or (pid and first and pid != first):
             _set_program(where, colour, None)
             raise RuntimeError(
                 f"bento {bento} failed to start in the {colour} colour: "
-                f"{local.error_cause(text)} (log: {log})"
+                f"{error_cause(text)} (log: {log})"
             )
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=3).status_code == 200:
@@ -454,7 +454,7 @@ def _start_colour(where: Layout, colour: str, bento: str, python: Path) -> dict:
             _set_program(where, colour, None)
             raise TimeoutError(
                 f"bento {bento} not ready in the {colour} colour after "
-                f"{local.READY_TIMEOUT:.0f}s (log: {log})"
+                f"{READY_TIMEOUT:.0f}s (log: {log})"
             )
         time.sleep(0.5)
 
@@ -519,7 +519,7 @@ def down(environment) -> bool:
         (where.programs / f"{name}.conf").unlink(missing_ok=True)
     _ctl(where, "shutdown")
     pid_file = where.root / "supervisord.pid"
-    deadline = time.monotonic() + local.STOP_TIMEOUT + 10
+    deadline = time.monotonic() + STOP_TIMEOUT + 10
     while pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     _end_strays(where)

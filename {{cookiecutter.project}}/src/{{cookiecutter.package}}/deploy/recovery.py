@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 from ..config import Paths
+from ..serving import healthy, read_state
 from . import checks, host, kubernetes, local, records
 from .environments import Environment, load_all
 
@@ -127,8 +128,8 @@ def serving(paths: Paths, environment: Environment) -> str | None:
     """The bento that answers in `environment` now (local and host targets)."""
     if environment.deploy.target == "host":
         return host.serving(environment)
-    server = local.read_state(paths, environment.name)
-    return server.bento if local.healthy(server) else None
+    server = read_state(paths, environment.name)
+    return server.bento if healthy(server) else None
 
 
 def report(paths: Paths, record: dict) -> None:

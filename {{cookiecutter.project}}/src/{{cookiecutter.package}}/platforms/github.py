@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from .environments import Environment
-from .platforms import Api, SyncFailed
+from ..deploy.environments import Environment
+from .api import Api, SyncFailed
 
 # GitHub accepts at most six required reviewers per environment.
 MAX_REVIEWERS = 6

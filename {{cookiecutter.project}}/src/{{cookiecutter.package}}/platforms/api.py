@@ -1,10 +1,8 @@
-"""Environments as code: apply each environments/*.yaml `approval` to GitHub or GitLab.
+"""The platforms' REST API client, shared by GitHub and GitLab sync and the protection check.
 
-Protection rules (required reviewers, wait timers, branch policies, protected environments)
-live in the platform's settings, not in CI files, so `environments sync` sets them through
-the platform's REST API. Tokens come only from environment variables and are never printed.
-A dry run prints every request and sends none, not even lookups: ids it would look up
-(users, teams, existing rules) are shown as `<...>` placeholders.
+Tokens come only from environment variables and are never printed. A dry run prints every
+request and sends none, not even lookups: ids it would look up (users, teams, existing
+rules) are shown as `<...>` placeholders.
 
 The token goes only to the API's own origin: the API URL must be https:// (http:// only on
 this machine's loopback), and a `Link: next` header is followed only to that same origin.
@@ -20,9 +18,6 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
 import httpx
-
-from ..config import Paths
-from .environments import Environment, load_all
 
 PLATFORMS = ("github", "gitlab")
 # Pages of one listing followed at most: a Link header that loops stops here.
@@ -220,37 +215,3 @@ def _reason(response: httpx.Response) -> str:
         return ""
     message = body.get("message") or body.get("error") if isinstance(body, dict) else None
     return f": {' '.join(str(message).split())}" if message else ""
-
-
-def sync(
-    paths: Paths, platform: str, dry_run: bool = False, echo: Callable[[str], None] = print
-) -> list[str]:
-    """Apply every environment's approval to `platform`; the environments' names, in order.
-
-    Every environment is checked against the platform's limits before any request is sent.
-    """
-    from .. import cicd
-    from . import github, gitlab
-
-    environments: dict[str, Environment] = load_all(paths)
-    module = github if platform == "github" else gitlab
-    setup = settings(platform, dry_run)
-    if platform == "github":  # GitLab can express every approval
-        for environment in environments.values():
-            github.check(environment)
-    api = Api(setup, dry_run, echo)
-    masked = f"{setup.auth_header}: {setup.auth_scheme}***" if setup.token else "no token"
-    echo(
-        f"{platform} {setup.project} at {setup.api} ({setup.token_variable}: "
-        f"{'set' if setup.token else 'not set'}; requests carry {masked})"
-        + ("\ndry run: nothing is sent" if dry_run else "")
-    )
-    try:
-        module.sync(api, list(environments.values()))
-        if platform == "gitlab":  # the cron and branch the CI files are rendered with
-            cron, branch = cicd.schedule(paths.root), cicd.DEFAULT_BRANCH
-            wanted = gitlab.schedule(list(environments.values()), cron, branch)
-            gitlab.sync_schedule(api, f"/projects/{setup.project}", wanted)
-    finally:
-        api.close()
-    return list(environments)

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from .environments import Environment
-from .platforms import Api, SyncFailed
+from ..deploy.environments import Environment
+from .api import Api, SyncFailed
 
 MAINTAINERS = 40
 

@@ -1,4 +1,4 @@
-"""Infrastructure check: serve the bento from a fresh venv made only of its own requirements.
+"""Infrastructure check, part of packaging: serve the bento from a fresh venv made only of its own requirements.
 
 The dev environment holds every package the project uses, so a package the service
 imports but the bento forgot to declare goes unnoticed there and breaks only on the
@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from .. import lock
-from ..config import Params, Paths
-from . import checks, local
+from . import lock, serving, smoke
+from .config import Params, Paths
+from .package import bento_labels, latest_bento
 
 OFFLINE_VARIABLE = "INFRA_CHECK_OFFLINE"
 INSTALL_TIMEOUT = 600
@@ -114,9 +114,7 @@ def check(
     """
     import bentoml
 
-    from ..package import held_out_rows, latest_bento
-
-    labels = checks.bento_labels(paths, bento_tag or latest_bento(paths))
+    labels = bento_labels(paths, bento_tag or latest_bento(paths))
     tag = labels["bento"]
     requirements = requirements_of(Path(bentoml.get(tag).path))
     # A throwaway folder: the venv (hundreds of MB) must not land in .state/, which CI hands
@@ -132,22 +130,22 @@ def check(
         "error": None,
     }
     started = time.perf_counter()
-    port = local.free_port()
-    log = local.log_file(paths, "infra", port)
+    port = serving.free_port()
+    log = serving.log_file(paths, "infra", port)
     try:
         python = make_venv(paths, venv, requirements)
-        model = checks.reference_model(paths, labels["model_version"])
-        server = local.start(paths, tag, port, "infra", python=str(python), env=_clean_env(paths))
+        model = smoke.reference_model(paths, labels["model_version"])
+        server = serving.start(paths, tag, port, "infra", python=str(python), env=_clean_env(paths))
         try:
-            rows = held_out_rows(params, paths)
-            result["smoke"] = checks.smoke(params, server.url, model, tag, rows)
+            rows = smoke.held_out_rows(params, paths)
+            result["smoke"] = smoke.check(params, server.url, model, tag, rows)
         finally:
-            local.stop(server)
+            serving.stop(server)
     except (RuntimeError, TimeoutError) as error:
         # A server that died says why in its log (e.g. ModuleNotFoundError: lightgbm).
         cause = str(error)
         if log.exists():
-            cause, result["log"] = local.error_cause(log.read_text(errors="replace")), str(log)
+            cause, result["log"] = serving.error_cause(log.read_text(errors="replace")), str(log)
         result["error"] = f"bento {tag} does not serve from its own requirements: {cause}"
     else:
         if not result["smoke"]["passed"]:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 from urllib.parse import quote
 
+from ..deploy.environments import Approval, Environment
 from . import gitlab
-from .environments import Approval, Environment
-from .platforms import Api, SyncFailed, settings
+from .api import Api, SyncFailed, settings
 
 
 class Unprotected(RuntimeError):

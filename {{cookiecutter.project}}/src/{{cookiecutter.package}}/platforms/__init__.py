@@ -1,0 +1,1 @@
+"""Platform sync: environments/*.yaml applied to GitHub and GitLab settings, and checked."""

@@ -1,0 +1,284 @@
+"""Serving a bento: `bentoml serve` on 127.0.0.1, started, checked ready, stopped.
+
+A process runs in its own session (process group), so it outlives the command that
+started it and `stop` ends it with all its workers. `.state/<name>.json` says which
+process serves a name (an environment of the local target, or its candidate).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+from .config import Paths, load_params
+
+READY_TIMEOUT = 180.0
+# A server this command starts for itself (a smoke test, the service check) and stops.
+PASSING_READY_TIMEOUT = 120.0
+# BentoML's line when the service's setup raised; it then restarts the worker every few
+# seconds rather than exit, so only the log tells that waiting is pointless.
+STARTUP_FAILED = "Application startup failed"
+STOP_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class Server:
+    pid: int
+    port: int
+    bento: str
+    log: str
+    started_at: float
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def serve_command(bento: str, port: int, python: str = sys.executable) -> list[str]:
+    return [
+        python, "-m", "bentoml", "serve", bento,
+        "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+
+
+def state_file(paths: Paths, environment: str) -> Path:
+    return paths.state / f"{environment}.json"
+
+
+def read_state(paths: Paths, environment: str) -> Server | None:
+    """The process recorded as serving `environment`, if any."""
+    file = state_file(paths, environment)
+    if not file.exists():
+        return None
+    try:
+        return Server(**json.loads(file.read_text()))
+    except (json.JSONDecodeError, TypeError):
+        return None
+
+
+def write_state(paths: Paths, environment: str, server: Server) -> None:
+    """Replace the state atomically: an interruption leaves the old file or the new one."""
+    file = state_file(paths, environment)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    partial = file.with_suffix(".json.tmp")
+    partial.write_text(json.dumps(asdict(server), indent=2) + "\n")
+    partial.replace(file)
+
+
+def clear_state(paths: Paths, environment: str) -> None:
+    state_file(paths, environment).unlink(missing_ok=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:<port>."""
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def alive(pid: int) -> bool:
+    # Reap it first if it is our own child; a zombie (exited, its parent has not reaped
+    # it yet, as some containers' init never does) counts as gone.
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
+
+
+def healthy(server: Server | None) -> bool:
+    if server is None or not alive(server.pid):
+        return False
+    try:
+        return httpx.get(f"{server.url}/readyz", timeout=3).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _tail(log: str) -> str:
+    path = Path(log)
+    return path.read_text(errors="replace")[-4000:] if path.exists() else "(no log)"
+
+
+def log_file(paths: Paths, label: str, port: int) -> Path:
+    return paths.state / "logs" / f"{label}-{port}.log"
+
+
+def start(
+    paths: Paths,
+    bento: str,
+    port: int,
+    label: str,
+    *,
+    python: str = sys.executable,
+    env: dict[str, str] | None = None,
+    timeout: float = READY_TIMEOUT,
+    record_as: str | None = None,
+) -> Server:
+    """Start `bentoml serve` detached on `port`; return once it answers /readyz.
+
+    `python` and `env` let the infra check serve from another virtual environment.
+    `record_as` names the state file written as soon as the process exists, before it is
+    ready: a deploy killed while it waits leaves a server that `down` can still find. It
+    also names the server's prediction log folder, so environments (and their candidates'
+    checks) never mix their traffic.
+    """
+    if listening(port):
+        raise RuntimeError(f"port {port} on 127.0.0.1 is already in use: cannot serve {label}")
+    log = log_file(paths, label, port)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            serve_command(bento, port, python),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=log.parent,
+            env=env or _serving_env(paths, record_as),
+            start_new_session=True,
+        )
+    server = Server(process.pid, port, bento, str(log), time.time())
+    try:
+        if record_as is not None:
+            write_state(paths, record_as, server)
+        wait_ready(server, process, timeout)
+    except BaseException:
+        stop(server)
+        if record_as is not None:
+            clear_state(paths, record_as)
+        raise
+    return server
+
+
+def _serving_env(paths: Paths, record_as: str | None) -> dict[str, str]:
+    env = {**os.environ, "BENTOML_HOME": str(paths.bentoml_home)}
+    if record_as is not None:
+        monitoring = load_params(paths.params).monitoring
+        env["MONITORING_PATH"] = str(paths.monitoring_log(monitoring, record_as).resolve())
+    return env
+
+
+def error_cause(log: str) -> str:
+    """What broke, from a server log: a missing module first, else the last error line."""
+    # BentoML wraps import failures in its own message; the module name is what matters.
+    if missing := re.search(r"No module named '([^']+)'", log):
+        return f"ModuleNotFoundError: No module named '{missing.group(1)}'"
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"^[\w.]*(Error|Exception)\b.*:", line)]
+    return errors[-1] if errors else (lines[-1] if lines else "(no output)")
+
+
+def _log_text(server: Server) -> str:
+    path = Path(server.log)
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def wait_ready(server: Server, process: subprocess.Popen, timeout: float) -> None:
+    """Return once the server answers; fail at once, in one line, if it exits or its
+    service fails to start (the log keeps the whole traceback)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"bentoml serve {server.bento} exited with code {process.returncode} before "
+                f"it was ready: {error_cause(_log_text(server))} (log: {server.log})"
+            )
+        if STARTUP_FAILED in (log := _log_text(server)):
+            raise RuntimeError(
+                f"bentoml serve {server.bento} failed to start: {error_cause(log)} "
+                f"(log: {server.log})"
+            )
+        if healthy(server):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(
+        f"bentoml serve {server.bento} not ready at {server.url} after {timeout:.0f}s:\n"
+        + _tail(server.log)
+    )
+
+
+def stop(server: Server | None) -> None:
+    """End the server's whole process group; wait until its port is free.
+
+    BentoML's workers run in sessions of their own: when `bentoml serve` dies before
+    them (killed, or stopped while still starting them) they keep the port. So each
+    round also signals the processes the server started and the BentoML processes that
+    still listen on its port.
+    """
+    if server is None:
+        return
+    started = _descendants(server.pid)
+    for sig, grace in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(server.pid, sig)
+        started |= _descendants(server.pid)
+        for process in started | _bentoml_listeners(server.port):
+            with contextlib.suppress(psutil.Error):
+                process.send_signal(sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and (alive(server.pid) or listening(server.port)):
+            time.sleep(0.2)
+        if not alive(server.pid) and not listening(server.port):
+            return
+
+
+def _descendants(pid: int) -> set[psutil.Process]:
+    try:
+        return set(psutil.Process(pid).children(recursive=True))
+    except psutil.Error:
+        return set()
+
+
+def _bentoml_listeners(port: int) -> set[psutil.Process]:
+    """BentoML processes listening on 127.0.0.1:<port>; never another program there."""
+    found = set()
+    for connection in psutil.net_connections("tcp"):
+        if connection.status != psutil.CONN_LISTEN or not connection.pid:
+            continue
+        if connection.laddr.port != port:
+            continue
+        with contextlib.suppress(psutil.Error):
+            process = psutil.Process(connection.pid)
+            if any("bentoml" in part for part in process.cmdline()):
+                found.add(process)
+    return found
+
+
+def serve_foreground(bento: str, port: int) -> None:
+    """Replace this process with `bentoml serve` (Ctrl-C stops it)."""
+    command = serve_command(bento, port)
+    os.execv(command[0], command)
+
+
+@contextlib.contextmanager
+def running_server(
+    paths: Paths, bento_tag: str, port: int | None = None, timeout: float = PASSING_READY_TIMEOUT
+) -> Iterator[str]:
+    """Serve the bento on 127.0.0.1 in a subprocess; yield its base URL; always stop it."""
+    server = start(paths, bento_tag, port or free_port(), "serve", timeout=timeout)
+    try:
+        yield server.url
+    finally:
+        stop(server)
