@@ -159,7 +159,7 @@ def deploy_step(params: Params, paths: Paths, say: Say, action: Callable[..., di
     return record
 
 
-def run(params: Params, paths: Paths, port: int, say: Say) -> None:
+def run(params: Params, paths: Paths, say: Say, port: int) -> None:
     """Data to a bento verified in every environment (local target), then a drift demo."""
     from .deploy import engine
     from .deploy.environments import load_all

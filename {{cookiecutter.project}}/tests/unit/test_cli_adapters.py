@@ -60,3 +60,40 @@ def test_a_refused_deploy_is_one_line_and_exit_code_1(engine_calls, monkeypatch)
 
     assert done.exit_code == 1
     assert done.output == "production requires preprod: no bento verified there\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "step", "given"),
+    [
+        (["pipeline", "--port", "3999"], "run", {"port": 3999}),
+        (["loadtest", "--url", "http://127.0.0.1:1", "--env", "preprod"], "loadtest",
+         {"url": "http://127.0.0.1:1", "env": "preprod"}),
+        (["package", "--no-release"], "package", {"release": False}),
+        (["evaluate"], "evaluate", {"defer_to_challenge": False}),
+    ],
+)  # fmt: skip
+def test_each_stage_command_binds_its_arguments_to_the_steps_own_parameters(
+    monkeypatch, command, step, given
+):
+    """The command hands (params, paths, say, *its arguments) on: checked against the real
+    step's signature, so a step whose parameters are in another order fails here (as
+    `pipeline` did once: its port reached `say`)."""
+    import inspect
+
+    from {{ cookiecutter.package }} import pipeline
+
+    real = inspect.signature(getattr(pipeline, step))
+    bound: dict = {}
+
+    def stand_in(*args, **kwargs):
+        bound.update(real.bind(*args, **kwargs).arguments)
+
+    monkeypatch.setattr(pipeline, step, stand_in)
+    monkeypatch.setattr(cli, "_setup", lambda: ("params", "paths"))
+
+    done = CliRunner().invoke(cli.app, command)
+
+    assert done.exit_code == 0, done.output
+    assert bound["params"] == "params" and bound["paths"] == "paths"
+    assert callable(bound["say"])
+    assert {name: bound[name] for name in given} == given
