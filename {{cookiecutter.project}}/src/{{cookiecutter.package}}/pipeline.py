@@ -183,7 +183,8 @@ def run(params: Params, paths: Paths, say: Say, port: int) -> None:
     if not result["matches"]:
         raise StageFailed("served bento disagrees with the in-process model")
     # Build once, promote the same bento: deploy to the first environment, promote onwards.
-    for environment in load_all(paths).values():
+    environments = list(load_all(paths).values())
+    for environment in environments:
         if environment.requires is None:
             step, args = "deploy", (engine.deploy, environment.name, None)
         else:
@@ -196,7 +197,7 @@ def run(params: Params, paths: Paths, say: Say, port: int) -> None:
     say(engine.format_status(engine.status(paths)))
     say("\nThe environments keep serving until `make down`.")
     say(f"bento {result['bento']} answered {result['rows']} rows like the in-process model", "ok")
-    last = list(load_all(paths).values())[-1]
+    last = environments[-1]
     say(f"\n== monitor: a shifted window replayed to {last.name}", "heading")
     demo_drift(params, paths, last.name, last.url, say)
 
