@@ -93,7 +93,9 @@ def renderer_requirements(project):
             pins[name] = spec
     missing = sorted(set(RENDERER_NEEDS) - set(pins))
     if missing:
-        sys.exit(f"pyproject.toml pins no version of {', '.join(missing)}: the CI renderer needs it")
+        sys.exit(
+            f"pyproject.toml pins no version of {', '.join(missing)}: the CI renderer needs it"
+        )
     return [pins[name] for name in RENDERER_NEEDS]
 
 

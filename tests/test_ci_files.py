@@ -6,17 +6,14 @@ environments/*.yaml. Offline: check-jsonschema's vendored schemas, actionlint, z
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
-from conftest import TEMPLATE, clean_env
+from conftest import TEMPLATE, clean_env, project_renderer
 from cookiecutter.main import cookiecutter
 
 CIS = ["github+gitlab", "github", "gitlab"]
@@ -201,20 +198,8 @@ def test_the_ci_choice_decides_which_platforms_files_exist(project: Path):
     assert (project / ".gitlab-ci.yml").exists() == ("gitlab" in chosen)
 
 
-def renderer(project: Path) -> ModuleType:
-    """The baked project's own src/<package>/cicd.py, imported by its path (as the hook does)."""
-    package = baked_answers(project)["package"]
-    spec = importlib.util.spec_from_file_location(
-        f"baked_cicd_{id(project)}", project / "src" / package / "cicd.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_committed_files_are_what_make_ci_renders(project: Path):
-    assert renderer(project).stale(project) == []
+    assert project_renderer(project).stale(project) == []
 
 
 # --- same jobs, same order, on both platforms --------------------------------------------
@@ -577,7 +562,7 @@ def zizmor_audits(report: str) -> set[str]:
 def test_a_hosted_production_is_monitored_on_a_schedule_in_valid_clean_files(hosted):
     assert [p.name for p in workflows(hosted)] == ["cd.yml", "ci.yml", "monitor.yml"]
     assert "monitor" in load(hosted / ".gitlab-ci.yml")
-    assert renderer(hosted).stale(hosted) == []
+    assert project_renderer(hosted).stale(hosted) == []
     test_workflows_match_the_github_workflow_schema(hosted)
     test_gitlab_ci_matches_the_gitlab_ci_schema(hosted)
     # actionlint knows GitHub's hosted labels only (its config would name the host's; the

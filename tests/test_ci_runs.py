@@ -11,7 +11,6 @@ deploy nothing, are in tests/test_ci_check_runs.py and run beside them.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -54,6 +53,7 @@ from ci_runners import (
     supervisorctl,
     workflow_jobs,
 )
+from conftest import project_renderer
 from mlflow import MlflowClient
 from release_store import ReleaseStore, running_release_store
 
@@ -424,12 +424,7 @@ def move_production_to_a_host(repo: Path, state_dir: Path) -> None:
         "state_dir": str(state_dir),
     }
     file.write_text(yaml.safe_dump(production, sort_keys=False))
-    source = repo / "src" / PROJECT.replace("-", "_") / "cicd.py"
-    spec = importlib.util.spec_from_file_location("baked_cicd", source)
-    renderer = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = renderer
-    spec.loader.exec_module(renderer)
-    renderer.write(repo)
+    project_renderer(repo).write(repo)
     assert (repo / ".github" / "workflows" / "monitor.yml").exists(), "no scheduled monitoring"
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "Serve production from its own host")
