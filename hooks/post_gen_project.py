@@ -120,10 +120,13 @@ def render_ci(project, package):
     env = {key: value for key, value in os.environ.items() if key not in leaks}
     env.update(PYTHONPATH=str(project / "src"), PYTHONDONTWRITEBYTECODE="1")
     for mode in (["--offline"], []):
-        done = subprocess.run(
-            command[:2] + mode + command[2:], cwd=project.parent, env=env, capture_output=True,
-            text=True, timeout=LOCK_TIMEOUT,
-        )  # fmt: skip
+        try:
+            done = subprocess.run(
+                command[:2] + mode + command[2:], cwd=project.parent, env=env,
+                capture_output=True, text=True, timeout=LOCK_TIMEOUT,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as error:
+            sys.exit(f"cannot run the CI renderer with uv ({uv}): {error}")
         refused = [line for line in done.stderr.splitlines() if line.startswith(REFUSED)]
         if refused:
             sys.exit(refused[-1])

@@ -165,6 +165,18 @@ def test_post_hook_stops_with_one_line_on_a_broken_environment(post_hook, tmp_pa
     assert not (project / ".gitlab-ci.yml").exists()
 
 
+def test_post_hook_without_uv_stops_with_one_line_saying_so(post_hook, tmp_path, monkeypatch):
+    project = project_with_renderer(tmp_path)
+    monkeypatch.delenv("UV", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    with pytest.raises(SystemExit, match="^uv not found: the bake renders the CI files with uv"):
+        post_hook.render_ci(project, "churn_model")
+    monkeypatch.setenv("UV", str(tmp_path / "no-uv-here"))
+    with pytest.raises(SystemExit, match="^cannot run the CI renderer with uv .*no-uv-here"):
+        post_hook.render_ci(project, "churn_model")
+    assert not (project / ".gitlab-ci.yml").exists()
+
+
 def test_post_hook_renders_with_the_pins_of_the_projects_pyproject(post_hook, tmp_path):
     project = project_with_renderer(tmp_path)
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
