@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from .config import Paths
+from .evaluation_report import EvaluationReport
 
 MAX_FAILURES = 20
 
@@ -84,23 +85,22 @@ def validation(path: Path) -> list[str]:
 
 
 def evaluation(path: Path) -> list[str]:
-    report = json.loads(path.read_text(encoding="utf-8"))
+    report = EvaluationReport.read(path)
     lines = [
-        f"### Model evaluation (model version {report.get('model_version')}): "
-        + _verdict(report.get("passed", False)),
+        f"### Model evaluation (model version {report.model_version}): " + _verdict(report.passed),
         "",
     ]
-    baseline = report.get("baseline", {}).get("metrics", {})
-    production = (report.get("production") or {}).get("metrics", {})
-    rows = [
+    baseline = report.baseline.metrics
+    production = (report.production.metrics if report.production else None) or {}
+    rows: list[list[object]] = [
         [name, _number(value), _number(baseline.get(name, "")), _number(production.get(name, ""))]
-        for name, value in report.get("metrics", {}).items()
+        for name, value in report.metrics.items()
     ]
     lines += _table(["metric", "model", "baseline", "production"], rows)
-    gates = [
-        [g.get("name"), g.get("metric"), _number(g.get("measured")), _number(g.get("bound"))]
-        + [_verdict(g.get("passed", False)) + (" (advisory)" if g.get("advisory") else "")]
-        for g in report.get("gates", [])
+    gates: list[list[object]] = [
+        [g.name, g.metric, _number(g.measured), _number(g.bound)]
+        + [_verdict(g.passed) + (" (advisory)" if g.advisory else "")]
+        for g in report.gates
     ]
     lines += _table(["gate", "metric", "measured", "bound", "result"], gates)
     return lines

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 from mlflow.entities import LoggedModelStatus
 
-from {{ cookiecutter.package }} import registry, release_migration, release_store
+from {{ cookiecutter.package }} import registry, release_migration, release_store, serving
 from {{ cookiecutter.package }}.config import PROJECT, Paths
-from {{ cookiecutter.package }}.deploy import local, records
+from {{ cookiecutter.package }}.deploy import records
 from {{ cookiecutter.package }}.model import Model
 
 pytestmark = pytest.mark.integration
@@ -36,7 +36,7 @@ CLI = (sys.executable, "-m", f"{release_migration.__package__}.cli")
 def server(tmp_path_factory) -> str:
     """`mlflow server` on SQLite, serving its own artifacts, on a free port of 127.0.0.1."""
     home = tmp_path_factory.mktemp("server")
-    port, log = local.free_port(), home / "server.log"
+    port, log = serving.free_port(), home / "server.log"
     command = [
         *(sys.executable, "-m", "mlflow", "server"),
         *("--backend-store-uri", f"sqlite:///{home / 'server.db'}"),
@@ -284,7 +284,7 @@ def test_a_second_migration_to_the_same_server_is_refused(laptop, server, migrat
             "sqlite:///elsewhere/mlruns.db",
             "error: the migration target must be an MLflow tracking server",
         ),
-        (f"http://127.0.0.1:{local.free_port()}", "failed: "),
+        (f"http://127.0.0.1:{serving.free_port()}", "failed: "),
     ],
 )
 def test_the_command_ends_in_one_line_on_a_file_store_or_a_dead_server(paths, target, says):

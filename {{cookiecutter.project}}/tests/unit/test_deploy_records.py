@@ -10,9 +10,9 @@ import subprocess
 import pytest
 import yaml
 
-from {{ cookiecutter.package }} import registry
+from {{ cookiecutter.package }} import registry, serving
 from {{ cookiecutter.package }}.config import Paths
-from {{ cookiecutter.package }}.deploy import engine, local, records, recovery
+from {{ cookiecutter.package }}.deploy import engine, records, recovery
 from {{ cookiecutter.package }}.deploy.environments import load_all
 from {{ cookiecutter.package }}.loadtest import check_gates
 
@@ -139,7 +139,7 @@ def test_a_deploy_that_died_before_its_switch_is_settled_as_failed_by_the_next_s
     fields = {"process": f"{socket.gethostname()}:{dead_pid()}", "phase": "switching"}
     for key, value in fields.items():
         registry.client(store).set_tag(record["run_id"], key, value)
-    write(store.root, environment("test", None, local.free_port()))
+    write(store.root, environment("test", None, serving.free_port()))
 
     engine.status(store)
 
@@ -157,7 +157,7 @@ def test_a_deploy_that_died_before_its_switch_is_settled_as_failed_by_the_next_s
 def test_a_deploy_that_may_still_run_is_left_running(store, process):
     record = attempt(store, "test", "b:2")
     registry.client(store).set_tag(record["run_id"], "process", process)
-    write(store.root, environment("test", None, local.free_port()))
+    write(store.root, environment("test", None, serving.free_port()))
 
     assert recovery.reconcile(store) == []
     assert records.read(store, "test")[-1]["status"] == "RUNNING"
@@ -170,7 +170,7 @@ def test_the_ci_job_that_alone_deploys_an_environment_settles_its_records_from_a
     deploy(store, "test", "a:1")
     record = attempt(store, "test", "b:2")  # its job was cancelled on a runner now gone
     registry.client(store).set_tag(record["run_id"], "process", "a-runner-gone:4242")
-    write(store.root, environment("test", None, local.free_port()))
+    write(store.root, environment("test", None, serving.free_port()))
     monkeypatch.setenv(records.SOLE_DEPLOYER_VARIABLE, sole_job_of)
 
     settled = recovery.reconcile(store)
