@@ -44,7 +44,7 @@ def compute_metrics(spec: FeatureSpec, y_true: np.ndarray, raw: np.ndarray) -> d
         scores = {
             "f1_macro": skm.f1_score(y_true, labels, average="macro", zero_division=0),
             "accuracy": skm.accuracy_score(y_true, labels),
-            "log_loss": skm.log_loss(y_true, raw, labels=list(range(len(spec.classes)))),
+            "log_loss": skm.log_loss(y_true, raw, labels=list(range(len(spec.classes or [])))),
         }
     else:
         scores = {
@@ -66,7 +66,7 @@ def baseline_metrics(
         raw = DummyRegressor(strategy="mean").fit(x_train, y_train).predict(x_test)
     else:
         dummy = DummyClassifier(strategy="prior").fit(x_train, y_train)
-        probabilities = np.zeros((len(x_test), len(spec.classes)))
+        probabilities = np.zeros((len(x_test), len(spec.classes or [])))
         probabilities[:, dummy.classes_] = dummy.predict_proba(x_test)
         raw = probabilities[:, 1] if spec.task == "binary" else probabilities
     return compute_metrics(spec, features.encode_target(test_df, spec), raw)

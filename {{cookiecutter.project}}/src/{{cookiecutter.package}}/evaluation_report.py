@@ -43,7 +43,7 @@ class ProductionScore(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     version: str
-    run_id: str
+    run_id: str | None
     metrics: dict[str, float] | None  # None when it cannot be compared (see `error`)
     error: str | None = None
 

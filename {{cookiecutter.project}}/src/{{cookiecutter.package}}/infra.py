@@ -71,7 +71,7 @@ def hash_checked(requirements: Path, folder: Path) -> Path:
     return checked
 
 
-def _run(command: list[str], paths: Paths, cwd: Path) -> subprocess.CompletedProcess:
+def _run(command: list[str], paths: Paths, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         command,
         capture_output=True,

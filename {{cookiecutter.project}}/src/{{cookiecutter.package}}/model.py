@@ -42,7 +42,7 @@ class Model:
 
     def raw(self, frame: pd.DataFrame) -> np.ndarray:
         """Booster output: P(positive) for binary, (n, k) probabilities, or values."""
-        return self.booster.predict(to_features(frame, self.spec))
+        return np.asarray(self.booster.predict(to_features(frame, self.spec)))
 
     def predict(self, frame: pd.DataFrame) -> dict[str, list[Any]]:
         """Labels (or values), plus class probabilities for classification."""
@@ -59,7 +59,7 @@ class Model:
         if len(rows) == 1 and self.one_row_predictor is not None:
             raw = self.one_row_predictor.predict(matrix)
         else:
-            raw = self.booster.predict(matrix, num_threads=1)
+            raw = np.asarray(self.booster.predict(matrix, num_threads=1))
         return outputs_from_raw(raw, self.spec)
 
     @cached_property
@@ -86,7 +86,8 @@ def class_indices(raw: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """The predicted class of each row, as its index in spec.classes: the most probable, the
     first on a tie (a binary P = 0.5 is the first class). Evaluation scores these, so it
     measures the labels the service answers."""
-    return class_probabilities(raw, spec).argmax(axis=1)
+    indices: np.ndarray = class_probabilities(raw, spec).argmax(axis=1)
+    return indices
 
 
 def classified(

@@ -16,6 +16,8 @@ from .config import Params, Paths
 
 # Imported where used: each stage's libraries load only when it runs.
 if TYPE_CHECKING:
+    from .deploy.kubernetes import DryRun
+    from .deploy.records import DeployRecord
     from .evaluation_report import EvaluationReport
     from .infra import InfraResult
     from .smoke import SmokeResult
@@ -152,7 +154,13 @@ def serve_and_smoke(params: Params, paths: Paths, port: int) -> SmokeResult:
         return served_like(params, url, model, held_out_rows(params, paths), tag)
 
 
-def deploy_step(params: Params, paths: Paths, say: Say, action: Callable[..., dict], *args) -> dict:
+def deploy_step(
+    params: Params,
+    paths: Paths,
+    say: Say,
+    action: Callable[..., DeployRecord | DryRun],
+    *args: object,
+) -> DeployRecord | DryRun:
     """Run a deploy action (engine.deploy, promote, rollback); a refusal or failed check is
     StageFailed with its one line."""
     from .deploy.engine import DeployFailed, Refused, Unfinished, abort_on_signals
@@ -163,8 +171,8 @@ def deploy_step(params: Params, paths: Paths, say: Say, action: Callable[..., di
     except (Refused, DeployFailed, Unfinished) as error:
         raise StageFailed(str(error)) from None
     say(
-        f"{record['action']}: {record['bento']} (model version {record['model_version']}) "
-        f"serves {record['environment']} at {record['url']}",
+        f"{record.action}: {record.bento} (model version {record.model_version}) "
+        f"serves {record.environment} at {record.url}",
         "ok",
     )
     return record

@@ -150,7 +150,7 @@ def test_a_challenger_trained_where_the_champion_fails_wins_and_is_deployed_to_t
     (root.root / "environments" / "test.yaml").write_text(yaml.safe_dump(test))
     deployed = engine.deploy(changed, root, "test")
 
-    assert deployed["success"] and deployed["bento"] == built["tag"]
+    assert deployed.success and deployed.bento == built["tag"]
     assert str(registry.version_by_alias(root, "test").version) == challenger
     # Production moves only by promotion, with its approval.
     assert str(registry.production_version(root).version) == champion["model_version"]

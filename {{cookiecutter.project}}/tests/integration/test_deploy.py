@@ -130,8 +130,8 @@ def test_promoting_to_preprod_before_anything_is_verified_in_test_names_the_step
 def test_a_deploy_passes_its_checks_serves_the_bento_and_is_recorded(
     paths, bento, trained, environments, deployed
 ):
-    assert deployed["success"], deployed
-    checks = deployed["checks"]
+    assert deployed.success, deployed
+    checks = deployed.checks
     assert checks["health"]["passed"] and checks["smoke"]["passed"]
     assert checks["loadtest"]["passed"] and checks["loadtest"]["requests"] > 0
     assert checks["after_switch"]["smoke"]["passed"]
@@ -140,9 +140,9 @@ def test_a_deploy_passes_its_checks_serves_the_bento_and_is_recorded(
     version = registry.client(paths).get_model_version_by_alias(PROJECT, "test")
     assert str(version.version) == str(trained["model_version"])
     assert version.tags["deploy.test.bento"] == bento["tag"]
-    [row] = [r for r in engine.status(paths) if r["environment"] == "test"]
-    assert row["healthy"] and row["running"] == bento["tag"]
-    assert row["record"]["action"] == "deploy"
+    [row] = [r for r in engine.status(paths) if r.environment == "test"]
+    assert row.healthy and row.running == bento["tag"]
+    assert row.record.action == "deploy"
 
 
 def test_a_bento_failing_its_smoke_check_leaves_the_previous_one_serving(
@@ -159,11 +159,11 @@ def test_a_bento_failing_its_smoke_check_leaves_the_previous_one_serving(
     record = smoke.to_records(smoke.held_out_rows(params, paths).head(1), _names(paths))
     assert httpx.post(f"{url}/predict", json={"records": record}, timeout=30).status_code == 200
     last = records.read(paths)[-1]
-    assert (last["bento"], last["success"]) == (broken, False)
-    assert last["checks"]["smoke"]["passed"] is False
-    [row] = [r for r in engine.status(paths) if r["environment"] == "test"]
-    assert row["healthy"] and row["running"] == bento["tag"]
-    assert row["last_failure"]["bento"] == broken
+    assert (last.bento, last.success) == (broken, False)
+    assert last.checks["smoke"]["passed"] is False
+    [row] = [r for r in engine.status(paths) if r.environment == "test"]
+    assert row.healthy and row.running == bento["tag"]
+    assert row.last_failure.bento == broken
 
 
 def _names(paths: Paths) -> list[str]:
@@ -195,17 +195,17 @@ def test_rollback_restores_the_previous_bento_as_a_new_record(
 
     rolled = engine.rollback(params, paths, "test")
 
-    assert (rolled["action"], rolled["bento"], rolled["success"]) == (
+    assert (rolled.action, rolled.bento, rolled.success) == (
         "rollback",
         bento["tag"],
         True,
     )
-    assert rolled["previous_bento"] == second
+    assert rolled.previous_bento == second
     assert bento_at(environments["test"].url) == bento["tag"]
     after = records.read(paths)
     assert after[: len(before)] == before and after[-1] == rolled
-    [row] = [r for r in engine.status(paths) if r["environment"] == "test"]
-    assert (row["running"], row["record"]["action"]) == (bento["tag"], "rollback")
+    [row] = [r for r in engine.status(paths) if r.environment == "test"]
+    assert (row.running, row.record.action) == (bento["tag"], "rollback")
 
 
 def start_deploy(env: str, bento: str) -> subprocess.Popen:
@@ -246,8 +246,8 @@ def test_a_deploy_stopped_by_sigterm_stops_its_candidate_and_records_the_abort(
     assert not serving.listening(checked.port)
     assert serving.read_state(paths, local.candidate("test")) is None
     last = records.read(paths, "test")[-1]
-    assert (last["bento"], last["status"]) == (second, "FAILED")
-    assert last["error"] == "aborted by SIGTERM"
+    assert (last.bento, last.status) == (second, "FAILED")
+    assert last.error == "aborted by SIGTERM"
     assert bento_at(environments["test"].url) == bento["tag"]
 
 
@@ -262,7 +262,7 @@ def test_a_deploy_killed_outright_leaves_a_candidate_that_down_finds(
 
     assert serving.listening(checked.port), "the candidate died with the deploy"
     last = records.read(paths, "test")[-1]
-    assert (last["bento"], last["status"]) == (second, "RUNNING")
+    assert (last.bento, last.status) == (second, "RUNNING")
     assert bento_at(environments["test"].url) == bento["tag"]
     # Its `bentoml serve` killed too: the workers, in sessions of their own, keep the port.
     os.kill(checked.pid, signal.SIGKILL)
@@ -273,12 +273,12 @@ def test_a_deploy_killed_outright_leaves_a_candidate_that_down_finds(
     assert serving.listening(checked.port), "the workers died with their `bentoml serve`"
     engine.down(paths, "test")
     settled = records.read(paths, "test")[-1]
-    assert (settled["run_id"], settled["status"]) == (last["run_id"], "FAILED")
-    assert settled["error"].startswith("interrupted before it recorded its outcome")
+    assert (settled.run_id, settled.status) == (last.run_id, "FAILED")
+    assert settled.error.startswith("interrupted before it recorded its outcome")
     assert not serving.listening(checked.port)
     assert not serving.listening(environments["test"].port)
     # Serving again for the tests after this one.
-    assert engine.deploy(params, paths, "test", bento["tag"])["success"]
+    assert engine.deploy(params, paths, "test", bento["tag"]).success
 
 
 def _full_disk(*_args, **_kwargs):
@@ -290,9 +290,7 @@ def test_a_record_that_cannot_be_written_after_the_switch_puts_the_old_bento_bac
 ):
     finish = records.finish
     # The disk fills between the switch and the write that records the success.
-    monkeypatch.setattr(
-        records, "finish", lambda p, r: _full_disk() if r["success"] else finish(p, r)
-    )
+    monkeypatch.setattr(records, "finish", lambda p, r: _full_disk() if r.success else finish(p, r))
 
     with pytest.raises(engine.DeployFailed) as failed:
         engine.deploy(params, paths, "test", second)
@@ -300,10 +298,10 @@ def test_a_record_that_cannot_be_written_after_the_switch_puts_the_old_bento_bac
     assert f"test still serves {bento['tag']}" in str(failed.value)
     assert bento_at(environments["test"].url) == bento["tag"]
     assert serving.read_state(paths, "test").bento == bento["tag"]
-    assert records.current(paths, "test")["bento"] == bento["tag"]
+    assert records.current(paths, "test").bento == bento["tag"]
     last = records.read(paths, "test")[-1]
-    assert (last["bento"], last["status"]) == (second, "FAILED")
-    assert "No space left on device" in last["error"]
+    assert (last.bento, last.status) == (second, "FAILED")
+    assert "No space left on device" in last.error
 
 
 # A deploy whose process dies (kill -9, a runner lost) at the worst moment: its bento
@@ -330,16 +328,16 @@ def test_a_deploy_killed_after_the_switch_is_recorded_by_the_next_command(
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     assert bento_at(environments["test"].url) == second
     left = records.read(paths, "test")[-1]
-    assert (left["bento"], left["status"]) == (second, "RUNNING")
+    assert (left.bento, left.status) == (second, "RUNNING")
 
-    [row] = [r for r in engine.status(paths) if r["environment"] == "test"]
+    [row] = [r for r in engine.status(paths) if r.environment == "test"]
 
-    assert (row["running"], row["record"]["bento"]) == (second, second)
-    assert (row["record"]["run_id"], row["record"]["phase"]) == (left["run_id"], "recovered")
-    assert records.current(paths, "test")["bento"] == second
+    assert (row.running, row.record.bento) == (second, second)
+    assert (row.record.run_id, row.record.phase) == (left.run_id, "recovered")
+    assert records.current(paths, "test").bento == second
     assert "interrupted before it recorded its outcome" in engine.format_status([row])
     version = registry.client(paths).get_model_version_by_alias(PROJECT, "test")
-    assert version.tags["deploy.test.deploy_run"] == left["run_id"]
+    assert version.tags["deploy.test.deploy_run"] == left.run_id
 
 
 def test_aliases_that_cannot_be_tagged_are_tagged_by_the_next_command(
@@ -350,17 +348,17 @@ def test_aliases_that_cannot_be_tagged_are_tagged_by_the_next_command(
         with pytest.raises(engine.Unfinished, match="No space left on device"):
             engine.deploy(params, paths, "test", bento["tag"])
     done = records.read(paths, "test")[-1]
-    assert (done["bento"], done["success"]) == (bento["tag"], True)
+    assert (done.bento, done.success) == (bento["tag"], True)
     assert bento_at(environments["test"].url) == bento["tag"]
     client = registry.client(paths)
     tags = client.get_model_version_by_alias(PROJECT, "test").tags
-    assert tags["deploy.test.deploy_run"] != done["run_id"]
+    assert tags["deploy.test.deploy_run"] != done.run_id
 
     engine.status(paths)
 
     tags = client.get_model_version_by_alias(PROJECT, "test").tags
     assert (tags["deploy.test.deploy_run"], tags["deploy.test.bento"]) == (
-        done["run_id"],
+        done.run_id,
         bento["tag"],
     )
 
@@ -371,4 +369,4 @@ def test_down_stops_every_environment(paths, environments, deployed):
     assert "test" in stopped
     for environment in environments.values():
         assert not serving.listening(environment.port)
-    assert not any(row["healthy"] for row in engine.status(paths))
+    assert not any(row.healthy for row in engine.status(paths))

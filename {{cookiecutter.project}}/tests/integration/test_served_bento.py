@@ -22,10 +22,11 @@ def test_the_smoke_check_finds_the_served_bento_agrees_with_the_model(
 ):
     result = smoke.smoke(params, paths, server)
 
-    assert result["matches"], result
-    assert result["rows"] == len(features.split(raw_data, params)[1])
-    assert result["max_abs_diff"] <= 1e-9
-    assert result["bento"] == bento["tag"]
+    assert result.passed, result
+    assert result.rows == len(features.split(raw_data, params)[1])
+    assert result.max_abs_diff <= 1e-9
+    assert result.serving == bento["tag"]
+    assert result.url == server.rstrip("/")
 
 
 def test_predictions_over_http_equal_the_in_process_predictions(server, model, held_out):
