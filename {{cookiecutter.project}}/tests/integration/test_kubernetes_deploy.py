@@ -140,7 +140,7 @@ def test_a_failed_rollout_reapplies_the_previous_record_and_fails(params, paths,
     (tools / "fail-kubectl-rollout").touch()
     log.unlink()
 
-    with pytest.raises(engine.DeployFailed, match=f"still serves {previous['bento']}: .*rollout"):
+    with pytest.raises(engine.DeployFailed, match=f"still serves {previous.bento}: .*rollout"):
         engine.deploy(params, paths, NAME, bento["tag"])
 
     calls = log.read_text().splitlines()
@@ -257,12 +257,12 @@ def test_a_deploy_cut_short_during_its_checks_is_put_back_by_the_next_ci_job(
     )  # fmt: skip
     assert settled.error == (
         f"interrupted before it recorded its outcome; {NAME} then served churn-model:unchecked "
-        f"(its unchecked rollout); put back: {NAME} serves {verified['bento']}"
+        f"(its unchecked rollout); put back: {NAME} serves {verified.bento}"
     )
     calls = log.read_text().splitlines()
     assert calls[-3:] == [
         undo_commands()[2],
-        f"kubectl apply -f {verified['checks']['kubernetes']['manifests']} -n ml-test",
+        f"kubectl apply -f {verified.checks['kubernetes']['manifests']} -n ml-test",
         undo_commands()[1],
     ]
     assert records.current(paths, NAME).run_id == verified.run_id
@@ -292,8 +292,8 @@ def test_a_rollout_whose_record_cannot_be_written_is_undone(
     _, log = cluster
     # What the cluster ran before (the stand-in's URL serves only `bento`, so the one put
     # back is another tag, recorded as verified).
-    older = records.finish(paths, {**cut_short(paths, "churn-model:older", "switching"),
-                                   "success": True, "checks": {}})  # fmt: skip
+    older = cut_short(paths, "churn-model:older", "switching")
+    older = records.finish(paths, older.model_copy(update={"success": True}))
     finish = records.finish
 
     def full_disk(store, record):  # the write that records the rollout's success fails
@@ -307,7 +307,7 @@ def test_a_rollout_whose_record_cannot_be_written_is_undone(
     with pytest.raises(engine.DeployFailed) as failed:
         engine.deploy(params, paths, NAME, bento["tag"])
 
-    assert f"{NAME} still serves {older['bento']}: the outcome could not be recorded" in str(
+    assert f"{NAME} still serves {older.bento}: the outcome could not be recorded" in str(
         failed.value
     )
     calls = log.read_text().splitlines()

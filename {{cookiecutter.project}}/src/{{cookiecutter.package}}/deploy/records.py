@@ -77,9 +77,11 @@ class DeployRecord(BaseModel):
 
     @field_validator("model_version", mode="before")
     @classmethod
-    def _no_version(cls, value: object) -> object:
-        # Bentos label a model without a version "None", and records before this model
-        # stored that string as the tag.
+    def _version(cls, value: object) -> object:
+        # MLflow numbers versions (as int or str); bentos label a model without a version
+        # "None", and records before this model stored that string as the tag.
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
         return None if value in ("None", "") else value
 
     def labels(self) -> dict[str, str | None]:
