@@ -10,8 +10,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Params, Paths
+
+# Imported where used: each stage's libraries load only when it runs.
+if TYPE_CHECKING:
+    from .deploy.kubernetes import DryRun
+    from .deploy.records import DeployRecord
+    from .evaluation_report import EvaluationReport
+    from .infra import InfraResult
+    from .smoke import SmokeResult
 
 # say(text, tone): tone is "" (plain), "ok", "warn" or "heading"; the CLI colours it.
 Say = Callable[..., None]
@@ -68,14 +77,16 @@ def train(params: Params, paths: Paths, say: Say, why: dict | None = None) -> di
     return card
 
 
-def evaluate(params: Params, paths: Paths, say: Say, defer_to_challenge: bool = False) -> dict:
+def evaluate(
+    params: Params, paths: Paths, say: Say, defer_to_challenge: bool = False
+) -> EvaluationReport:
     """Score the model against the gates; fail naming any failed gate."""
     from . import evaluate as stage
 
     report = stage.evaluate(params, paths, defer_to_challenge)
     say(stage.format_report(report))
-    if not report["passed"]:
-        raise StageFailed("evaluation gates failed: " + "; ".join(report["failures"]))
+    if not report.passed:
+        raise StageFailed("evaluation gates failed: " + "; ".join(report.failures))
     return report
 
 
@@ -90,19 +101,18 @@ def package(params: Params, paths: Paths, say: Say, release: bool = True) -> dic
     return result
 
 
-def infra_check(params: Params, paths: Paths, say: Say, bento: str | None = None) -> dict:
+def infra_check(params: Params, paths: Paths, say: Say, bento: str | None = None) -> InfraResult:
     """Serve the bento from a fresh venv of only its own requirements; it must answer alike."""
     from . import infra
 
     result = infra.check(params, paths, bento)
-    say(f"fresh venv of the bento's requirements: {' '.join(result['requirements'])}")
-    if not result["passed"]:
-        raise StageFailed(
-            result["error"] + (f" (server log: {result['log']})" if "log" in result else "")
-        )
+    say(f"fresh venv of the bento's requirements: {' '.join(result.requirements)}")
+    if not result.passed or result.smoke is None:
+        log = f" (server log: {result.log})" if result.log else ""
+        raise StageFailed(f"{result.error}{log}")
     say(
-        f"bento {result['bento']} served from its own requirements answered "
-        f"{result['smoke']['rows']} rows like the registered model ({result['seconds']:.0f}s)",
+        f"bento {result.bento} served from its own requirements answered "
+        f"{result.smoke.rows} rows like the registered model ({result.seconds:.0f}s)",
         "ok",
     )
     return result
@@ -130,18 +140,27 @@ def service_check(params: Params, paths: Paths, say: Say, env: str, port: int | 
         return loadtest(params, paths, say, url, env)
 
 
-def serve_and_smoke(params: Params, paths: Paths, port: int) -> dict:
-    """Serve the bento `make package` built last and smoke-test it against models/."""
+def serve_and_smoke(params: Params, paths: Paths, port: int) -> SmokeResult:
+    """Serve the bento `make package` built last and smoke-test it against models/: it
+    must answer like them and name that bento."""
+    from .model import Model
     from .package import latest_bento
     from .serving import running_server
-    from .smoke import smoke
+    from .smoke import held_out_rows, served_like
 
     tag = latest_bento(paths)
+    model = Model.load(paths.model_file, paths.model_card)
     with running_server(paths, tag, port) as url:
-        return {**smoke(params, paths, url), "bento": tag}
+        return served_like(params, url, model, held_out_rows(params, paths), tag)
 
 
-def deploy_step(params: Params, paths: Paths, say: Say, action: Callable[..., dict], *args) -> dict:
+def deploy_step(
+    params: Params,
+    paths: Paths,
+    say: Say,
+    action: Callable[..., DeployRecord | DryRun],
+    *args: object,
+) -> DeployRecord | DryRun:
     """Run a deploy action (engine.deploy, promote, rollback); a refusal or failed check is
     StageFailed with its one line."""
     from .deploy.engine import DeployFailed, Refused, Unfinished, abort_on_signals
@@ -152,8 +171,8 @@ def deploy_step(params: Params, paths: Paths, say: Say, action: Callable[..., di
     except (Refused, DeployFailed, Unfinished) as error:
         raise StageFailed(str(error)) from None
     say(
-        f"{record['action']}: {record['bento']} (model version {record['model_version']}) "
-        f"serves {record['environment']} at {record['url']}",
+        f"{record.action}: {record.bento} (model version {record.model_version}) "
+        f"serves {record.environment} at {record.url}",
         "ok",
     )
     return record
@@ -180,8 +199,11 @@ def run(params: Params, paths: Paths, say: Say, port: int) -> None:
     timed("package", lambda: package(params, paths, say))
     timed("infra check", lambda: infra_check(params, paths, say))
     result = timed("serve + smoke", lambda: serve_and_smoke(params, paths, port))
-    if not result["matches"]:
-        raise StageFailed("served bento disagrees with the in-process model")
+    if not result.passed:
+        raise StageFailed(
+            f"the bento served at {result.url} ({result.serving}) disagrees with the "
+            f"in-process model (max abs diff {result.max_abs_diff:.3g})"
+        )
     # Build once, promote the same bento: deploy to the first environment, promote onwards.
     environments = list(load_all(paths).values())
     for environment in environments:
@@ -196,7 +218,7 @@ def run(params: Params, paths: Paths, say: Say, port: int) -> None:
     say(f"{'total':<20}{sum(s for _, s in timings):>9.1f}\n")
     say(engine.format_status(engine.status(paths)))
     say("\nThe environments keep serving until `make down`.")
-    say(f"bento {result['bento']} answered {result['rows']} rows like the in-process model", "ok")
+    say(f"bento {result.serving} answered {result.rows} rows like the in-process model", "ok")
     last = environments[-1]
     say(f"\n== monitor: a shifted window replayed to {last.name}", "heading")
     demo_drift(params, paths, last.name, last.url, say)

@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay  # noqa: E402
 
 from .features import FeatureSpec  # noqa: E402
+from .model import class_indices  # noqa: E402
 
 TOP_FEATURES = 20
 
@@ -73,9 +74,9 @@ def write_all(spec: FeatureSpec, booster: lgb.Booster, y_true, raw, folder: Path
     folder.mkdir(parents=True, exist_ok=True)
     if spec.task == "binary":
         written = [roc_curve(y_true, raw, folder)]
-        written.append(confusion_matrix(y_true, (raw >= 0.5).astype(int), spec, folder))
+        written.append(confusion_matrix(y_true, class_indices(raw, spec), spec, folder))
     elif spec.task == "multiclass":
-        written = [confusion_matrix(y_true, raw.argmax(axis=1), spec, folder)]
+        written = [confusion_matrix(y_true, class_indices(raw, spec), spec, folder)]
     else:
         written = [residuals(y_true, raw, folder)]
     return [*written, feature_importance(booster, folder)]

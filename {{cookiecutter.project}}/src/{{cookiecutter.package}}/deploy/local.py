@@ -5,19 +5,7 @@ serving.py), replaced by a checked candidate, or put back as it was.
 from __future__ import annotations
 
 from ..config import Paths
-
-# Server and alive too: what a local environment's state holds, and whether it lives.
-from ..serving import (  # noqa: F401
-    Server,
-    alive,
-    clear_state,
-    free_port,
-    healthy,
-    listening,
-    read_state,
-    start,
-    stop,
-)
+from ..serving import clear_state, free_port, healthy, listening, read_state, start, stop
 
 
 def candidate(environment: str) -> str:
