@@ -118,6 +118,34 @@ def _step(environment: Environment) -> str:
     return f"make {verb} ENV={environment.name}"
 
 
+def _open_record(
+    paths: Paths,
+    environment: Environment,
+    before: DeployRecord | None,
+    action: str,
+    bento: str,
+    phase: str,
+    **facts: str | None,
+) -> DeployRecord:
+    """Start the attempt's record in the release store: who, where, what it replaces."""
+    return records.start(
+        paths,
+        DeployRecord(
+            time=records.now(),
+            environment=environment.name,
+            action=action,
+            bento=bento,
+            actor=records.actor(),
+            target=environment.deploy.target,
+            url=environment.url,
+            previous_bento=before.bento if before else None,
+            process=records.process(),
+            phase=phase,
+            **facts,
+        ),
+    )
+
+
 def deploy(
     params: Params, paths: Paths, name: str, bento: str | None = None, action: str = "deploy"
 ) -> DeployRecord | kubernetes.DryRun:
@@ -147,23 +175,16 @@ def deploy(
         model = smoke.reference_model(paths, labels["model_version"])
         rows = release_store.smoke_rows(paths, bento)
         before = records.current(paths, name)
-        record = records.start(
+        record = _open_record(
             paths,
-            DeployRecord(
-                time=records.now(),
-                environment=name,
-                action=action,
-                bento=bento,
-                bento_sha256=digest,
-                model_version=labels.get("model_version"),
-                git_commit=labels.get("git_commit") or git_commit(paths),
-                actor=records.actor(),
-                target=environment.deploy.target,
-                url=environment.url,
-                previous_bento=before.bento if before else None,
-                process=records.process(),
-                phase="checking",
-            ),
+            environment,
+            before,
+            action,
+            bento,
+            "checking",
+            bento_sha256=digest,
+            model_version=labels.get("model_version"),
+            git_commit=labels.get("git_commit") or git_commit(paths),
         )
 
         def verify(url: str, full: bool) -> dict[str, Any]:
@@ -257,20 +278,8 @@ def rollback(params: Params, paths: Paths, name: str) -> DeployRecord | kubernet
         return kubernetes.plan_undo(environment)
     with _locked(paths):
         before = records.current(paths, name)
-        record = records.start(
-            paths,
-            DeployRecord(
-                time=records.now(),
-                environment=name,
-                action="rollback",
-                bento=kubernetes.UNDONE,
-                actor=records.actor(),
-                target="kubernetes",
-                url=environment.url,
-                previous_bento=before.bento if before else None,
-                process=records.process(),
-                phase="switching",
-            ),
+        record = _open_record(
+            paths, environment, before, "rollback", kubernetes.UNDONE, "switching"
         )
         try:
             record.checks = kubernetes.undo(environment)
