@@ -3,6 +3,8 @@
 One scenario per module (each server start costs seconds): a good bento is deployed to
 test, then a broken one is refused, a second one deployed and rolled back, and
 everything is stopped. The environments get free ports and a short load test.
+The deploys cut short (INTERRUPTED) run beside the rest on another xdist worker when
+there is one, after a deploy of their own; on the same worker, after the rest.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from {{ cookiecutter.package }}.deploy import engine, local, records
 from {{ cookiecutter.package }}.deploy.environments import load_all
 
 pytestmark = pytest.mark.integration
+# Deploys cut short: each starts with the first bento serving test (as `deployed`, or the
+# rest of the module, leaves it); the last stops everything.
+INTERRUPTED = pytest.mark.xdist_group("test_deploy-interrupted")
 
 
 def environment_file(name: str, requires: str | None, port: int) -> dict:
@@ -38,8 +43,9 @@ def environment_file(name: str, requires: str | None, port: int) -> dict:
             # Far from what is measured: this scenario is about deploys, not about speed.
             "latency_p99_ms": 10_000,
             "min_rps": 0.1,
-            # Locust needs a few seconds to start its user on a busy machine.
-            "load_test": {"users": 1, "seconds": 5},
+            # One second of load is enough to see the checks run: the window starts at the
+            # service's first answer, however long locust takes to start on a busy machine.
+            "load_test": {"users": 1, "seconds": 1},
         },
         "deploy": {"target": "local", "port": port},
     }
@@ -232,6 +238,7 @@ def wait_for_candidate(paths: Paths, env: str, process: subprocess.Popen) -> loc
     raise AssertionError("the deploy never started its candidate")
 
 
+@INTERRUPTED
 def test_a_deploy_stopped_by_sigterm_stops_its_candidate_and_records_the_abort(
     params, paths, bento, environments, deployed, second
 ):
@@ -251,6 +258,7 @@ def test_a_deploy_stopped_by_sigterm_stops_its_candidate_and_records_the_abort(
     assert serving(environments["test"].url) == bento["tag"]
 
 
+@INTERRUPTED
 def test_a_deploy_killed_outright_leaves_a_candidate_that_down_finds(
     params, paths, bento, environments, deployed, second
 ):
@@ -285,6 +293,7 @@ def _full_disk(*_args, **_kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
+@INTERRUPTED
 def test_a_record_that_cannot_be_written_after_the_switch_puts_the_old_bento_back(
     params, paths, bento, environments, deployed, second, monkeypatch
 ):
@@ -322,6 +331,7 @@ engine.deploy(params, paths, sys.argv[1], sys.argv[2])
 """
 
 
+@INTERRUPTED
 def test_a_deploy_killed_after_the_switch_is_recorded_by_the_next_command(
     params, paths, bento, environments, deployed, second
 ):
@@ -365,6 +375,7 @@ def test_aliases_that_cannot_be_tagged_are_tagged_by_the_next_command(
     )
 
 
+@INTERRUPTED
 def test_down_stops_every_environment(paths, environments, deployed):
     stopped = engine.down(paths)
 

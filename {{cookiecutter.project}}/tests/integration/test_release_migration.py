@@ -286,6 +286,7 @@ def test_a_second_migration_to_the_same_server_is_refused(laptop, server, migrat
         ),
         (f"http://127.0.0.1:{local.free_port()}", "failed: "),
     ],
+    ids=["a file store", "a dead server"],  # the same on every xdist worker: no port in them
 )
 def test_the_command_ends_in_one_line_on_a_file_store_or_a_dead_server(paths, target, says):
     env = {**os.environ, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
