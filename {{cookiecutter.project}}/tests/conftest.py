@@ -42,16 +42,6 @@ def copy_params(root: Path) -> None:
         linked.symlink_to((PROJECT_ROOT / source).resolve())
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """`make test` hands each xdist worker whole groups (--dist loadgroup): a module's tests
-    are one group, so its module fixtures (servers, builds) are made once, unless a test
-    names a group of its own (pytest.mark.xdist_group) to run beside the rest."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
-
-
 @pytest.fixture(scope="session")
 def params_into():
     """`params_into(root)`: this project's params.yaml, and its data source, in `root`."""

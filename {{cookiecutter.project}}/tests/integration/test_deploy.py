@@ -3,8 +3,6 @@
 One scenario per module (each server start costs seconds): a good bento is deployed to
 test, then a broken one is refused, a second one deployed and rolled back, and
 everything is stopped. The environments get free ports and a short load test.
-The deploys cut short (INTERRUPTED) run beside the rest on another xdist worker when
-there is one, after a deploy of their own; on the same worker, after the rest.
 """
 
 from __future__ import annotations
@@ -27,9 +25,6 @@ from {{ cookiecutter.package }}.deploy import engine, local, records
 from {{ cookiecutter.package }}.deploy.environments import load_all
 
 pytestmark = pytest.mark.integration
-# Deploys cut short: each starts with the first bento serving test (as `deployed`, or the
-# rest of the module, leaves it); the last stops everything.
-INTERRUPTED = pytest.mark.xdist_group("test_deploy-interrupted")
 
 
 def environment_file(name: str, requires: str | None, port: int) -> dict:
@@ -238,7 +233,6 @@ def wait_for_candidate(paths: Paths, env: str, process: subprocess.Popen) -> loc
     raise AssertionError("the deploy never started its candidate")
 
 
-@INTERRUPTED
 def test_a_deploy_stopped_by_sigterm_stops_its_candidate_and_records_the_abort(
     params, paths, bento, environments, deployed, second
 ):
@@ -258,7 +252,6 @@ def test_a_deploy_stopped_by_sigterm_stops_its_candidate_and_records_the_abort(
     assert serving(environments["test"].url) == bento["tag"]
 
 
-@INTERRUPTED
 def test_a_deploy_killed_outright_leaves_a_candidate_that_down_finds(
     params, paths, bento, environments, deployed, second
 ):
@@ -293,7 +286,6 @@ def _full_disk(*_args, **_kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
-@INTERRUPTED
 def test_a_record_that_cannot_be_written_after_the_switch_puts_the_old_bento_back(
     params, paths, bento, environments, deployed, second, monkeypatch
 ):
@@ -331,7 +323,6 @@ engine.deploy(params, paths, sys.argv[1], sys.argv[2])
 """
 
 
-@INTERRUPTED
 def test_a_deploy_killed_after_the_switch_is_recorded_by_the_next_command(
     params, paths, bento, environments, deployed, second
 ):
@@ -375,7 +366,6 @@ def test_aliases_that_cannot_be_tagged_are_tagged_by_the_next_command(
     )
 
 
-@INTERRUPTED
 def test_down_stops_every_environment(paths, environments, deployed):
     stopped = engine.down(paths)
 

@@ -58,12 +58,14 @@ def server(tmp_path_factory) -> str:
 
 
 def wait_for_health(uri: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 120
+    # Generous: on an overloaded host the server's start and each answer take seconds (a
+    # 2 s answer timeout and a 120 s start were both missed under a load of 8 on 2 cores).
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"mlflow server exited: {log.read_text()[-2000:]}")
         try:
-            if httpx.get(f"{uri}/health", timeout=2).status_code == 200:
+            if httpx.get(f"{uri}/health", timeout=15).status_code == 200:
                 return
         except httpx.HTTPError:
             pass

@@ -56,7 +56,7 @@ def layer(name: str, *extra: str) -> str:
     return " ".join((f"pytest -m {name} --junitxml=reports/junit/{name}.xml", *extra))
 
 
-INTEGRATION = layer("integration", "-n auto --dist loadgroup")  # on every core: xdist workers
+INTEGRATION = layer("integration", "-n auto --dist loadfile")  # on every core: xdist workers
 # A pull request's checks, job by job (cicd.CHECKS), as `make build` runs them.
 CHECK_CHAIN = [
     "pre-commit run --all-files --show-diff-on-failure",
