@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from test_deploy import environment_file
+from deploys import environment_file
 
 from {{ cookiecutter.package }} import challenge, data, evaluate, features, registry, retraining, serving, train
 from {{ cookiecutter.package }}.config import PROJECT, Paths, load_params
