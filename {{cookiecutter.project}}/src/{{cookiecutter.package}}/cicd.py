@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import yaml
@@ -135,7 +136,7 @@ class Environment:
         return f"make ci-deploy ENV={self.name} ACTION={verb}"
 
 
-def _url(name: str, deploy: dict) -> str | None:
+def _url(name: str, deploy: dict[str, Any]) -> str | None:
     """The environment's lasting address; None for the local target, which a CI job serves
     on its runner only while it verifies the bento (nothing answers after the job)."""
     if deploy.get("target", "local") == "local":
@@ -147,7 +148,7 @@ def _url(name: str, deploy: dict) -> str | None:
     return str(deploy["url"]).rstrip("/")
 
 
-def _runner(name: str, deploy: dict) -> tuple[str, ...]:
+def _runner(name: str, deploy: dict[str, Any]) -> tuple[str, ...]:
     if deploy.get("target") != "host":
         return ()
     labels = deploy.get("runner")

@@ -8,9 +8,12 @@ A failed gate is reported, not raised: the CLI prints the report and exits 1.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 from sklearn import metrics as skm
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
@@ -41,7 +44,7 @@ def compute_metrics(spec: FeatureSpec, y_true: np.ndarray, raw: np.ndarray) -> d
         scores = {
             "f1_macro": skm.f1_score(y_true, labels, average="macro", zero_division=0),
             "accuracy": skm.accuracy_score(y_true, labels),
-            "log_loss": skm.log_loss(y_true, raw, labels=list(range(len(spec.classes)))),
+            "log_loss": skm.log_loss(y_true, raw, labels=list(range(len(spec.class_labels)))),
         }
     else:
         scores = {
@@ -52,7 +55,9 @@ def compute_metrics(spec: FeatureSpec, y_true: np.ndarray, raw: np.ndarray) -> d
     return {name: float(value) for name, value in scores.items()}
 
 
-def baseline_metrics(spec: FeatureSpec, train_df, test_df) -> dict[str, float]:
+def baseline_metrics(
+    spec: FeatureSpec, train_df: pd.DataFrame, test_df: pd.DataFrame
+) -> dict[str, float]:
     """A dummy model (class prior / mean) fitted on the same training split."""
     x_train = features.to_features(train_df, spec)
     x_test = features.to_features(test_df, spec)
@@ -61,7 +66,7 @@ def baseline_metrics(spec: FeatureSpec, train_df, test_df) -> dict[str, float]:
         raw = DummyRegressor(strategy="mean").fit(x_train, y_train).predict(x_test)
     else:
         dummy = DummyClassifier(strategy="prior").fit(x_train, y_train)
-        probabilities = np.zeros((len(x_test), len(spec.classes)))
+        probabilities = np.zeros((len(x_test), len(spec.class_labels)))
         probabilities[:, dummy.classes_] = dummy.predict_proba(x_test)
         raw = probabilities[:, 1] if spec.task == "binary" else probabilities
     return compute_metrics(spec, features.encode_target(test_df, spec), raw)
@@ -73,12 +78,19 @@ def _better(metric: str, measured: float, bound: float, strict: bool = False) ->
     return measured > bound if strict else measured >= bound
 
 
-def _gate(name: str, metric: str, measured: float, bound: float, passed: bool, message: str):
+def _gate(
+    name: str,
+    metric: str,
+    measured: float | None,
+    bound: float | None,
+    passed: bool,
+    message: str,
+) -> dict[str, Any]:
     entry = {"name": name, "metric": metric, "measured": measured, "bound": bound}
     return {**entry, "passed": passed, "message": None if passed else message}
 
 
-def threshold_gates(thresholds: dict[str, float], scores: dict[str, float]) -> list[dict]:
+def threshold_gates(thresholds: dict[str, float], scores: dict[str, float]) -> list[dict[str, Any]]:
     """Minimums, or maximums for error metrics; an unknown metric name fails its gate."""
     gates = []
     for metric, bound in thresholds.items():
@@ -105,7 +117,9 @@ def threshold_gates(thresholds: dict[str, float], scores: dict[str, float]) -> l
     return gates
 
 
-def baseline_gate(task: str, scores: dict[str, float], baseline: dict[str, float]) -> dict:
+def baseline_gate(
+    task: str, scores: dict[str, float], baseline: dict[str, float]
+) -> dict[str, Any]:
     """The model must be strictly better than the dummy on the primary metric."""
     metric = PRIMARY[task]
     measured, bound = scores[metric], baseline[metric]
@@ -118,7 +132,9 @@ def baseline_gate(task: str, scores: dict[str, float], baseline: dict[str, float
     )
 
 
-def production_gate(task: str, scores: dict, production: dict, tolerance: float) -> dict:
+def production_gate(
+    task: str, scores: dict[str, Any], production: dict[str, Any], tolerance: float
+) -> dict[str, Any]:
     """The candidate may trail production by at most `tolerance`, a fraction of its score."""
     metric = PRIMARY[task]
     if production.get("error"):
@@ -135,7 +151,9 @@ def production_gate(task: str, scores: dict, production: dict, tolerance: float)
     return _gate("production", metric, measured, bound, _better(metric, measured, bound), message)
 
 
-def score_production(paths: Paths, spec: FeatureSpec, test_df, y_true) -> dict | None:
+def score_production(
+    paths: Paths, spec: FeatureSpec, test_df: pd.DataFrame, y_true: np.ndarray
+) -> dict[str, Any] | None:
     """Metrics of the version aliased `production` on the same held-out rows, if any."""
     version = registry.production_version(paths)
     if version is None:
@@ -148,7 +166,7 @@ def score_production(paths: Paths, spec: FeatureSpec, test_df, y_true) -> dict |
     return {**found, "metrics": compute_metrics(spec, y_true, raw)}
 
 
-def incomparable(production: FeatureSpec, spec: FeatureSpec, columns) -> str | None:
+def incomparable(production: FeatureSpec, spec: FeatureSpec, columns: Iterable[str]) -> str | None:
     """Why the production model cannot be scored like `spec` on rows with these columns.
 
     Not comparable means a human decides (retire the alias, or keep the old model)."""
@@ -157,7 +175,7 @@ def incomparable(production: FeatureSpec, spec: FeatureSpec, columns) -> str | N
     return "has other classes" if production.classes != spec.classes else None
 
 
-def check_same_split(card: dict, params: Params, paths: Paths) -> None:
+def check_same_split(card: dict[str, Any], params: Params, paths: Paths) -> None:
     """Refuse to score a model on rows it may have trained on (other data, seed or split)."""
     current = data.load_fingerprint(paths)["sha256"]
     if card["data_sha256"] != current:
@@ -173,7 +191,7 @@ def check_same_split(card: dict, params: Params, paths: Paths) -> None:
         )
 
 
-def evaluate(params: Params, paths: Paths, defer_to_challenge: bool = False) -> dict:
+def evaluate(params: Params, paths: Paths, defer_to_challenge: bool = False) -> dict[str, Any]:
     """Score models/ on the held-out split, check every gate, write the report and plots.
 
     `defer_to_challenge` (`make retrain`): the no-regression gate is reported but does not
@@ -224,7 +242,7 @@ def evaluate(params: Params, paths: Paths, defer_to_challenge: bool = False) -> 
     return report
 
 
-def log_to_mlflow(paths: Paths, card: dict, report: dict) -> None:
+def log_to_mlflow(paths: Paths, card: dict[str, Any], report: dict[str, Any]) -> None:
     """Add the evaluation to the training run and tag the registered version with it."""
     test_metrics = {f"test_{name}": value for name, value in report["metrics"].items()}
     baseline_metric = report["baseline"]["metrics"][report["primary_metric"]]
@@ -245,7 +263,7 @@ def log_to_mlflow(paths: Paths, card: dict, report: dict) -> None:
     )
 
 
-def format_report(report: dict) -> str:
+def format_report(report: dict[str, Any]) -> str:
     """A plain-text table: metric, value, gate bound, verdict; then the comparisons."""
     bounds = {g["metric"]: g for g in report["gates"] if g["name"] == "threshold"}
     lines = [f"model version {report['model_version']} on {report['rows']} held-out rows", ""]

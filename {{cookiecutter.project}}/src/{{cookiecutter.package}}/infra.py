@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from . import lock, serving, smoke
 from .config import Params, Paths
@@ -68,7 +69,7 @@ def hash_checked(requirements: Path, folder: Path) -> Path:
     return checked
 
 
-def _run(command: list[str], paths: Paths, cwd: Path) -> subprocess.CompletedProcess:
+def _run(command: list[str], paths: Paths, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         command,
         capture_output=True,
@@ -106,7 +107,7 @@ def make_venv(paths: Paths, folder: Path, requirements: Path) -> Path:
 
 def check(
     params: Params, paths: Paths, bento_tag: str | None = None, keep_venv_in: Path | None = None
-) -> dict:
+) -> dict[str, Any]:
     """Serve `bento_tag` (default: the latest built) from its own requirements only.
 
     The venv is built in a temporary folder and removed afterwards, unless `keep_venv_in`

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any, cast
 
 import lightgbm as lgb
 import numpy as np
@@ -34,13 +35,13 @@ class Model:
 
     def raw(self, frame: pd.DataFrame) -> np.ndarray:
         """Booster output: P(positive) for binary, (n, k) probabilities, or values."""
-        return self.booster.predict(to_features(frame, self.spec))
+        return booster_output(self.booster.predict(to_features(frame, self.spec)))
 
-    def predict(self, frame: pd.DataFrame) -> dict[str, list]:
+    def predict(self, frame: pd.DataFrame) -> dict[str, list[Any]]:
         """Labels (or values), plus class probabilities for classification."""
         return outputs_from_raw(self.raw(frame), self.spec)
 
-    def predict_rows(self, rows: list[list]) -> dict[str, list]:
+    def predict_rows(self, rows: list[list[Any]]) -> dict[str, list[Any]]:
         """`predict` for rows of values in training order: the serving path, no pandas.
 
         One OpenMP thread: a request holds a few rows, and waking a thread team per call
@@ -51,7 +52,7 @@ class Model:
         if len(rows) == 1 and self.one_row_predictor is not None:
             raw = self.one_row_predictor.predict(matrix)
         else:
-            raw = self.booster.predict(matrix, num_threads=1)
+            raw = booster_output(self.booster.predict(matrix, num_threads=1))
         return outputs_from_raw(raw, self.spec)
 
     @cached_property
@@ -60,7 +61,13 @@ class Model:
         return single_row.SingleRowPredictor(self.booster) if single_row.available() else None
 
 
-def outputs_from_raw(raw: np.ndarray, spec: FeatureSpec) -> dict[str, list]:
+def booster_output(output: Any) -> np.ndarray:
+    """Booster.predict's output, typed: an ndarray for dense input (a list or sparse matrix
+    only comes from pred_contrib on sparse input, which nothing here asks for)."""
+    return cast(np.ndarray, output)
+
+
+def outputs_from_raw(raw: np.ndarray, spec: FeatureSpec) -> dict[str, list[Any]]:
     """Turn booster output into the response every consumer shares (service, batch, smoke)."""
     if spec.task == "regression":
         return {"predictions": raw.astype(float).tolist()}

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any, TypeVar
 
 from .config import Params, Paths
+
+T = TypeVar("T")
 
 # say(text, tone): tone is "" (plain), "ok", "warn" or "heading"; the CLI colours it.
 Say = Callable[..., None]
@@ -25,7 +29,7 @@ class StageFailed(RuntimeError):
     """A stage ran and its result is a failure (gates missed, a check disagreed)."""
 
 
-def data(params: Params, paths: Paths, say: Say) -> dict:
+def data(params: Params, paths: Paths, say: Say) -> dict[str, Any]:
     """Materialise the dataset into data/raw/ and fingerprint it."""
     from . import data as stage
 
@@ -46,7 +50,9 @@ def data(params: Params, paths: Paths, say: Say) -> dict:
     return record
 
 
-def validate(params: Params, paths: Paths, say: Say, data_file: Path | None = None) -> dict:
+def validate(
+    params: Params, paths: Paths, say: Say, data_file: Path | None = None
+) -> dict[str, Any]:
     """Run the expectation suite; fail naming each failing column and expectation."""
     from . import validation
 
@@ -57,7 +63,9 @@ def validate(params: Params, paths: Paths, say: Say, data_file: Path | None = No
     return outcome
 
 
-def train(params: Params, paths: Paths, say: Say, why: dict | None = None) -> dict:
+def train(
+    params: Params, paths: Paths, say: Say, why: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Train LightGBM (seeded), log it to MLflow and register a new model version."""
     from . import train as stage
 
@@ -68,7 +76,9 @@ def train(params: Params, paths: Paths, say: Say, why: dict | None = None) -> di
     return card
 
 
-def evaluate(params: Params, paths: Paths, say: Say, defer_to_challenge: bool = False) -> dict:
+def evaluate(
+    params: Params, paths: Paths, say: Say, defer_to_challenge: bool = False
+) -> dict[str, Any]:
     """Score the model against the gates; fail naming any failed gate."""
     from . import evaluate as stage
 
@@ -79,7 +89,7 @@ def evaluate(params: Params, paths: Paths, say: Say, defer_to_challenge: bool = 
     return report
 
 
-def package(params: Params, paths: Paths, say: Say, release: bool = True) -> dict:
+def package(params: Params, paths: Paths, say: Say, release: bool = True) -> dict[str, Any]:
     """Build the bento, export it to dist/ and (with `release`) release it."""
     from . import package as stage
 
@@ -90,7 +100,7 @@ def package(params: Params, paths: Paths, say: Say, release: bool = True) -> dic
     return result
 
 
-def infra_check(params: Params, paths: Paths, say: Say, bento: str | None = None) -> dict:
+def infra_check(params: Params, paths: Paths, say: Say, bento: str | None = None) -> dict[str, Any]:
     """Serve the bento from a fresh venv of only its own requirements; it must answer alike."""
     from . import infra
 
@@ -108,7 +118,7 @@ def infra_check(params: Params, paths: Paths, say: Say, bento: str | None = None
     return result
 
 
-def loadtest(params: Params, paths: Paths, say: Say, url: str, env: str) -> dict:
+def loadtest(params: Params, paths: Paths, say: Say, url: str, env: str) -> dict[str, Any]:
     """Load test a running service with locust; fail naming each gate not met."""
     from . import loadtest as stage
     from .deploy.environments import get
@@ -121,7 +131,9 @@ def loadtest(params: Params, paths: Paths, say: Say, url: str, env: str) -> dict
     return result
 
 
-def service_check(params: Params, paths: Paths, say: Say, env: str, port: int | None) -> dict:
+def service_check(
+    params: Params, paths: Paths, say: Say, env: str, port: int | None
+) -> dict[str, Any]:
     """Serve the latest bento here, load test it against `env`'s gates, then stop it."""
     from .package import latest_bento
     from .serving import running_server
@@ -130,7 +142,7 @@ def service_check(params: Params, paths: Paths, say: Say, env: str, port: int | 
         return loadtest(params, paths, say, url, env)
 
 
-def serve_and_smoke(params: Params, paths: Paths, port: int) -> dict:
+def serve_and_smoke(params: Params, paths: Paths, port: int) -> dict[str, Any]:
     """Serve the bento `make package` built last and smoke-test it against models/."""
     from .package import latest_bento
     from .serving import running_server
@@ -141,7 +153,9 @@ def serve_and_smoke(params: Params, paths: Paths, port: int) -> dict:
         return {**smoke(params, paths, url), "bento": tag}
 
 
-def deploy_step(params: Params, paths: Paths, say: Say, action: Callable[..., dict], *args) -> dict:
+def deploy_step(
+    params: Params, paths: Paths, say: Say, action: Callable[..., dict[str, Any]], *args: Any
+) -> dict[str, Any]:
     """Run a deploy action (engine.deploy, promote, rollback); a refusal or failed check is
     StageFailed with its one line."""
     from .deploy.engine import DeployFailed, Refused, Unfinished, abort_on_signals
@@ -166,7 +180,7 @@ def run(params: Params, paths: Paths, say: Say, port: int) -> None:
 
     timings: list[tuple[str, float]] = []
 
-    def timed(name: str, step: Callable[[], object]):
+    def timed(name: str, step: Callable[[], T]) -> T:
         say(f"== {name}", "heading")
         started = time.perf_counter()
         done = step()
@@ -185,11 +199,12 @@ def run(params: Params, paths: Paths, say: Say, port: int) -> None:
     # Build once, promote the same bento: deploy to the first environment, promote onwards.
     environments = list(load_all(paths).values())
     for environment in environments:
+        args: tuple[Any, ...]
         if environment.requires is None:
             step, args = "deploy", (engine.deploy, environment.name, None)
         else:
             step, args = "promote", (engine.promote, environment.name)
-        timed(f"{step} {environment.name}", lambda a=args: deploy_step(params, paths, say, *a))
+        timed(f"{step} {environment.name}", partial(deploy_step, params, paths, say, *args))
     say(f"\n{'stage':<20}{'seconds':>9}")
     for name, seconds in timings:
         say(f"{name:<20}{seconds:>9.1f}")

@@ -5,6 +5,7 @@ in this process (the one just trained, or the registered version the bento says 
 from __future__ import annotations
 
 import math
+from typing import Any, cast
 
 import httpx
 import numpy as np
@@ -20,20 +21,23 @@ def held_out_rows(params: Params, paths: Paths) -> pd.DataFrame:
     return features.split(data.load_raw(paths), params)[1]
 
 
-def to_records(frame: pd.DataFrame, names: list[str]) -> list[dict]:
+def to_records(frame: pd.DataFrame, names: list[str]) -> list[dict[str, Any]]:
     """Feature values as JSON-ready records (missing values as null)."""
     values = frame[names].astype(object)
-    return values.where(values.notna(), None).to_dict(orient="records")
+    # Keyed by the columns, `names`: strings.
+    return cast(
+        "list[dict[str, Any]]", values.where(values.notna(), None).to_dict(orient="records")
+    )
 
 
-def _max_abs_diff(served: list, local: list) -> float:
+def _max_abs_diff(served: list[Any], local: list[Any]) -> float:
     a, b = np.asarray(served, dtype=float), np.asarray(local, dtype=float)
     if a.shape != b.shape:
         return math.inf
     return float(np.max(np.abs(a - b))) if a.size else 0.0
 
 
-def compare(served: dict, local: dict) -> tuple[bool, float]:
+def compare(served: dict[str, Any], local: dict[str, Any]) -> tuple[bool, float]:
     """Same keys, equal labels, probabilities (or regression values) within 1e-9."""
     if "probabilities" in local:
         diff = _max_abs_diff(served.get("probabilities", []), local["probabilities"])
@@ -44,9 +48,11 @@ def compare(served: dict, local: dict) -> tuple[bool, float]:
     return bool(served.keys() == local.keys() and labels_equal and diff <= 1e-9), diff
 
 
-def predict_over_http(client: httpx.Client, records: list[dict], batch: int) -> dict[str, list]:
+def predict_over_http(
+    client: httpx.Client, records: list[dict[str, Any]], batch: int
+) -> dict[str, list[Any]]:
     """POST records to /predict in batches of at most `batch`; concatenate the answers."""
-    served: dict[str, list] = {}
+    served: dict[str, list[Any]] = {}
     for start in range(0, len(records), batch):
         response = client.post("/predict", json={"records": records[start : start + batch]})
         if response.status_code != 200:
@@ -56,7 +62,7 @@ def predict_over_http(client: httpx.Client, records: list[dict], batch: int) -> 
     return served
 
 
-def served_like(params: Params, url: str, model, rows: pd.DataFrame) -> dict:
+def served_like(params: Params, url: str, model: Model, rows: pd.DataFrame) -> dict[str, Any]:
     """POST `rows` to <url>/predict; compare the answers with `model` in process."""
     with httpx.Client(base_url=url.rstrip("/"), timeout=60) as client:
         records = to_records(rows, model.spec.names)
@@ -67,7 +73,7 @@ def served_like(params: Params, url: str, model, rows: pd.DataFrame) -> dict:
     return {"matches": matches, "rows": len(rows), "max_abs_diff": diff, "serving": serving}
 
 
-def smoke(params: Params, paths: Paths, url: str) -> dict:
+def smoke(params: Params, paths: Paths, url: str) -> dict[str, Any]:
     """The service at `url` against the model in models/ (the one just trained)."""
     url = url.rstrip("/")
     model = Model.load(paths.model_file, paths.model_card)
@@ -89,7 +95,7 @@ def reference_model(paths: Paths, model_version: str) -> Model:
     return Model(booster, spec)
 
 
-def check(params: Params, url: str, model: Model, bento: str, rows) -> dict:
+def check(params: Params, url: str, model: Model, bento: str, rows: pd.DataFrame) -> dict[str, Any]:
     """POST the held-out rows; the service must answer like `model` and name `bento`."""
     found = served_like(params, url, model, rows)
     return {

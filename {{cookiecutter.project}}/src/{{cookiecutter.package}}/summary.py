@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
 
 from .config import Paths
@@ -17,7 +18,7 @@ from .config import Paths
 MAX_FAILURES = 20
 
 
-def _table(header: list[str], rows: list[list[object]]) -> list[str]:
+def _table(header: list[str], rows: Sequence[Sequence[object]]) -> list[str]:
     def cell(value: object) -> str:
         return str(value).replace("|", "\\|").replace("\n", " ")
 

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
+import pandas as pd
 
 from .. import loadtest, smoke
-from ..model import EVALUATION_FILE
+from ..config import Params, Paths
+from ..model import EVALUATION_FILE, Model
+from .environments import Environment
 
 
 class CheckFailed(RuntimeError):
     """A check failed; `checks` holds what was measured up to and including it."""
 
-    def __init__(self, message: str, checks: dict) -> None:
+    def __init__(self, message: str, checks: dict[str, Any]) -> None:
         super().__init__(message)
         self.checks = checks
 
@@ -34,11 +38,12 @@ def bento_metrics(tag: str) -> dict[str, float]:
         if metrics is None and (Path(stored.path) / EVALUATION_FILE).exists():
             metrics = json.loads((Path(stored.path) / EVALUATION_FILE).read_text())["metrics"]
         if metrics:
-            return metrics
+            # Saved by `make package` as {metric: value}, in the model's JSON metadata.
+            return cast("dict[str, float]", metrics)
     raise ValueError(f"bento {tag} packs no model with evaluation metrics: run `make package`")
 
 
-def metric_gate_failures(environment, metrics: dict[str, float]) -> list[str]:
+def metric_gate_failures(environment: Environment, metrics: dict[str, float]) -> list[str]:
     """The environment's `gates.metrics` the metrics miss: minimums, or maximums for errors."""
     from ..evaluate import threshold_gates
 
@@ -46,7 +51,7 @@ def metric_gate_failures(environment, metrics: dict[str, float]) -> list[str]:
     return [gate["message"] for gate in gates if not gate["passed"]]
 
 
-def health(url: str) -> dict:
+def health(url: str) -> dict[str, Any]:
     try:
         status = httpx.get(f"{url}/readyz", timeout=10).status_code
     except httpx.HTTPError as error:
@@ -56,12 +61,21 @@ def health(url: str) -> dict:
     return {"passed": status == 200, "detail": detail}
 
 
-def verify(params, paths, environment, url, bento, model, rows, load_test: bool) -> dict:
+def verify(
+    params: Params,
+    paths: Paths,
+    environment: Environment,
+    url: str,
+    bento: str,
+    model: Model,
+    rows: pd.DataFrame,
+    load_test: bool,
+) -> dict[str, Any]:
     """Run the checks in order; raise CheckFailed naming the first that fails.
 
     `rows` are the held-out rows published with the bento (release_store.smoke_rows).
     """
-    results: dict = {}
+    results: dict[str, Any] = {}
     results["health"] = health(url)
     if not results["health"]["passed"]:
         raise CheckFailed(f"health: {results['health']['detail']} at {url}", results)

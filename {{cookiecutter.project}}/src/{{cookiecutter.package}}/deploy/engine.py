@@ -12,6 +12,8 @@ import os
 import shutil
 import signal
 from collections.abc import Iterator
+from types import FrameType
+from typing import Any
 
 from .. import release_store, serving, smoke
 from ..config import Params, Paths
@@ -41,7 +43,7 @@ def abort_on_signals() -> None:
     """Turn SIGTERM and SIGINT into Aborted, so an interrupted deploy stops its candidate,
     puts back what served, and records its attempt as failed."""
 
-    def abort(signum: int, _frame) -> None:
+    def abort(signum: int, _frame: FrameType | None) -> None:
         raise Aborted(f"aborted by {signal.Signals(signum).name}")
 
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -85,7 +87,9 @@ def _require_space(paths: Paths, environment: Environment) -> None:
             )
 
 
-def _require_verified(paths: Paths, environments: dict, environment: Environment, bento: str):
+def _require_verified(
+    paths: Paths, environments: dict[str, Any], environment: Environment, bento: str
+) -> None:
     required = environment.requires
     if required is None or records.verified(paths, required, bento):
         return
@@ -103,7 +107,7 @@ def _step(environment: Environment) -> str:
 
 def deploy(
     params: Params, paths: Paths, name: str, bento: str | None = None, action: str = "deploy"
-) -> dict:
+) -> dict[str, Any]:
     """Deploy `bento` (default: the one `make package` built last) to environment `name`.
 
     The bento comes from the release store (downloaded and its digest checked when this
@@ -152,7 +156,7 @@ def deploy(
             },
         )
 
-        def verify(url: str, full: bool) -> dict:
+        def verify(url: str, full: bool) -> dict[str, Any]:
             found = checks.verify(
                 params, paths, environment, url, bento, model, rows, load_test=full
             )
@@ -207,7 +211,7 @@ def deploy(
     return record
 
 
-def promote(params: Params, paths: Paths, name: str) -> dict:
+def promote(params: Params, paths: Paths, name: str) -> dict[str, Any]:
     """Deploy to `name` the bento serving in (and verified by) the environment it requires."""
     environment = get(paths, name)
     if environment.requires is None:
@@ -223,7 +227,7 @@ def promote(params: Params, paths: Paths, name: str) -> dict:
     return deploy(params, paths, name, source["bento"], action="promote")
 
 
-def rollback(params: Params, paths: Paths, name: str) -> dict:
+def rollback(params: Params, paths: Paths, name: str) -> dict[str, Any]:
     """Redeploy the bento `name` served before its current one (a new deploy record).
 
     With no such record (records lost, or a cluster older than the release store), a
@@ -280,7 +284,7 @@ def rollback(params: Params, paths: Paths, name: str) -> dict:
     return record
 
 
-def status(paths: Paths) -> list[dict]:
+def status(paths: Paths) -> list[dict[str, Any]]:
     """Per environment: what serves, from which record, and whether it answers now.
 
     Settles what interrupted deploys left first, unless a deploy is running now.
@@ -314,14 +318,14 @@ def status(paths: Paths) -> list[dict]:
     return rows
 
 
-def _gates(record: dict) -> str:
+def _gates(record: dict[str, Any]) -> str:
     found = record.get("checks", {}).get("loadtest")
     if not found:
         return "-"
     return f"p99 {found['p99_ms']:.0f}ms {found['rps']:.0f}rps err {found['errors']}"
 
 
-def format_status(rows: list[dict]) -> str:
+def format_status(rows: list[dict[str, Any]]) -> str:
     header = ("env", "url", "bento", "model", "commit", "gates", "action", "when", "by", "healthy")
     lines = [header]
     for row in rows:

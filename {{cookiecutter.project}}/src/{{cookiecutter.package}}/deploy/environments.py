@@ -186,7 +186,7 @@ class Environment(BaseModel):
         return f"http://127.0.0.1:{self.port}"
 
 
-def _field(location: tuple) -> str:
+def _field(location: tuple[int | str, ...]) -> str:
     # Drop the union's tag: `deploy.kubernetes.replicas` is `deploy.replicas` in the file.
     parts = [
         str(part)

@@ -22,6 +22,7 @@ import shlex
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..config import Paths
 from . import kubernetes_manifests as manifests
@@ -133,7 +134,7 @@ def pushed_digest(environment: Environment, bento: str, runner: Runner = run) ->
     raise CommandFailed(f"{problem}: RepoDigests lists no {repository}@sha256:... ({listed})")
 
 
-def plan(paths: Paths, environment: Environment, labels: dict) -> dict:
+def plan(paths: Paths, environment: Environment, labels: dict[str, Any]) -> dict[str, Any]:
     """The dry run: write validated manifests to reports/deploy/<env>/ and print the commands."""
     folder = manifests.write(environment, labels, paths.reports / "deploy" / environment.name)
     steps = [shlex.join(command) for command in commands(environment, labels["bento"], folder)]
@@ -154,7 +155,11 @@ def plan(paths: Paths, environment: Environment, labels: dict) -> dict:
 
 
 def _restore(
-    paths: Paths, environment: Environment, before: dict | None, runner: Runner, applied: bool
+    paths: Paths,
+    environment: Environment,
+    before: dict[str, Any] | None,
+    runner: Runner,
+    applied: bool,
 ) -> str:
     """Re-apply the previous record's manifests; return what the environment serves now.
 
@@ -181,17 +186,18 @@ def _restore(
             runner(command)
     except CommandFailed as error:
         return f"an unknown state: re-applying {before['bento']} failed too ({error})"
-    return before["bento"]
+    bento: str = before["bento"]
+    return bento
 
 
 def replace(
     paths: Paths,
     environment: Environment,
-    labels: dict,
-    before: dict | None,
-    verify: Callable[[str, bool], dict],
+    labels: dict[str, Any],
+    before: dict[str, Any] | None,
+    verify: Callable[[str, bool], dict[str, Any]],
     runner: Runner = run,
-) -> dict:
+) -> dict[str, Any]:
     """Build, push and roll out `labels['bento']`, then check it at the environment's URL.
 
     `before` is the environment's current record. If the rollout or a check fails after
@@ -199,12 +205,12 @@ def replace(
     """
     bento = labels["bento"]
     folder = manifests.manifests_folder(paths, environment, bento)
-    state: dict = {
+    state: dict[str, Any] = {
         "tag": manifests.image(environment, bento),
         "manifests": str(folder),
         "commands": [shlex.join(command) for command in commands(environment, bento, folder)],
     }
-    results: dict = {"kubernetes": state}
+    results: dict[str, Any] = {"kubernetes": state}
     touched = applied = False
     try:
         containerize, push, _ = build_commands(environment, bento)
@@ -233,7 +239,7 @@ def replace(
     return results
 
 
-def plan_undo(environment: Environment) -> dict:
+def plan_undo(environment: Environment) -> dict[str, Any]:
     """The dry run of `undo`: print its commands, run none."""
     steps = [shlex.join(command) for command in undo_commands(environment)]
     print(f"${DRY_RUN_VARIABLE} is set: nothing runs.")
@@ -248,7 +254,7 @@ def plan_undo(environment: Environment) -> dict:
     }
 
 
-def _reported(deployment: str) -> dict:
+def _reported(deployment: str) -> dict[str, Any]:
     """The bento and image the Deployment's pod template names (`kubectl get -o json`)."""
     try:
         template = json.loads(deployment)["spec"]["template"]
@@ -266,7 +272,7 @@ def serving(environment: Environment, runner: Runner = run) -> str | None:
 
 
 def restore(
-    paths: Paths, environment: Environment, before: dict | None, runner: Runner = run
+    paths: Paths, environment: Environment, before: dict[str, Any] | None, runner: Runner = run
 ) -> str:
     """Apply `before` (the environment's last verified record) again, after a deploy cut
     short left its unchecked rollout running; return what the environment serves now."""
@@ -275,9 +281,9 @@ def restore(
 
 def undo(
     environment: Environment,
-    check: Callable[[str], dict] = health,
+    check: Callable[[str], dict[str, Any]] = health,
     runner: Runner = run,
-) -> dict:
+) -> dict[str, Any]:
     """Roll the Deployment back to the revision before its current one, as the cluster
     remembers it: for when the release store holds no earlier record to redeploy.
 
@@ -286,11 +292,11 @@ def undo(
     pods now run, as the cluster reports it, and whether the URL answers /readyz.
     """
     undo_step, status_step, get_step = undo_commands(environment)
-    state: dict = {
+    state: dict[str, Any] = {
         "commands": [shlex.join(step) for step in (undo_step, status_step, get_step)],
         "serving": "what it served before (the undo failed)",
     }
-    results: dict = {"kubernetes": state}
+    results: dict[str, Any] = {"kubernetes": state}
     try:
         runner(undo_step)
         state["serving"] = "an unknown state (the undone rollout did not finish)"

@@ -21,8 +21,9 @@ import json
 import os
 import socket
 from datetime import UTC, datetime
+from typing import Any
 
-from mlflow.entities import RunStatus
+from mlflow.entities import Run, RunStatus
 from mlflow.exceptions import MlflowException
 
 from .. import registry
@@ -61,7 +62,7 @@ def process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def abandoned(record: dict) -> bool:
+def abandoned(record: dict[str, Any]) -> bool:
     """Whether `record` is RUNNING but its deploy is over: started on this host by a process
     that is gone (or by this one: the caller holds the deploy lock, so it is not running),
     or anywhere, when this is the CI job that alone deploys its environment now."""
@@ -87,12 +88,12 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-def _tag(value) -> str:
+def _tag(value: object) -> str:
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     return text[:MAX_TAG]
 
 
-def start(paths: Paths, record: dict) -> dict:
+def start(paths: Paths, record: dict[str, Any]) -> dict[str, Any]:
     """Open the attempt's run (RUNNING) before anything is deployed; return the record."""
     client = registry.client(paths)
     experiment = registry.setup_experiment(paths, EXPERIMENT)
@@ -102,7 +103,7 @@ def start(paths: Paths, record: dict) -> dict:
     return {**record, "run_id": run.info.run_id}
 
 
-def journal(paths: Paths, record: dict, checks: dict) -> dict:
+def journal(paths: Paths, record: dict[str, Any], checks: dict[str, Any]) -> dict[str, Any]:
     """Note in the run that the candidate passed `checks` and the switch begins.
 
     Written before the old bento stops: if this write fails the deploy stops while the old
@@ -115,7 +116,7 @@ def journal(paths: Paths, record: dict, checks: dict) -> dict:
     return {**record, "checks": checks, "phase": "switching"}
 
 
-def finish(paths: Paths, record: dict) -> dict:
+def finish(paths: Paths, record: dict[str, Any]) -> dict[str, Any]:
     """Close the attempt's run with its checks and outcome.
 
     The status (FINISHED or FAILED) is written last: it is the write that commits the
@@ -137,9 +138,9 @@ def finish(paths: Paths, record: dict) -> dict:
     return {**record, "status": status, "phase": phase}
 
 
-def _record(run) -> dict:
+def _record(run: Run) -> dict[str, Any]:
     tags = run.data.tags
-    record: dict = {key: tags.get(key) for key in FIELDS}
+    record: dict[str, Any] = {key: tags.get(key) for key in FIELDS}
     try:
         record["checks"] = json.loads(tags.get("checks", "{}"))
     except json.JSONDecodeError:  # cut at MAX_TAG: keep what is there, readable
@@ -151,14 +152,15 @@ def _record(run) -> dict:
     return record
 
 
-def read(paths: Paths, environment: str | None = None) -> list[dict]:
+def read(paths: Paths, environment: str | None = None) -> list[dict[str, Any]]:
     """Every deploy attempt (to `environment`, if given), oldest first."""
     client = registry.client(paths)
     experiment = client.get_experiment_by_name(EXPERIMENT)
     if experiment is None:
         return []
     where = f"tags.environment = '{environment}'" if environment else ""
-    runs, token = [], None
+    runs: list[Run] = []
+    token: str | None = None
     while True:
         page = client.search_runs(
             [experiment.experiment_id], where, max_results=1000, page_token=token
@@ -171,7 +173,7 @@ def read(paths: Paths, environment: str | None = None) -> list[dict]:
     return sorted(records, key=lambda record: record["time"] or "")
 
 
-def successes(paths: Paths, environment: str) -> list[dict]:
+def successes(paths: Paths, environment: str) -> list[dict[str, Any]]:
     """The deploys to `environment` whose every check passed, oldest first."""
     return [record for record in read(paths, environment) if record["success"]]
 
@@ -181,13 +183,13 @@ def verified(paths: Paths, environment: str, bento: str) -> bool:
     return any(record["bento"] == bento for record in successes(paths, environment))
 
 
-def current(paths: Paths, environment: str) -> dict | None:
+def current(paths: Paths, environment: str) -> dict[str, Any] | None:
     """The last successful deploy to `environment`: what it serves."""
     done = successes(paths, environment)
     return done[-1] if done else None
 
 
-def previous(paths: Paths, environment: str) -> dict | None:
+def previous(paths: Paths, environment: str) -> dict[str, Any] | None:
     """The last successful deploy of a bento other than the one serving now."""
     done = successes(paths, environment)
     if not done:
@@ -196,7 +198,7 @@ def previous(paths: Paths, environment: str) -> dict | None:
     return next((r for r in reversed(done) if r["bento"] != serving), None)
 
 
-def retag(paths: Paths, record: dict) -> bool:
+def retag(paths: Paths, record: dict[str, Any]) -> bool:
     """Tag the model version of `record`, an environment's current deploy, unless it already
     carries it: aliases follow the history, even after a write to them failed."""
     if record.get("model_version") in (None, "None", ""):
@@ -215,7 +217,7 @@ def retag(paths: Paths, record: dict) -> bool:
     return True
 
 
-def tag_registry(paths: Paths, record: dict) -> None:
+def tag_registry(paths: Paths, record: dict[str, Any]) -> None:
     """Alias the model version after the environment and tag it with the deploy record."""
     version = record.get("model_version")
     if version in (None, "None", ""):

@@ -9,6 +9,7 @@ the next deploy, status or down settles it from what then serves (`reconcile`).
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from ..config import Paths
 from ..serving import healthy, read_state
@@ -16,7 +17,7 @@ from . import checks, host, kubernetes, local, records
 from .environments import Environment, load_all
 
 
-def record_failure(paths: Paths, record: dict) -> str:
+def record_failure(paths: Paths, record: dict[str, Any]) -> str:
     """Record a failed attempt; if that fails too, say so (the next command settles it)."""
     try:
         report(paths, records.finish(paths, record))
@@ -26,7 +27,11 @@ def record_failure(paths: Paths, record: dict) -> str:
 
 
 def undo_switch(
-    paths: Paths, environment: Environment, record: dict, before: str | None, error: Exception
+    paths: Paths,
+    environment: Environment,
+    record: dict[str, Any],
+    before: str | None,
+    error: Exception,
 ) -> str:
     """The switch happened but its record could not be written: serve `before` again and
     record the attempt as failed, so what serves and what the history says agree. Returns
@@ -69,7 +74,7 @@ def put_back(paths: Paths, environment: Environment, bento: str | None) -> None:
         local.put_back(paths, environment.name, environment.port, bento)
 
 
-def answers(url: str, _full: bool) -> dict:
+def answers(url: str, _full: bool) -> dict[str, Any]:
     """The check for a bento put back: it served before, so it must only answer."""
     found = checks.health(url)
     if not found["passed"]:
@@ -77,7 +82,7 @@ def answers(url: str, _full: bool) -> dict:
     return {"health": found}
 
 
-def reconcile(paths: Paths) -> list[dict]:
+def reconcile(paths: Paths) -> list[dict[str, Any]]:
     """Settle what deploys cut short left (call it holding the deploy lock).
 
     A RUNNING record whose process is gone is finished from what serves now: as a success
@@ -110,7 +115,7 @@ def reconcile(paths: Paths) -> list[dict]:
                 last = record is mine[-1]
                 if not ok and last and _unchecked_rollout(environment, served, record):
                     now = kubernetes.restore(paths, environment, verified[-1] if verified else None)
-                    error += f" (its unchecked rollout); put back: {name} serves {now}"
+                    error = f"{error} (its unchecked rollout); put back: {name} serves {now}"
                 record.update(success=ok, phase="recovered", error=error)
                 settled.append(records.finish(paths, record))
         if done := [record for record in mine if record["success"]]:
@@ -118,7 +123,9 @@ def reconcile(paths: Paths) -> list[dict]:
     return settled
 
 
-def _unchecked_rollout(environment: Environment, served: str | None, record: dict) -> bool:
+def _unchecked_rollout(
+    environment: Environment, served: str | None, record: dict[str, Any]
+) -> bool:
     """Whether a cluster runs the bento of a deploy cut short before its checks passed:
     its rollout comes before its checks (blue-green targets switch only after them)."""
     return environment.deploy.target == "kubernetes" and served == record["bento"]
@@ -132,7 +139,7 @@ def serving(paths: Paths, environment: Environment) -> str | None:
     return server.bento if healthy(server) else None
 
 
-def report(paths: Paths, record: dict) -> None:
+def report(paths: Paths, record: dict[str, Any]) -> None:
     """This job's deploy, as a report beside the others (`make summary` shows it)."""
     folder = paths.reports / "deploys"
     folder.mkdir(parents=True, exist_ok=True)
