@@ -8,15 +8,16 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-ANSWERS = json.loads(
+ANSWERS: dict[str, Any] = json.loads(
     r"""
 {{ cookiecutter | tojson }}
 """
 )
 # The template's folder as local_extensions.py knows it: cruft, which regenerates the project
 # at two template commits to update it, passes no _repo_dir.
-TEMPLATE_FOLDER = json.loads(
+TEMPLATE_FOLDER: str = json.loads(
     r"""
 {{ template_folder | tojson }}
 """
@@ -33,7 +34,7 @@ CI_FILES = {
 }
 
 
-def drop_unused_ci(project, ci):
+def drop_unused_ci(project: Path, ci: str) -> None:
     """Remove the CI files of any platform that was not chosen."""
     chosen = set(ci.split("+"))
     for platform, paths in CI_FILES.items():
@@ -47,7 +48,7 @@ def drop_unused_ci(project, ci):
                 path.unlink()
 
 
-def template_dir(repo_dir):
+def template_dir(repo_dir: str) -> Path:
     """The template checkout. Cookiecutter passes a path relative to the directory
     it was started in when given a relative one, while hooks run in the project."""
     path = Path(repo_dir)
@@ -61,7 +62,7 @@ def template_dir(repo_dir):
     return path
 
 
-def copy_environments(template, project):
+def copy_environments(template: Path, project: Path) -> None:
     """Copy the template's environment catalogue, the single source of truth."""
     target = project / "environments"
     target.mkdir(exist_ok=True)
@@ -69,11 +70,13 @@ def copy_environments(template, project):
         shutil.copyfile(str(source), str(target / source.name))
 
 
-def render_ci(project, package):
+def render_ci(project: Path, package: str) -> None:
     """Write every platform's CI files from environments/ with the project's own renderer
     (src/<package>/cicd.py: stdlib, PyYAML and Jinja2 only, all in Cookiecutter's env)."""
     source = project / "src" / package / "cicd.py"
     spec = importlib.util.spec_from_file_location(f"_{package}_cicd", source)
+    if spec is None or spec.loader is None:
+        sys.exit(f"cannot load {source} as a Python module")
     module = importlib.util.module_from_spec(spec)
     # dataclasses look their module up in sys.modules while the class is being made.
     sys.modules[spec.name] = module
@@ -89,7 +92,7 @@ def render_ci(project, package):
         sys.dont_write_bytecode = writes_bytecode
 
 
-def keep_task_suite(project, task):
+def keep_task_suite(project: Path, task: str) -> None:
     """Keep the expectation suite profiled for the chosen task's default data."""
     suites = project / "expectations"
     (suites / f"{task}.json").rename(suites / "raw.json")
@@ -97,7 +100,7 @@ def keep_task_suite(project, task):
         (suites / f"{other}.json").unlink(missing_ok=True)
 
 
-def git_output(folder, *args):
+def git_output(folder: Path | str, *args: str) -> str | None:
     """`git -C folder args`'s output, or None when git or the repository is missing."""
     try:
         done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True)
@@ -106,27 +109,28 @@ def git_output(folder, *args):
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def template_source(template, answers):
+def template_source(template: Path, answers: dict[str, Any]) -> tuple[str, str | None, str | None]:
     """(URL or path, commit, sub-folder) of the template checkout, as `cruft update` clones
     it; ("", None, None) when the template is not a git checkout (an unpacked archive)."""
     commit = git_output(template, "rev-parse", "HEAD")
     if not commit:
         return "", None, None
-    top = git_output(template, "rev-parse", "--show-toplevel")
-    directory = git_output(template, "rev-parse", "--show-prefix").rstrip("/") or None
+    # A checkout with a commit has a top folder and a prefix ("" at the top).
+    top = git_output(template, "rev-parse", "--show-toplevel") or str(template)
+    directory = (git_output(template, "rev-parse", "--show-prefix") or "").rstrip("/") or None
     given = answers.get("_template", "")
     # Cookiecutter cloned a remote template: its origin is the URL (gh: and such expanded).
     url = git_output(top, "remote", "get-url", "origin") if REMOTE_TEMPLATE.match(given) else None
     return url or top, commit, directory
 
 
-def bake_inputs(template):
+def bake_inputs(template: Path) -> list[str]:
     """What a bake reads from the template (its other files, a venv, notes, don't count)."""
     project_folders = [path.name for path in template.glob("{*cookiecutter.*}") if path.is_dir()]
     return ["cookiecutter.json", "local_extensions.py", "hooks", "environments", *project_folders]
 
 
-def write_cruft_state(project, answers, template):
+def write_cruft_state(project: Path, answers: dict[str, Any], template: Path) -> None:
     """Write .cruft.json as `cruft create` does: the template, the commit baked and the
     answers, so `cruft update` (make template-update) can apply the template's later
     commits. What it skips is in pyproject.toml's [tool.cruft]."""
@@ -158,7 +162,7 @@ def write_cruft_state(project, answers, template):
         )
 
 
-def uv_lock(project):
+def uv_lock(project: Path) -> bool:
     """Write uv.lock, so the first commit pins every dependency: from uv's cache alone when it
     holds them all (about a second), else from the index. A bake never fails for it; without
     uv, the index or an interpreter of the chosen Python, `make install` locks instead."""
@@ -189,7 +193,7 @@ def uv_lock(project):
     return False
 
 
-def git_init(project):
+def git_init(project: Path) -> None:
     """Start a repository on branch main with every file staged."""
     if shutil.which("git") is None:
         print("git not found: skipping git init")
@@ -198,7 +202,7 @@ def git_init(project):
     subprocess.run(["git", "add", "-A"], cwd=project, check=True)
 
 
-def main():
+def main() -> None:
     project = Path.cwd()
     # cruft (create, or update regenerating the project in a temporary folder) passes no
     # _repo_dir, writes .cruft.json itself, and leaves uv.lock and git to the project.

@@ -6,17 +6,15 @@ environments/*.yaml. Offline: check-jsonschema's vendored schemas, actionlint, z
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import yaml
-from conftest import TEMPLATE, clean_env
+from conftest import TEMPLATE, clean_env, load_module
 from cookiecutter.main import cookiecutter
 
 CIS = ["github+gitlab", "github", "gitlab"]
@@ -109,7 +107,8 @@ def gitlab_checks(project: Path) -> list[str]:
 def github_deploys(project: Path) -> list[tuple[str, str]]:
     """(job, deploy command) of the push-triggered promotion jobs, in `needs` order."""
     jobs = load(project / ".github" / "workflows" / "cd.yml")["jobs"]
-    order, previous = [], "build"
+    order: list[tuple[str, str]] = []
+    previous = "build"
     while True:
         following = [name for name, job in jobs.items() if job.get("needs") == previous]
         if not following:
@@ -204,13 +203,8 @@ def test_the_ci_choice_decides_which_platforms_files_exist(project: Path):
 def renderer(project: Path) -> ModuleType:
     """The baked project's own src/<package>/cicd.py, imported by its path (as the hook does)."""
     package = baked_answers(project)["package"]
-    spec = importlib.util.spec_from_file_location(
-        f"baked_cicd_{id(project)}", project / "src" / package / "cicd.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    path = project / "src" / package / "cicd.py"
+    return load_module(f"baked_cicd_{id(project)}", path, register=True)
 
 
 def test_committed_files_are_what_make_ci_renders(project: Path):
@@ -365,6 +359,7 @@ def installs(commands: list[str]) -> list[str]:
 def recipe(makefile: str, target: str) -> list[str]:
     """The command lines of one Makefile target."""
     body = re.search(rf"^{target}:.*\n((?:\t.*\n)+)", makefile, re.M)
+    assert body is not None, target
     return [line.strip() for line in body.group(1).splitlines()]
 
 
@@ -480,7 +475,9 @@ def test_workflows_are_least_privilege_and_pin_only_the_allowed_actions(project:
             assert set(job["permissions"]) <= {"contents", "actions"}, name
             for step in job["steps"]:
                 if "uses" in step:
-                    assert PINNED.match(step["uses"])["action"] in ALLOWED_ACTIONS
+                    pinned = PINNED.match(step["uses"])
+                    assert pinned is not None, step["uses"]
+                    assert pinned["action"] in ALLOWED_ACTIONS
                 if "actions/checkout" in step.get("uses", ""):
                     assert step["with"]["persist-credentials"] is False
                 # Untrusted input reaches scripts through env:, never by interpolation.

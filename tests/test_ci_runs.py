@@ -11,7 +11,6 @@ deploy nothing, are in tests/test_ci_check_runs.py and run beside them.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -21,8 +20,10 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.request import urlopen
 
 import numpy as np
@@ -54,6 +55,7 @@ from ci_runners import (
     supervisorctl,
     workflow_jobs,
 )
+from conftest import load_module
 from mlflow import MlflowClient
 from release_store import ReleaseStore, running_release_store
 
@@ -86,7 +88,7 @@ def checkout_branch(repo: Path, branch: str) -> None:
 
 
 @pytest.fixture
-def store(tmp_path) -> ReleaseStore:
+def store(tmp_path) -> Iterator[ReleaseStore]:
     """A fresh release store (MLflow server, PostgreSQL, S3) that outlives every run."""
     with running_release_store(tmp_path / "release-store") as started:
         yield started
@@ -96,8 +98,9 @@ def store(tmp_path) -> ReleaseStore:
 class PlatformApi:
     """Local stand-ins of GitHub's and GitLab's REST APIs, as the deploy jobs reach them."""
 
-    github: object
-    gitlab: object
+    # The baked project's fake_platforms servers, imported at run time.
+    github: Any
+    gitlab: Any
     github_url: str
     gitlab_url: str
     token: str
@@ -121,11 +124,11 @@ class PlatformApi:
 
 
 @pytest.fixture
-def platform_api(ci_project) -> PlatformApi:
+def platform_api(ci_project) -> Iterator[PlatformApi]:
     """The baked project's own API stand-ins (tests/integration/fake_platforms.py), holding
     preprod and production protected as `environments sync` leaves them."""
     sys.path.insert(0, str(ci_project / "tests" / "integration"))
-    import fake_platforms as fakes
+    import fake_platforms as fakes  # type: ignore[import-not-found]  # (on sys.path just above)
 
     github = fakes.FakeGitHub(repository="ml-team/churn-model")
     branch_only = {"protected_branches": False, "custom_branch_policies": True}
@@ -425,10 +428,7 @@ def move_production_to_a_host(repo: Path, state_dir: Path) -> None:
     }
     file.write_text(yaml.safe_dump(production, sort_keys=False))
     source = repo / "src" / PROJECT.replace("-", "_") / "cicd.py"
-    spec = importlib.util.spec_from_file_location("baked_cicd", source)
-    renderer = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = renderer
-    spec.loader.exec_module(renderer)
+    renderer = load_module("baked_cicd", source, register=True)
     renderer.write(repo)
     assert (repo / ".github" / "workflows" / "monitor.yml").exists(), "no scheduled monitoring"
     git(repo, "add", "-A")

@@ -60,6 +60,7 @@ def layer(name: str) -> str:
 CHECK_CHAIN = [
     "pre-commit run --all-files --show-diff-on-failure",
     "lint-imports --no-cache",
+    "mypy",
     layer("unit"),
     "data", "validate", layer("data"),
     "train", "evaluate",
