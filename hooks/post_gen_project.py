@@ -1,12 +1,12 @@
 """Assemble the generated project: CI files, environments, cruft's state, uv.lock, git."""
 
-import importlib.util
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,10 @@ REMOTE_TEMPLATE = re.compile(r"^(gh:|gl:|bb:|https?://|git@|git\+|ssh://)")
 # What Cookiecutter adds to the answers for one run only; cruft's state leaves it out.
 RUN_ONLY = ("_repo_dir", "_output_dir", "_checkout")
 LOCK_TIMEOUT = 300
+# What src/<package>/cicd.py imports, run by render_ci; named as pyproject.toml pins them.
+RENDERER_NEEDS = ("pydantic", "pyyaml", "jinja2")
+# How the renderer starts a refusal of the environments (cicd.REFUSED).
+REFUSED = "cannot render the CI files from environments/: "
 CI_FILES = {
     "github": [".github"],
     "gitlab": [".gitlab-ci.yml"],
@@ -70,26 +74,66 @@ def copy_environments(template: Path, project: Path) -> None:
         shutil.copyfile(str(source), str(target / source.name))
 
 
+def uv_error(stderr: str) -> str:
+    """uv's error paragraph, on one line."""
+    error = stderr.partition("error: ")[2] or stderr
+    return " ".join(error.split("\n\n")[0].split())
+
+
+def renderer_requirements(project: Path) -> list[str]:
+    """The pins of what the CI renderer imports, from the project's own pyproject.toml (the
+    versions uv.lock and CI install), e.g. ["pydantic==2.14.4", ...]."""
+    metadata = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    declared = metadata["project"]["dependencies"] + [
+        spec for group in metadata.get("dependency-groups", {}).values() for spec in group
+    ]
+    pins: dict[str, str] = {}
+    for spec in declared:
+        name, _, version = spec.partition("==")
+        if name in RENDERER_NEEDS and version:
+            pins[name] = spec
+    missing = sorted(set(RENDERER_NEEDS) - set(pins))
+    if missing:
+        sys.exit(
+            f"pyproject.toml pins no version of {', '.join(missing)}: the CI renderer needs it"
+        )
+    return [pins[name] for name in RENDERER_NEEDS]
+
+
 def render_ci(project: Path, package: str) -> None:
     """Write every platform's CI files from environments/ with the project's own renderer
-    (src/<package>/cicd.py: stdlib, PyYAML and Jinja2 only, all in Cookiecutter's env)."""
-    source = project / "src" / package / "cicd.py"
-    spec = importlib.util.spec_from_file_location(f"_{package}_cicd", source)
-    if spec is None or spec.loader is None:
-        sys.exit(f"cannot load {source} as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    # dataclasses look their module up in sys.modules while the class is being made.
-    sys.modules[spec.name] = module
-    # Importing would leave src/<package>/__pycache__/ in the freshly baked project.
-    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
-    try:
-        spec.loader.exec_module(module)
-        module.write(project, list(module.OUTPUTS))
-    except (OSError, ValueError) as error:
-        sys.exit(f"cannot render the CI files from environments/: {error}")
-    finally:
-        sys.modules.pop(spec.name, None)
-        sys.dont_write_bytecode = writes_bytecode
+    (`python -m <package>.cicd`), which validates them with the CD engine's schema. It
+    needs pydantic, which Cookiecutter's environment may lack, so uv runs it in one of its
+    own holding the project's pins: from uv's cache when it has them (well under a second),
+    else from the index. A bad environments file stops the bake with one line."""
+    uv = os.environ.get("UV") or shutil.which("uv")
+    if uv is None:
+        sys.exit(
+            "uv not found: the bake renders the CI files with uv (https://docs.astral.sh/uv/); "
+            "install it and bake again"
+        )
+    command = [uv, "run", "--no-project", "--python", ">=3.11", "--no-python-downloads"]
+    for requirement in renderer_requirements(project):
+        command += ["--with", requirement]
+    command += ["python", "-m", f"{package}.cicd", str(project), *CI_FILES]
+    # The project's own package, and no bytecode left in it; nothing of another venv.
+    leaks = ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "PYTHONPATH", "PYTHONHOME")
+    env = {key: value for key, value in os.environ.items() if key not in leaks}
+    env.update(PYTHONPATH=str(project / "src"), PYTHONDONTWRITEBYTECODE="1")
+    for mode in (["--offline"], []):
+        try:
+            done = subprocess.run(
+                command[:2] + mode + command[2:], cwd=project.parent, env=env,
+                capture_output=True, text=True, timeout=LOCK_TIMEOUT,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as error:
+            sys.exit(f"cannot run the CI renderer with uv ({uv}): {error}")
+        refused = [line for line in done.stderr.splitlines() if line.startswith(REFUSED)]
+        if refused:
+            sys.exit(refused[-1])
+        if done.returncode == 0:
+            return
+    sys.exit(f"cannot run the CI renderer with uv: {uv_error(done.stderr)}")
 
 
 def keep_task_suite(project: Path, task: str) -> None:
@@ -186,10 +230,7 @@ def uv_lock(project: Path) -> bool:
         if done.returncode == 0:
             return True
         stderr = done.stderr
-    # uv's error paragraph, on one line.
-    error = stderr.partition("error: ")[2] or stderr
-    cause = " ".join(error.split("\n\n")[0].split())
-    print(f"uv.lock not written ({cause}): `make install` creates it; commit it")
+    print(f"uv.lock not written ({uv_error(stderr)}): `make install` creates it; commit it")
     return False
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import os
@@ -73,6 +74,22 @@ def load_module(name: str, path: Path, register: bool = False) -> ModuleType:
         sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def project_renderer(project: Path) -> ModuleType:
+    """A baked project's own src/<package>/cicd.py, with the environment schema it imports,
+    fresh from that project's src/ (another bake's package of the same name may be loaded)."""
+    [source] = (project / "src").glob("*/cicd.py")
+    package = source.parent.name
+    for name in [name for name in sys.modules if name.partition(".")[0] == package]:
+        del sys.modules[name]
+    sys.path.insert(0, str(source.parent.parent))
+    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    try:
+        return importlib.import_module(f"{package}.cicd")
+    finally:
+        sys.path.remove(str(source.parent.parent))
+        sys.dont_write_bytecode = writes_bytecode
 
 
 def clean_env() -> dict[str, Any]:

@@ -135,6 +135,7 @@ COMMON_FILES = [
     "tests/unit/test_data.py",
     "tests/unit/test_deploy_records.py",
     "tests/unit/test_drift.py",
+    "tests/unit/test_environment_files.py",
     "tests/unit/test_features.py",
     "tests/unit/test_host_target.py",
     "tests/unit/test_kubernetes.py",

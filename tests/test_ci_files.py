@@ -10,11 +10,10 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
-from conftest import TEMPLATE, clean_env, load_module
+from conftest import TEMPLATE, clean_env, project_renderer
 from cookiecutter.main import cookiecutter
 
 CIS = ["github+gitlab", "github", "gitlab"]
@@ -200,15 +199,8 @@ def test_the_ci_choice_decides_which_platforms_files_exist(project: Path):
     assert (project / ".gitlab-ci.yml").exists() == ("gitlab" in chosen)
 
 
-def renderer(project: Path) -> ModuleType:
-    """The baked project's own src/<package>/cicd.py, imported by its path (as the hook does)."""
-    package = baked_answers(project)["package"]
-    path = project / "src" / package / "cicd.py"
-    return load_module(f"baked_cicd_{id(project)}", path, register=True)
-
-
 def test_committed_files_are_what_make_ci_renders(project: Path):
-    assert renderer(project).stale(project) == []
+    assert project_renderer(project).stale(project) == []
 
 
 # --- same jobs, same order, on both platforms --------------------------------------------
@@ -574,7 +566,7 @@ def zizmor_audits(report: str) -> set[str]:
 def test_a_hosted_production_is_monitored_on_a_schedule_in_valid_clean_files(hosted):
     assert [p.name for p in workflows(hosted)] == ["cd.yml", "ci.yml", "monitor.yml"]
     assert "monitor" in load(hosted / ".gitlab-ci.yml")
-    assert renderer(hosted).stale(hosted) == []
+    assert project_renderer(hosted).stale(hosted) == []
     test_workflows_match_the_github_workflow_schema(hosted)
     test_gitlab_ci_matches_the_gitlab_ci_schema(hosted)
     # actionlint knows GitHub's hosted labels only (its config would name the host's; the

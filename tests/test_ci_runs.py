@@ -55,7 +55,7 @@ from ci_runners import (
     supervisorctl,
     workflow_jobs,
 )
-from conftest import load_module
+from conftest import project_renderer
 from mlflow import MlflowClient
 from release_store import ReleaseStore, running_release_store
 
@@ -427,9 +427,7 @@ def move_production_to_a_host(repo: Path, state_dir: Path) -> None:
         "state_dir": str(state_dir),
     }
     file.write_text(yaml.safe_dump(production, sort_keys=False))
-    source = repo / "src" / PROJECT.replace("-", "_") / "cicd.py"
-    renderer = load_module("baked_cicd", source, register=True)
-    renderer.write(repo)
+    project_renderer(repo).write(repo)
     assert (repo / ".github" / "workflows" / "monitor.yml").exists(), "no scheduled monitoring"
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "Serve production from its own host")

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from conftest import HOSTILE, TEMPLATE, answers, render_hook
 from cookiecutter.exceptions import FailedHookException
+from cookiecutter.main import cookiecutter
 from markdown_it import MarkdownIt
 
 # (answers, the answer the message must name, words the message must contain)
@@ -128,38 +129,90 @@ def test_post_hook_drops_the_ci_files_of_an_unchosen_platform(
 
 
 def project_with_renderer(tmp_path):
-    """A project folder holding the template's environments and the package's CI renderer
-    (cicd.py has no Jinja of Cookiecutter's own, so the template's file is the baked one)."""
-    project = tmp_path / "project"
-    package = project / "src" / "pkg"
-    source = TEMPLATE / "{{cookiecutter.project}}" / "src" / "{{cookiecutter.package}}"
-    package.mkdir(parents=True)
-    shutil.copy(source / "cicd.py", package / "cicd.py")
-    shutil.copytree(source / "cicd_templates", package / "cicd_templates")
+    """The project as Cookiecutter renders it before the post-generation hook (its package's
+    CI renderer and environment schema, pyproject.toml's pins), with the template's
+    environments."""
+    project = Path(
+        cookiecutter(str(TEMPLATE), no_input=True, output_dir=str(tmp_path), accept_hooks=False)
+    )
     shutil.copytree(TEMPLATE / "environments", project / "environments")
-    (project / ".python-version").write_text("3.12\n")
     return project
 
 
 def test_post_hook_renders_both_platforms_ci_files_from_the_environments(post_hook, tmp_path):
     project = project_with_renderer(tmp_path)
-    post_hook.render_ci(project, "pkg")
+    post_hook.render_ci(project, "churn_model")
     cd = yaml.safe_load((project / ".github" / "workflows" / "cd.yml").read_text())
     gitlab = yaml.safe_load((project / ".gitlab-ci.yml").read_text())
     for name in ("test", "preprod", "production"):
         assert cd["jobs"][f"deploy-{name}"]["environment"]["name"] == name
         assert gitlab[f"deploy-{name}"]["environment"]["name"] == name
     assert (project / ".github" / "workflows" / "ci.yml").exists()
+    assert not list(project.rglob("__pycache__")), "the render left bytecode in the project"
 
 
-def test_post_hook_stops_with_one_line_on_a_broken_environment(post_hook, tmp_path, capsys):
+def test_post_hook_stops_with_one_line_on_a_broken_environment(post_hook, tmp_path):
     project = project_with_renderer(tmp_path)
-    (project / "environments" / "staging.yaml").write_text(
+    staging = project / "environments" / "staging.yaml"
+    staging.write_text(
         "name: staging\nrequires: qa\npromotion: auto\ndeploy: {target: local, port: 3004}\n"
     )
-    with pytest.raises(SystemExit, match="requires 'qa', but there is no environments/qa.yaml"):
-        post_hook.render_ci(project, "pkg")
+    with pytest.raises(SystemExit) as stopped:
+        post_hook.render_ci(project, "churn_model")
+    assert stopped.value.code == (
+        f"cannot render the CI files from environments/: {staging}: field gates: Field required"
+    )
     assert not (project / ".gitlab-ci.yml").exists()
+
+
+def test_post_hook_without_uv_stops_with_one_line_saying_so(post_hook, tmp_path, monkeypatch):
+    project = project_with_renderer(tmp_path)
+    monkeypatch.delenv("UV", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    with pytest.raises(SystemExit, match="^uv not found: the bake renders the CI files with uv"):
+        post_hook.render_ci(project, "churn_model")
+    monkeypatch.setenv("UV", str(tmp_path / "no-uv-here"))
+    with pytest.raises(SystemExit, match="^cannot run the CI renderer with uv .*no-uv-here"):
+        post_hook.render_ci(project, "churn_model")
+    assert not (project / ".gitlab-ci.yml").exists()
+
+
+def test_post_hook_renders_with_the_pins_of_the_projects_pyproject(post_hook, tmp_path):
+    project = project_with_renderer(tmp_path)
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    declared = pyproject["project"]["dependencies"] + pyproject["dependency-groups"]["dev"]
+    pins = post_hook.renderer_requirements(project)
+    assert [pin.partition("==")[0] for pin in pins] == ["pydantic", "pyyaml", "jinja2"]
+    assert set(pins) <= set(declared)
+
+
+def template_copy(tmp_path: Path) -> Path:
+    """What a bake reads of the template, copied so a test may change its environments."""
+    copy = tmp_path / "template"
+    copy.mkdir()
+    for name in ("cookiecutter.json", "local_extensions.py"):
+        shutil.copy(TEMPLATE / name, copy / name)
+    for name in ("hooks", "environments", "{{cookiecutter.project}}"):
+        shutil.copytree(TEMPLATE / name, copy / name)
+    return copy
+
+
+def test_baking_with_a_bad_environment_file_fails_with_one_line_naming_file_and_field(
+    cookies, tmp_path, capfd
+):
+    template = template_copy(tmp_path)
+    # No promotion (the strictest, manual) and no gates: the CD engine cannot deploy it.
+    (template / "environments" / "canary.yaml").write_text(
+        "name: canary\nrequires: production\ndeploy: {target: local, port: 3005}\n"
+    )
+    result = cookies.bake(template=str(template))
+    assert result.exit_code != 0
+    assert isinstance(result.exception, FailedHookException)
+    [line] = [line for line in capfd.readouterr().err.splitlines() if "canary" in line]
+    assert line.startswith("cannot render the CI files from environments/: ")
+    assert line.endswith("environments/canary.yaml: field gates: Field required")
+    leftovers = [path for path in (tmp_path / "cookies").rglob("*") if path.is_file()]
+    assert leftovers == []
 
 
 def test_post_hook_copies_every_environment_of_the_template(post_hook, tmp_path):

@@ -1,19 +1,24 @@
 """Render the CI/CD files of both platforms from environments/*.yaml (`make ci-files`).
 
 The checks are the same jobs on GitHub Actions and GitLab CI, each one make target; the
-deploy jobs come from environments/*.yaml, ordered by `requires`. The Cookiecutter
-post-generation hook imports this file by its path, so it may use only the standard
-library, PyYAML and Jinja2 (what Cookiecutter itself runs with): nothing from this package.
+deploy jobs come from environments/*.yaml, read by the CD engine's own loader
+(deploy/environments.py) and ordered by `requires`. The Cookiecutter post-generation hook
+runs this module (`python -m <package>.cicd`) in a uv environment holding only pydantic,
+PyYAML and Jinja2: it may import nothing heavier than those.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import yaml
+
+from .config import Paths
+from .deploy.environments import Environment, HostDeploy, LocalDeploy, load_all
 
 TEMPLATES = Path(__file__).with_name("cicd_templates")
 # Output file -> template, per platform. Keys are the `ci` answers' platform names.
@@ -29,8 +34,9 @@ OUTPUTS = {
 MONITORING_ONLY = {".github/workflows/monitor.yml"}
 # params.yaml's monitoring.schedule when it sets none (config.py keeps the same default).
 DEFAULT_SCHEDULE = "17 5 * * *"
-PROMOTIONS = ("auto", "semi-auto", "manual")
 DEFAULT_BRANCH = "main"
+# How `main` starts its one-line refusal; the post-generation hook looks for it.
+REFUSED = "cannot render the CI files from environments/: "
 UV_VERSION = "0.13.9"
 # Pinned by full commit SHA: a moved tag cannot change what runs.
 ACTIONS = {
@@ -107,17 +113,31 @@ BUILD = Job("build", "build", "Every check, then build and release the bento")
 
 
 @dataclass(frozen=True)
-class Environment:
-    """The parts of environments/<name>.yaml the CI files need."""
+class DeployJob:
+    """What an environment's deploy jobs need of its file, as the CD engine loaded it."""
 
     name: str
     requires: str | None
     promotion: str
+    # The lasting address; None for the local target, which a CI job serves on its runner
+    # only while it verifies the bento (nothing answers after the job).
     url: str | None
     target: str
     # Labels of the runner the deploy job must run on (GitHub runs-on, GitLab tags): the
     # host target's own machine. Empty: any shared runner.
     runner: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, environment: Environment) -> DeployJob:
+        deploy = environment.deploy
+        return cls(
+            name=environment.name,
+            requires=environment.requires,
+            promotion=environment.promotion,
+            url=None if isinstance(deploy, LocalDeploy) else environment.url,
+            target=deploy.target,
+            runner=tuple(deploy.runner) if isinstance(deploy, HostDeploy) else (),
+        )
 
     @property
     def where(self) -> str:
@@ -136,77 +156,12 @@ class Environment:
         return f"make ci-deploy ENV={self.name} ACTION={verb}"
 
 
-def _url(name: str, deploy: dict[str, Any]) -> str | None:
-    """The environment's lasting address; None for the local target, which a CI job serves
-    on its runner only while it verifies the bento (nothing answers after the job)."""
-    if deploy.get("target", "local") == "local":
-        if "port" not in deploy:
-            raise ValueError(f"environments/{name}.yaml: deploy.port is required for target local")
-        return None
-    if not deploy.get("url"):
-        raise ValueError(f"environments/{name}.yaml: deploy.url is required for a lasting target")
-    return str(deploy["url"]).rstrip("/")
+def deploy_jobs(root: Path) -> list[DeployJob]:
+    """One deploy job per environment, each after the one it requires (a chain or a tree)."""
+    return [DeployJob.of(environment) for environment in load_all(Paths(root)).values()]
 
 
-def _runner(name: str, deploy: dict[str, Any]) -> tuple[str, ...]:
-    if deploy.get("target") != "host":
-        return ()
-    labels = deploy.get("runner")
-    if not labels or not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-        raise ValueError(
-            f"environments/{name}.yaml: deploy.runner must list the labels of the runner on the "
-            "host (e.g. [self-hosted, ml-production])"
-        )
-    return tuple(labels)
-
-
-def _read(path: Path) -> Environment:
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    name = data.get("name", path.stem)
-    if name != path.stem:
-        raise ValueError(f"{path.name}: name {name!r} differs from the file name")
-    promotion = data.get("promotion", "auto")
-    if promotion not in PROMOTIONS:
-        raise ValueError(
-            f"{path.name}: promotion {promotion!r} is not one of {', '.join(PROMOTIONS)}"
-        )
-    deploy = data.get("deploy") or {}
-    return Environment(
-        name=name,
-        requires=data.get("requires"),
-        promotion=promotion,
-        url=_url(name, deploy),
-        target=deploy.get("target", "local"),
-        runner=_runner(name, deploy),
-    )
-
-
-def load_environments(root: Path) -> list[Environment]:
-    """Every environment, each after the one it requires (a chain or a tree)."""
-    files = sorted((root / "environments").glob("*.yaml"))
-    if not files:
-        raise FileNotFoundError(f"no environments/*.yaml under {root}")
-    pending = {env.name: env for env in map(_read, files)}
-    for env in pending.values():
-        if env.requires is not None and env.requires not in pending:
-            raise ValueError(
-                f"environments/{env.name}.yaml requires {env.requires!r}, "
-                f"but there is no environments/{env.requires}.yaml"
-            )
-    ordered: list[Environment] = []
-    placed: set[str] = set()
-    while pending:
-        ready = [env for env in pending.values() if env.requires is None or env.requires in placed]
-        if not ready:
-            raise ValueError("environments/*.yaml: `requires` forms a cycle: " + ", ".join(pending))
-        for env in ready:
-            ordered.append(env)
-            placed.add(env.name)
-            del pending[env.name]
-    return ordered
-
-
-def monitored(environments: list[Environment]) -> Environment | None:
+def monitored(environments: list[DeployJob]) -> DeployJob | None:
     """The environment CI monitors on a schedule: the last one (production), when it is on a
     host whose runner can read its prediction log. Nothing outlives a local deploy job, and
     a cluster's log stays in its pods, so those have no scheduled monitoring."""
@@ -245,7 +200,7 @@ def render(root: Path, platforms: list[str]) -> dict[str, str]:
     unknown = sorted(set(platforms) - set(OUTPUTS))
     if unknown:
         raise ValueError(f"unknown CI platform(s) {', '.join(unknown)}: use {', '.join(OUTPUTS)}")
-    environments = load_environments(root)
+    environments = deploy_jobs(root)
     watched = monitored(environments)
     context = {
         "checks": CHECKS,
@@ -326,3 +281,23 @@ def stale(root: Path) -> list[str]:
         for output, text in fresh.items()
         if not (root / output).exists() or (root / output).read_text(encoding="utf-8") != text
     ] + _unrendered(root, platforms, fresh)
+
+
+def main(argv: list[str]) -> int:
+    """`python -m <package>.cicd ROOT [PLATFORM...]`: write the CI files of ROOT, as the
+    Cookiecutter hook and `make template-update` run it (no CLI dependencies needed). A bad
+    environments file is one line on stderr, starting with REFUSED."""
+    if not argv:
+        print("usage: python -m <package>.cicd ROOT [PLATFORM...]", file=sys.stderr)
+        return 2
+    try:
+        write(Path(argv[0]), argv[1:] or None)
+    except (OSError, ValueError) as error:
+        # One line, whatever the error quotes (a YAML error spans several).
+        print(REFUSED + " ".join(str(error).split()), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -11,7 +11,6 @@ when pyproject.toml changed (both skipped by cruft: pyproject.toml's [tool.cruft
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -136,19 +135,16 @@ def _require_clean_repository(root: Path) -> None:
 
 
 def _render_ci(root: Path) -> None:
-    """The CI files from the renderer the update may have changed, loaded by its path (this
-    process may hold the old one)."""
+    """The CI files from the renderer (and environment schema) the update may have changed:
+    in a fresh interpreter importing src/ as it is now (this process holds the old code)."""
     [source] = root.glob("src/*/cicd.py")
-    spec = importlib.util.spec_from_file_location("_updated_cicd", source)
-    if spec is None or spec.loader is None:
-        raise TemplateError(f"cannot load {source} as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being made
-    try:
-        spec.loader.exec_module(module)
-        module.write(root)
-    finally:
-        sys.modules.pop(spec.name, None)
+    env = {**os.environ, "PYTHONPATH": str(source.parent.parent), "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", f"{source.parent.name}.cicd", str(root)],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise TemplateError(done.stderr.strip() or "the CI renderer failed")
 
 
 def _relock(root: Path) -> bool:

@@ -29,40 +29,19 @@ def environment(name: str, requires: str | None, port: int) -> dict:
     }
 
 
-def write(root, document: dict, name: str | None = None) -> None:
+def write(root, document: dict) -> None:
     folder = root / "environments"
     folder.mkdir(exist_ok=True)
-    (folder / f"{name or document['name']}.yaml").write_text(yaml.safe_dump(document))
+    (folder / f"{document['name']}.yaml").write_text(yaml.safe_dump(document))
 
 
-def test_environments_are_ordered_by_what_they_require(tmp_path):
-    write(tmp_path, environment("production", "preprod", 3003))
-    write(tmp_path, environment("test", None, 3001))
-    write(tmp_path, environment("preprod", "test", 3002))
-
-    assert list(load_all(Paths(tmp_path))) == ["test", "preprod", "production"]
-
-
+# Ordering, `requires` and the other refusals every consumer shares: test_environment_files.py.
 def test_a_bad_field_is_named_with_its_file(tmp_path):
     broken = environment("test", None, 3001)
     broken["gates"]["load_test"]["users"] = 0
     write(tmp_path, broken)
 
     with pytest.raises(ValueError, match=r"test\.yaml: field gates\.load_test\.users"):
-        load_all(Paths(tmp_path))
-
-
-def test_requiring_an_unknown_environment_is_an_error(tmp_path):
-    write(tmp_path, environment("preprod", "staging", 3002))
-
-    with pytest.raises(ValueError, match="field requires: no environment named 'staging'"):
-        load_all(Paths(tmp_path))
-
-
-def test_a_name_that_differs_from_the_file_name_is_an_error(tmp_path):
-    write(tmp_path, environment("prod", None, 3003), name="production")
-
-    with pytest.raises(ValueError, match="production.yaml: field name"):
         load_all(Paths(tmp_path))
 
 

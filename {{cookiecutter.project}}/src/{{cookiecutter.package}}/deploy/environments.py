@@ -1,4 +1,10 @@
-"""The deployment environments: environments/*.yaml, validated and ordered by `requires`."""
+"""The deployment environments: environments/*.yaml, validated and ordered by `requires`.
+
+The one schema and loader of those files: the CD engine, `make ci-files` (cicd.py, also run
+by the Cookiecutter hook), `environments sync` and the pipeline all read them through here,
+so a file one of them refuses, every one refuses with the same message. Keep its imports to
+pydantic and PyYAML: the hook runs the renderer with those and Jinja2 only.
+"""
 
 from __future__ import annotations
 
@@ -143,7 +149,7 @@ class KubernetesDeploy(BaseModel):
 def _target(value: object) -> str:
     """Which target a deploy block is for; `local` when it says nothing."""
     found = value.get("target") if isinstance(value, dict) else getattr(value, "target", None)
-    return found if found in ("local", "kubernetes", "host") else "local"
+    return found if isinstance(found, str) and found in ("kubernetes", "host") else "local"
 
 
 Deploy = Annotated[
@@ -159,6 +165,7 @@ class Environment(BaseModel):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
     requires: str | None = None
+    # Left out: the strictest mode, so a forgotten field never deploys by itself.
     promotion: Literal["auto", "semi-auto", "manual"] = "manual"
     approval: Approval | None = None
     gates: Gates
