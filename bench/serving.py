@@ -104,11 +104,11 @@ def one_row_body(project: Path) -> str:
     """A held-out record of the project's own data, as the service's request body."""
     code = (
         "import json; from pathlib import Path\n"
-        f"from {package_name(project)} import config, data, features, package\n"
+        f"from {package_name(project)} import config, data, features, smoke\n"
         "paths = config.Paths(Path('.')); params = config.load_params(paths.params)\n"
         "rows = features.split(data.load_raw(paths), params)[1].head(1)\n"
         "names = json.loads(paths.model_card.read_text())['spec']['features']\n"
-        "print(json.dumps({'records': package.to_records(rows, [f['name'] for f in names])}))\n"
+        "print(json.dumps({'records': smoke.to_records(rows, [f['name'] for f in names])}))\n"
     )
     python = project / ".venv" / "bin" / "python"
     done = subprocess.run(

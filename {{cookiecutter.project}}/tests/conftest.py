@@ -19,6 +19,7 @@ import mlflow
 import pytest
 
 from {{ cookiecutter.package }}.config import Paths, load_params
+from {{ cookiecutter.package }}.evaluation_report import EvaluationReport
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SWITCHED = ("PROJECT_ROOT", "MLFLOW_TRACKING_URI")
@@ -85,7 +86,7 @@ def trained(paths: Paths, params, raw_data) -> dict:
 
 
 @pytest.fixture(scope="session")
-def evaluated(paths: Paths, params, trained) -> dict:
+def evaluated(paths: Paths, params, trained) -> EvaluationReport:
     """`make evaluate`: the evaluation report."""
     from {{ cookiecutter.package }} import evaluate
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import LOWER_IS_BETTER, PROJECT, Params, Paths
+from .evaluation_report import EvaluationReport
 
 # Imported where used: `challenge verdict`, a CI step, reads a JSON file and needs none
 # of them (scikit-learn, MLflow and LightGBM take seconds to import).
@@ -86,13 +87,9 @@ def decide(
 
 def read_labelled(path: Path, spec: FeatureSpec) -> pd.DataFrame:
     """The labelled rows (features and target) of a window; unlabelled rows dropped."""
-    import pandas as pd
+    from . import tables
 
-    if not path.exists():
-        raise FileNotFoundError(f"LABELLED: {path} does not exist")
-    if path.suffix.lower() not in {".parquet", ".pq"}:
-        raise ValueError(f"LABELLED: {path.name} is not a .parquet file (make monitor writes one)")
-    frame = pd.read_parquet(path)
+    frame = tables.read(path, "LABELLED")
     if spec.target not in frame:
         raise ValueError(f"LABELLED: {path.name} has no {spec.target!r} column (the labels)")
     return frame.dropna(subset=[spec.target]).reset_index(drop=True)
@@ -166,11 +163,12 @@ def run(params: Params, paths: Paths, labelled: Path | None = None) -> dict[str,
     card = json.loads(paths.model_card.read_text())
     check_same_split(card, params, paths)
     evaluation = (
-        json.loads(paths.evaluation_report.read_text()) if paths.evaluation_report.exists() else {}
+        EvaluationReport.read(paths.evaluation_report) if paths.evaluation_report.exists() else None
     )
     if (
-        str(evaluation.get("model_version")) != str(card["model_version"])
-        or not evaluation["passed"]
+        evaluation is None
+        or evaluation.model_version != str(card["model_version"])
+        or not evaluation.passed
     ):
         raise RuntimeError(
             f"model version {card['model_version']} has not passed `make evaluate` "

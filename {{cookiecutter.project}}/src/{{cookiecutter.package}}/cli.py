@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -219,8 +218,8 @@ def smoke(
 
     params, paths = _setup()
     result = stage.smoke(params, paths, url)
-    typer.echo(json.dumps(result, indent=2))
-    if not result["matches"]:
+    typer.echo(result.model_dump_json(indent=2))
+    if not result.passed:
         _fail(f"service at {url} disagrees with the in-process model")
 
 

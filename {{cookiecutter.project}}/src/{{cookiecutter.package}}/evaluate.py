@@ -8,7 +8,6 @@ A failed gate is reported, not raised: the CLI prints the report and exits 1.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from typing import Any
 
 import mlflow
@@ -19,8 +18,9 @@ from sklearn.dummy import DummyClassifier, DummyRegressor
 
 from . import data, features, plots, registry
 from .config import LOWER_IS_BETTER, PROJECT, Params, Paths
+from .evaluation_report import Baseline, EvaluationReport, Gate, GateName, ProductionScore
 from .features import FeatureSpec
-from .model import Model
+from .model import Model, class_indices
 
 # The metric each comparison (baseline, production) is made on.
 PRIMARY = {"binary": "roc_auc", "multiclass": "f1_macro", "regression": "rmse"}
@@ -30,7 +30,7 @@ BASELINE = {"binary": "prior", "multiclass": "prior", "regression": "mean"}
 def compute_metrics(spec: FeatureSpec, y_true: np.ndarray, raw: np.ndarray) -> dict[str, float]:
     """The task's metrics from booster output (P(positive), class probabilities or values)."""
     if spec.task == "binary":
-        labels = (raw >= 0.5).astype(int)
+        labels = class_indices(raw, spec)
         scores = {
             "roc_auc": skm.roc_auc_score(y_true, raw),
             "f1": skm.f1_score(y_true, labels, zero_division=0),
@@ -40,11 +40,11 @@ def compute_metrics(spec: FeatureSpec, y_true: np.ndarray, raw: np.ndarray) -> d
             "log_loss": skm.log_loss(y_true, raw, labels=[0, 1]),
         }
     elif spec.task == "multiclass":
-        labels = raw.argmax(axis=1)
+        labels = class_indices(raw, spec)
         scores = {
             "f1_macro": skm.f1_score(y_true, labels, average="macro", zero_division=0),
             "accuracy": skm.accuracy_score(y_true, labels),
-            "log_loss": skm.log_loss(y_true, raw, labels=list(range(len(spec.class_labels)))),
+            "log_loss": skm.log_loss(y_true, raw, labels=list(range(len(spec.classes or [])))),
         }
     else:
         scores = {
@@ -66,7 +66,7 @@ def baseline_metrics(
         raw = DummyRegressor(strategy="mean").fit(x_train, y_train).predict(x_test)
     else:
         dummy = DummyClassifier(strategy="prior").fit(x_train, y_train)
-        probabilities = np.zeros((len(x_test), len(spec.class_labels)))
+        probabilities = np.zeros((len(x_test), len(spec.classes or [])))
         probabilities[:, dummy.classes_] = dummy.predict_proba(x_test)
         raw = probabilities[:, 1] if spec.task == "binary" else probabilities
     return compute_metrics(spec, features.encode_target(test_df, spec), raw)
@@ -79,20 +79,26 @@ def _better(metric: str, measured: float, bound: float, strict: bool = False) ->
 
 
 def _gate(
-    name: str,
+    name: GateName,
     metric: str,
     measured: float | None,
     bound: float | None,
     passed: bool,
     message: str,
-) -> dict[str, Any]:
-    entry = {"name": name, "metric": metric, "measured": measured, "bound": bound}
-    return {**entry, "passed": passed, "message": None if passed else message}
+) -> Gate:
+    return Gate(
+        name=name,
+        metric=metric,
+        measured=measured,
+        bound=bound,
+        passed=passed,
+        message=None if passed else message,
+    )
 
 
-def threshold_gates(thresholds: dict[str, float], scores: dict[str, float]) -> list[dict[str, Any]]:
+def threshold_gates(thresholds: dict[str, float], scores: dict[str, float]) -> list[Gate]:
     """Minimums, or maximums for error metrics; an unknown metric name fails its gate."""
-    gates = []
+    gates: list[Gate] = []
     for metric, bound in thresholds.items():
         if metric not in scores:
             message = (
@@ -117,9 +123,7 @@ def threshold_gates(thresholds: dict[str, float], scores: dict[str, float]) -> l
     return gates
 
 
-def baseline_gate(
-    task: str, scores: dict[str, float], baseline: dict[str, float]
-) -> dict[str, Any]:
+def baseline_gate(task: str, scores: dict[str, float], baseline: dict[str, float]) -> Gate:
     """The model must be strictly better than the dummy on the primary metric."""
     metric = PRIMARY[task]
     measured, bound = scores[metric], baseline[metric]
@@ -133,19 +137,19 @@ def baseline_gate(
 
 
 def production_gate(
-    task: str, scores: dict[str, Any], production: dict[str, Any], tolerance: float
-) -> dict[str, Any]:
+    task: str, scores: dict[str, float], production: ProductionScore, tolerance: float
+) -> Gate:
     """The candidate may trail production by at most `tolerance`, a fraction of its score."""
     metric = PRIMARY[task]
-    if production.get("error"):
-        message = f"production {metric}: {production['error']}"
+    if production.error or production.metrics is None:
+        message = f"production {metric}: {production.error}"
         return _gate("production", metric, scores[metric], None, False, message)
-    measured, reference = scores[metric], production["metrics"][metric]
+    measured, reference = scores[metric], production.metrics[metric]
     lower = metric in LOWER_IS_BETTER
     bound = reference * (1 + tolerance) if lower else reference * (1 - tolerance)
     message = (
         f"production {metric}: {measured:.4g} trails production version "
-        f"{production['version']} ({reference:.4g}) by {abs(measured - reference):.4g}, "
+        f"{production.version} ({reference:.4g}) by {abs(measured - reference):.4g}, "
         f"beyond the {tolerance:.0%} tolerance (bound {bound:.4g})"
     )
     return _gate("production", metric, measured, bound, _better(metric, measured, bound), message)
@@ -153,20 +157,20 @@ def production_gate(
 
 def score_production(
     paths: Paths, spec: FeatureSpec, test_df: pd.DataFrame, y_true: np.ndarray
-) -> dict[str, Any] | None:
+) -> ProductionScore | None:
     """Metrics of the version aliased `production` on the same held-out rows, if any."""
     version = registry.production_version(paths)
     if version is None:
         return None
-    found = {"version": str(version.version), "run_id": version.run_id, "metrics": None}
+    found = ProductionScore(version=str(version.version), run_id=version.run_id, metrics=None)
     booster, production_spec = registry.load_version(paths, version)
     if reason := incomparable(production_spec, spec, test_df.columns):
-        return {**found, "error": f"production version {version.version} {reason}"}
+        return found.model_copy(update={"error": f"production version {version.version} {reason}"})
     raw = Model(booster, production_spec).raw(test_df)
-    return {**found, "metrics": compute_metrics(spec, y_true, raw)}
+    return found.model_copy(update={"metrics": compute_metrics(spec, y_true, raw)})
 
 
-def incomparable(production: FeatureSpec, spec: FeatureSpec, columns: Iterable[str]) -> str | None:
+def incomparable(production: FeatureSpec, spec: FeatureSpec, columns: Any) -> str | None:
     """Why the production model cannot be scored like `spec` on rows with these columns.
 
     Not comparable means a human decides (retire the alias, or keep the old model)."""
@@ -191,7 +195,7 @@ def check_same_split(card: dict[str, Any], params: Params, paths: Paths) -> None
         )
 
 
-def evaluate(params: Params, paths: Paths, defer_to_challenge: bool = False) -> dict[str, Any]:
+def evaluate(params: Params, paths: Paths, defer_to_challenge: bool = False) -> EvaluationReport:
     """Score models/ on the held-out split, check every gate, write the report and plots.
 
     `defer_to_challenge` (`make retrain`): the no-regression gate is reported but does not
@@ -216,87 +220,84 @@ def evaluate(params: Params, paths: Paths, defer_to_challenge: bool = False) -> 
     gates.append(baseline_gate(spec.task, scores, baseline))
     if production is not None:
         tolerance = params.evaluation.regression_tolerance
-        gates.append(production_gate(spec.task, scores, production, tolerance))
-        gates[-1]["advisory"] = defer_to_challenge
+        gate = production_gate(spec.task, scores, production, tolerance)
+        gates.append(gate.model_copy(update={"advisory": defer_to_challenge}))
 
     written = plots.write_all(spec, model.booster, y_true, raw, paths.reports)
-    failures = [
-        gate["message"] for gate in gates if not gate["passed"] and not gate.get("advisory")
-    ]
-    report = {
-        "passed": not failures,
-        "failures": failures,
-        "metrics": scores,
-        "baseline": {"strategy": BASELINE[spec.task], "metrics": baseline},
-        "production": production,
-        "gates": gates,
-        "primary_metric": PRIMARY[spec.task],
-        "model_version": card["model_version"],
-        "run_id": card["run_id"],
-        "rows": int(len(test_df)),
-        "plots": [str(path.relative_to(paths.root)) for path in written],
-    }
-    paths.reports.mkdir(parents=True, exist_ok=True)
-    paths.evaluation_report.write_text(json.dumps(report, indent=2) + "\n")
+    failures = [gate.message or "" for gate in gates if not gate.passed and not gate.advisory]
+    report = EvaluationReport(
+        passed=not failures,
+        failures=failures,
+        metrics=scores,
+        baseline=Baseline(strategy=BASELINE[spec.task], metrics=baseline),
+        production=production,
+        gates=gates,
+        primary_metric=PRIMARY[spec.task],
+        model_version=str(card["model_version"]),
+        run_id=card["run_id"],
+        rows=len(test_df),
+        plots=[str(path.relative_to(paths.root)) for path in written],
+    )
+    report.write(paths.evaluation_report)
     log_to_mlflow(paths, card, report)
     return report
 
 
-def log_to_mlflow(paths: Paths, card: dict[str, Any], report: dict[str, Any]) -> None:
+def log_to_mlflow(paths: Paths, card: dict[str, Any], report: EvaluationReport) -> None:
     """Add the evaluation to the training run and tag the registered version with it."""
-    test_metrics = {f"test_{name}": value for name, value in report["metrics"].items()}
-    baseline_metric = report["baseline"]["metrics"][report["primary_metric"]]
+    test_metrics = {f"test_{name}": value for name, value in report.metrics.items()}
+    primary = report.primary_metric
     with mlflow.start_run(run_id=card["run_id"]):
         mlflow.log_metrics(
-            {**test_metrics, f"baseline_{report['primary_metric']}": baseline_metric}
+            {**test_metrics, f"baseline_{primary}": report.baseline.metrics[primary]}
         )
-        mlflow.log_metric("gates_passed", float(report["passed"]))
+        mlflow.log_metric("gates_passed", float(report.passed))
         mlflow.log_artifact(str(paths.evaluation_report), artifact_path="evaluation")
-        for plot in report["plots"]:
+        for plot in report.plots:
             mlflow.log_artifact(str(paths.root / plot), artifact_path="evaluation")
     client = registry.client(paths)
     name = card.get("model_name", PROJECT)
     for key, value in test_metrics.items():
         client.set_model_version_tag(name, card["model_version"], key, f"{value:.6g}")
     client.set_model_version_tag(
-        name, card["model_version"], "gates_passed", str(report["passed"]).lower()
+        name, card["model_version"], "gates_passed", str(report.passed).lower()
     )
 
 
-def format_report(report: dict[str, Any]) -> str:
+def format_report(report: EvaluationReport) -> str:
     """A plain-text table: metric, value, gate bound, verdict; then the comparisons."""
-    bounds = {g["metric"]: g for g in report["gates"] if g["name"] == "threshold"}
-    lines = [f"model version {report['model_version']} on {report['rows']} held-out rows", ""]
+    bounds = {g.metric: g for g in report.gates if g.name == "threshold"}
+    lines = [f"model version {report.model_version} on {report.rows} held-out rows", ""]
     lines.append(f"{'metric':<12}{'value':>10}  {'gate':<16}{'result':<6}")
-    for metric, value in report["metrics"].items():
+    for metric, value in report.metrics.items():
         gate = bounds.get(metric)
-        if gate is None:
+        if gate is None or gate.bound is None:
             bound, verdict = "", ""
         else:
             kind = "max" if metric in LOWER_IS_BETTER else "min"
-            bound, verdict = f"{kind} {gate['bound']:.4g}", "pass" if gate["passed"] else "FAIL"
+            bound, verdict = f"{kind} {gate.bound:.4g}", "pass" if gate.passed else "FAIL"
         lines.append(f"{metric:<12}{value:>10.4f}  {bound:<16}{verdict:<6}")
-    for gate in report["gates"]:
-        if gate["name"] == "threshold" and gate["metric"] not in report["metrics"]:
-            lines.append(f"{gate['metric']:<12}{'-':>10}  {'unknown metric':<16}FAIL")
+    for gate in report.gates:
+        if gate.name == "threshold" and gate.metric not in report.metrics:
+            lines.append(f"{gate.metric:<12}{'-':>10}  {'unknown metric':<16}FAIL")
     lines.append("")
-    primary = report["primary_metric"]
-    value = report["metrics"][primary]
-    for gate in report["gates"]:
-        if gate["name"] == "baseline":
-            other = report["baseline"]["metrics"][primary]
-            label = f"dummy ({report['baseline']['strategy']})"
-        elif gate["name"] == "production" and report["production"]["metrics"]:
-            other = report["production"]["metrics"][primary]
-            label = f"production v{report['production']['version']}"
+    primary = report.primary_metric
+    value = report.metrics[primary]
+    for gate in report.gates:
+        if gate.name == "baseline":
+            other = report.baseline.metrics[primary]
+            label = f"dummy ({report.baseline.strategy})"
+        elif gate.name == "production" and report.production and report.production.metrics:
+            other = report.production.metrics[primary]
+            label = f"production v{report.production.version}"
         else:
             continue
-        verdict = "pass" if gate["passed"] else "FAIL"
-        if gate.get("advisory"):
+        verdict = "pass" if gate.passed else "FAIL"
+        if gate.advisory:
             verdict += " (advisory: make challenge decides)"
         lines.append(f"{primary}: model {value:.4f} vs {label} {other:.4f}  {verdict}")
-    if report["production"] is None:
+    if report.production is None:
         lines.append("no version aliased 'production' yet: no-regression gate skipped")
     lines.append("")
-    lines.append("PASSED" if report["passed"] else "FAILED: " + "; ".join(report["failures"]))
+    lines.append("PASSED" if report.passed else "FAILED: " + "; ".join(report.failures))
     return "\n".join(line.rstrip() for line in lines)

@@ -22,11 +22,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 from . import lock, serving, smoke
 from .config import Params, Paths
 from .package import bento_labels, latest_bento
+from .smoke import SmokeResult
 
 OFFLINE_VARIABLE = "INFRA_CHECK_OFFLINE"
 INSTALL_TIMEOUT = 600
@@ -105,9 +107,24 @@ def make_venv(paths: Paths, folder: Path, requirements: Path) -> Path:
     return python
 
 
+class InfraResult(BaseModel):
+    """What the infra check found: `make infra-check` prints it, the pipeline fails on it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    passed: bool
+    bento: str
+    venv: str  # where the fresh venv was built (removed afterwards unless kept)
+    requirements: list[str]  # the bento's own pins, installed there
+    smoke: SmokeResult | None  # None: the bento never served
+    error: str | None  # why it failed, in one line
+    log: str | None = None  # the server's log, when a server that died wrote one
+    seconds: float
+
+
 def check(
     params: Params, paths: Paths, bento_tag: str | None = None, keep_venv_in: Path | None = None
-) -> dict[str, Any]:
+) -> InfraResult:
     """Serve `bento_tag` (default: the latest built) from its own requirements only.
 
     The venv is built in a temporary folder and removed afterwards, unless `keep_venv_in`
@@ -122,14 +139,9 @@ def check(
     # from job to job as an artifact.
     scratch = keep_venv_in or Path(tempfile.mkdtemp(prefix="infra-check-"))
     venv = scratch / "venv"
-    result = {
-        "passed": False,
-        "bento": tag,
-        "venv": str(venv),
-        "requirements": pinned_lines(requirements),
-        "smoke": {},
-        "error": None,
-    }
+    found: SmokeResult | None = None
+    error: str | None = None
+    server_log: str | None = None
     started = time.perf_counter()
     port = serving.free_port()
     log = serving.log_file(paths, "infra", port)
@@ -139,26 +151,32 @@ def check(
         server = serving.start(paths, tag, port, "infra", python=str(python), env=_clean_env(paths))
         try:
             rows = smoke.held_out_rows(params, paths)
-            result["smoke"] = smoke.check(params, server.url, model, tag, rows)
+            found = smoke.check(params, server.url, model, tag, rows)
         finally:
             serving.stop(server)
-    except (RuntimeError, TimeoutError) as error:
+    except (RuntimeError, TimeoutError) as failure:
         # A server that died says why in its log (e.g. ModuleNotFoundError: lightgbm).
-        cause = str(error)
+        cause = str(failure)
         if log.exists():
-            cause, result["log"] = serving.error_cause(log.read_text(errors="replace")), str(log)
-        result["error"] = f"bento {tag} does not serve from its own requirements: {cause}"
+            cause, server_log = serving.error_cause(log.read_text(errors="replace")), str(log)
+        error = f"bento {tag} does not serve from its own requirements: {cause}"
     else:
-        if not result["smoke"]["passed"]:
-            found = result["smoke"]
-            result["error"] = (
+        if not found.passed:
+            error = (
                 f"bento {tag} served from its own requirements answers unlike model version "
-                f"{labels['model_version']} (max abs diff {found['max_abs_diff']:.3g} over "
-                f"{found['rows']} held-out rows, serving {found['serving']})"
+                f"{labels['model_version']} (max abs diff {found.max_abs_diff:.3g} over "
+                f"{found.rows} held-out rows, serving {found.serving})"
             )
     finally:
         if keep_venv_in is None:
             shutil.rmtree(scratch, ignore_errors=True)
-    result["passed"] = result["error"] is None
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    return result
+    return InfraResult(
+        passed=error is None,
+        bento=tag,
+        venv=str(venv),
+        requirements=pinned_lines(requirements),
+        smoke=found,
+        error=error,
+        log=server_log,
+        seconds=round(time.perf_counter() - started, 1),
+    )

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -18,6 +18,8 @@ from .features import FeatureSpec, to_features, to_matrix
 # The files of a packaged model, inside its BentoML model folder (package.save_model writes
 # them; the service, batch scoring and the deploy checks read them).
 MODEL_FILE, CARD_FILE, EVALUATION_FILE = "model.txt", "model.json", "evaluation.json"
+# The keys of a prediction response: labels (or values), and class probabilities.
+PREDICTIONS, PROBABILITIES = "predictions", "probabilities"
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,14 @@ class Model:
             lgb.Booster(model_file=str(model_file)), FeatureSpec.model_validate(card["spec"])
         )
 
+    @classmethod
+    def load_packaged(cls, folder: Path) -> Model:
+        """The model `make package` stored in a BentoML model folder."""
+        return cls.load(folder / MODEL_FILE, folder / CARD_FILE)
+
     def raw(self, frame: pd.DataFrame) -> np.ndarray:
         """Booster output: P(positive) for binary, (n, k) probabilities, or values."""
-        return booster_output(self.booster.predict(to_features(frame, self.spec)))
+        return np.asarray(self.booster.predict(to_features(frame, self.spec)))
 
     def predict(self, frame: pd.DataFrame) -> dict[str, list[Any]]:
         """Labels (or values), plus class probabilities for classification."""
@@ -52,7 +59,7 @@ class Model:
         if len(rows) == 1 and self.one_row_predictor is not None:
             raw = self.one_row_predictor.predict(matrix)
         else:
-            raw = booster_output(self.booster.predict(matrix, num_threads=1))
+            raw = np.asarray(self.booster.predict(matrix, num_threads=1))
         return outputs_from_raw(raw, self.spec)
 
     @cached_property
@@ -61,26 +68,33 @@ class Model:
         return single_row.SingleRowPredictor(self.booster) if single_row.available() else None
 
 
-def booster_output(output: Any) -> np.ndarray:
-    """Booster.predict's output, typed: an ndarray for dense input (a list or sparse matrix
-    only comes from pred_contrib on sparse input, which nothing here asks for)."""
-    return cast(np.ndarray, output)
-
-
 def outputs_from_raw(raw: np.ndarray, spec: FeatureSpec) -> dict[str, list[Any]]:
     """Turn booster output into the response every consumer shares (service, batch, smoke)."""
     if spec.task == "regression":
-        return {"predictions": raw.astype(float).tolist()}
+        return {PREDICTIONS: raw.astype(float).tolist()}
     labels, probabilities = classified(raw, spec)
-    return {"predictions": labels.tolist(), "probabilities": probabilities.astype(float).tolist()}
+    return {PREDICTIONS: labels.tolist(), PROBABILITIES: probabilities.astype(float).tolist()}
+
+
+def class_probabilities(raw: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """A classifier's booster output as (n, k) probabilities in spec.classes' order: binary
+    output is P(positive), the second class."""
+    return np.column_stack([1.0 - raw, raw]) if spec.task == "binary" else raw
+
+
+def class_indices(raw: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """The predicted class of each row, as its index in spec.classes: the most probable, the
+    first on a tie (a binary P = 0.5 is the first class). Evaluation scores these, so it
+    measures the labels the service answers."""
+    indices: np.ndarray = class_probabilities(raw, spec).argmax(axis=1)
+    return indices
 
 
 def classified(
     raw: np.ndarray, spec: FeatureSpec, label_type: type | None = object
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A classifier's booster output as (labels, (n, k) class probabilities in spec.classes'
-    order): binary output is P(positive), the second class. `label_type` is the labels'
-    dtype (object keeps each label's own Python type; None lets numpy choose)."""
-    probabilities = np.column_stack([1.0 - raw, raw]) if spec.task == "binary" else raw
+    """(labels, (n, k) class probabilities) from a classifier's booster output. `label_type`
+    is the labels' dtype (object keeps each label's own Python type; None lets numpy choose)."""
+    probabilities = class_probabilities(raw, spec)
     labels = np.asarray(spec.classes, dtype=label_type)[probabilities.argmax(axis=1)]
     return labels, probabilities

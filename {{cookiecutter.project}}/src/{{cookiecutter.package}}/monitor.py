@@ -172,7 +172,10 @@ def labelled(
     trained = registry.client(paths).get_run(registry.training_run(version)).data.metrics
     primary = PRIMARY[spec.task]
     reference = trained.get(f"test_{primary}")
-    gates = threshold_gates(params.evaluation.thresholds, scores)
+    gates = [
+        gate.model_dump(exclude={"advisory"})
+        for gate in threshold_gates(params.evaluation.thresholds, scores)
+    ]
     if reference is not None:
         tolerance = params.monitoring.performance.tolerance
         lower = primary in LOWER_IS_BETTER

@@ -16,9 +16,9 @@ from typing import Any
 
 from . import lock, release_store
 from .config import PACKAGE, PROJECT, Params, Paths
+from .evaluation_report import EvaluationReport
 from .model import CARD_FILE, EVALUATION_FILE, MODEL_FILE
-from .serving import running_server  # noqa: F401  (known as package.running_server too)
-from .smoke import held_out_rows, smoke, to_records  # noqa: F401  (known as package.* too)
+from .smoke import held_out_rows
 
 SERVICE = f"{PACKAGE}.service:ModelService"
 REQUIREMENTS = "requirements.txt"
@@ -72,15 +72,15 @@ def save_model(params: Params, paths: Paths) -> str:
     import bentoml
 
     card = _read_json(paths.model_card, "run `make train` first")
-    evaluation = _read_json(paths.evaluation_report, "run `make evaluate` first")
-    if not evaluation.get("passed"):
+    evaluation = EvaluationReport.read(paths.evaluation_report)
+    if not evaluation.passed:
         raise RuntimeError(
             f"{paths.evaluation_report}: the model failed its gates; not packaging it"
         )
-    evaluated = evaluation.get("model_version")
-    if evaluated is not None and str(evaluated) != str(card.get("model_version")):
+    if evaluation.model_version != str(card.get("model_version")):
         raise RuntimeError(
-            f"{paths.evaluation_report} is for model version {evaluated}, but {paths.model_card} "
+            f"{paths.evaluation_report} is for model version {evaluation.model_version}, "
+            f"but {paths.model_card} "
             f"is version {card.get('model_version')}: run `make evaluate` again"
         )
     metadata = {
@@ -88,7 +88,7 @@ def save_model(params: Params, paths: Paths) -> str:
         "max_body_bytes": params.serving.max_body_bytes,
         "model_name": card.get("model_name"),
         "trained_at": card.get("trained_at"),
-        "metrics": evaluation.get("metrics", {}),
+        "metrics": evaluation.metrics,
         # What the service records (see prediction_log.py); the drift settings stay here.
         "monitoring": params.monitoring.model_dump(
             include={"enabled", "sample_rate", "path", "max_bytes", "backups"}

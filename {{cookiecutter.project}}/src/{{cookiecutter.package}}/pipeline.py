@@ -11,14 +11,21 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .config import Params, Paths
 
-T = TypeVar("T")
+# Imported where used: each stage's libraries load only when it runs.
+if TYPE_CHECKING:
+    from .deploy.kubernetes import DryRun
+    from .deploy.records import DeployRecord
+    from .evaluation_report import EvaluationReport
+    from .infra import InfraResult
+    from .smoke import SmokeResult
 
 # say(text, tone): tone is "" (plain), "ok", "warn" or "heading"; the CLI colours it.
 Say = Callable[..., None]
+T = TypeVar("T")
 
 # How far the pipeline's closing demo moves every numeric feature, in training standard
 # deviations: a shift the default drift settings detect in nearly every window.
@@ -78,14 +85,14 @@ def train(
 
 def evaluate(
     params: Params, paths: Paths, say: Say, defer_to_challenge: bool = False
-) -> dict[str, Any]:
+) -> EvaluationReport:
     """Score the model against the gates; fail naming any failed gate."""
     from . import evaluate as stage
 
     report = stage.evaluate(params, paths, defer_to_challenge)
     say(stage.format_report(report))
-    if not report["passed"]:
-        raise StageFailed("evaluation gates failed: " + "; ".join(report["failures"]))
+    if not report.passed:
+        raise StageFailed("evaluation gates failed: " + "; ".join(report.failures))
     return report
 
 
@@ -100,19 +107,18 @@ def package(params: Params, paths: Paths, say: Say, release: bool = True) -> dic
     return result
 
 
-def infra_check(params: Params, paths: Paths, say: Say, bento: str | None = None) -> dict[str, Any]:
+def infra_check(params: Params, paths: Paths, say: Say, bento: str | None = None) -> InfraResult:
     """Serve the bento from a fresh venv of only its own requirements; it must answer alike."""
     from . import infra
 
     result = infra.check(params, paths, bento)
-    say(f"fresh venv of the bento's requirements: {' '.join(result['requirements'])}")
-    if not result["passed"]:
-        raise StageFailed(
-            result["error"] + (f" (server log: {result['log']})" if "log" in result else "")
-        )
+    say(f"fresh venv of the bento's requirements: {' '.join(result.requirements)}")
+    if not result.passed or result.smoke is None:
+        log = f" (server log: {result.log})" if result.log else ""
+        raise StageFailed(f"{result.error}{log}")
     say(
-        f"bento {result['bento']} served from its own requirements answered "
-        f"{result['smoke']['rows']} rows like the registered model ({result['seconds']:.0f}s)",
+        f"bento {result.bento} served from its own requirements answered "
+        f"{result.smoke.rows} rows like the registered model ({result.seconds:.0f}s)",
         "ok",
     )
     return result
@@ -142,20 +148,27 @@ def service_check(
         return loadtest(params, paths, say, url, env)
 
 
-def serve_and_smoke(params: Params, paths: Paths, port: int) -> dict[str, Any]:
-    """Serve the bento `make package` built last and smoke-test it against models/."""
+def serve_and_smoke(params: Params, paths: Paths, port: int) -> SmokeResult:
+    """Serve the bento `make package` built last and smoke-test it against models/: it
+    must answer like them and name that bento."""
+    from .model import Model
     from .package import latest_bento
     from .serving import running_server
-    from .smoke import smoke
+    from .smoke import held_out_rows, served_like
 
     tag = latest_bento(paths)
+    model = Model.load(paths.model_file, paths.model_card)
     with running_server(paths, tag, port) as url:
-        return {**smoke(params, paths, url), "bento": tag}
+        return served_like(params, url, model, held_out_rows(params, paths), tag)
 
 
 def deploy_step(
-    params: Params, paths: Paths, say: Say, action: Callable[..., dict[str, Any]], *args: Any
-) -> dict[str, Any]:
+    params: Params,
+    paths: Paths,
+    say: Say,
+    action: Callable[..., DeployRecord | DryRun],
+    *args: object,
+) -> DeployRecord | DryRun:
     """Run a deploy action (engine.deploy, promote, rollback); a refusal or failed check is
     StageFailed with its one line."""
     from .deploy.engine import DeployFailed, Refused, Unfinished, abort_on_signals
@@ -166,8 +179,8 @@ def deploy_step(
     except (Refused, DeployFailed, Unfinished) as error:
         raise StageFailed(str(error)) from None
     say(
-        f"{record['action']}: {record['bento']} (model version {record['model_version']}) "
-        f"serves {record['environment']} at {record['url']}",
+        f"{record.action}: {record.bento} (model version {record.model_version}) "
+        f"serves {record.environment} at {record.url}",
         "ok",
     )
     return record
@@ -194,8 +207,11 @@ def run(params: Params, paths: Paths, say: Say, port: int) -> None:
     timed("package", lambda: package(params, paths, say))
     timed("infra check", lambda: infra_check(params, paths, say))
     result = timed("serve + smoke", lambda: serve_and_smoke(params, paths, port))
-    if not result["matches"]:
-        raise StageFailed("served bento disagrees with the in-process model")
+    if not result.passed:
+        raise StageFailed(
+            f"the bento served at {result.url} ({result.serving}) disagrees with the "
+            f"in-process model (max abs diff {result.max_abs_diff:.3g})"
+        )
     # Build once, promote the same bento: deploy to the first environment, promote onwards.
     environments = list(load_all(paths).values())
     for environment in environments:
@@ -211,7 +227,7 @@ def run(params: Params, paths: Paths, say: Say, port: int) -> None:
     say(f"{'total':<20}{sum(s for _, s in timings):>9.1f}\n")
     say(engine.format_status(engine.status(paths)))
     say("\nThe environments keep serving until `make down`.")
-    say(f"bento {result['bento']} answered {result['rows']} rows like the in-process model", "ok")
+    say(f"bento {result.serving} answered {result.rows} rows like the in-process model", "ok")
     last = environments[-1]
     say(f"\n== monitor: a shifted window replayed to {last.name}", "heading")
     demo_drift(params, paths, last.name, last.url, say)

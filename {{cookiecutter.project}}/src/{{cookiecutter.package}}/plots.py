@@ -15,6 +15,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay  # noqa: E402
 
 from .features import FeatureSpec  # noqa: E402
+from .model import class_indices  # noqa: E402
 
 TOP_FEATURES = 20
 
@@ -78,9 +79,9 @@ def write_all(
     folder.mkdir(parents=True, exist_ok=True)
     if spec.task == "binary":
         written = [roc_curve(y_true, raw, folder)]
-        written.append(confusion_matrix(y_true, (raw >= 0.5).astype(int), spec, folder))
+        written.append(confusion_matrix(y_true, class_indices(raw, spec), spec, folder))
     elif spec.task == "multiclass":
-        written = [confusion_matrix(y_true, raw.argmax(axis=1), spec, folder)]
+        written = [confusion_matrix(y_true, class_indices(raw, spec), spec, folder)]
     else:
         written = [residuals(y_true, raw, folder)]
     return [*written, feature_importance(booster, folder)]

@@ -22,7 +22,7 @@ from . import validation
 from .config import Params, Paths
 from .data import clean_column_name
 from .features import FeatureSpec
-from .model import CARD_FILE, MODEL_FILE, Model, classified
+from .model import Model, classified
 from .tables import file_format
 
 # Output columns added to the batch: the label (or value) and one probability per class.
@@ -103,7 +103,7 @@ def packaged_model(paths: Paths, bento_tag: str | None = None) -> tuple[Model, d
         raise RuntimeError(f"bento {tag} holds {len(models)} models; expected exactly one")
     stored = bentoml.models.get(models[0].tag)
     folder = Path(stored.path)
-    model = Model.load(folder / MODEL_FILE, folder / CARD_FILE)
+    model = Model.load_packaged(folder)
     return model, {
         "bento": str(bento.tag),
         "model_tag": str(stored.tag),

@@ -183,8 +183,7 @@ class _Copy:
         experiment = self.experiment(records.EXPERIMENT) if attempts else ""
         copied = {}
         for record in attempts:
-            old = record["model_version"]
+            old, run_id = record.model_version, str(record.run_id)
             tags = {"model_version": versions[old]} if old in versions else {}
-            run = self.source.get_run(record["run_id"])
-            copied[record["run_id"]] = self.run(run, experiment, tags)
+            copied[run_id] = self.run(self.source.get_run(run_id), experiment, tags)
         return copied

@@ -21,9 +21,10 @@ from bentoml.models import BentoModel
 from pydantic import BaseModel
 
 from .config import PROJECT, ServingParams
+from .evaluation_report import EvaluationReport
 from .features import FeatureSpec
 from .middleware import JSONBodiesOnly, PredictFastPath
-from .model import CARD_FILE, EVALUATION_FILE, MODEL_FILE, Model
+from .model import CARD_FILE, EVALUATION_FILE, Model
 from .prediction_log import PredictionMetrics, Recorder
 from .schema import records_to_rows, request_model, response_model
 
@@ -78,9 +79,9 @@ class ModelService:
 
     def __init__(self) -> None:
         folder = Path(self.bento_model.path)
-        self.model = Model.load(folder / MODEL_FILE, folder / CARD_FILE)
+        self.model = Model.load_packaged(folder)
         evaluation_file = folder / EVALUATION_FILE
-        evaluation = json.loads(evaluation_file.read_text()) if evaluation_file.exists() else {}
+        evaluation = EvaluationReport.read(evaluation_file) if evaluation_file.exists() else None
         self.info = {
             "model_name": _CARD.get("model_name", PROJECT),
             "model_version": str(_CARD.get("model_version")),
@@ -92,8 +93,8 @@ class ModelService:
             "task": SPEC.task,
             "features": SPEC.names,
             "classes": SPEC.classes,
-            "metrics": evaluation.get("metrics", {}),
-            "evaluation_passed": evaluation.get("passed"),
+            "metrics": evaluation.metrics if evaluation else {},
+            "evaluation_passed": evaluation.passed if evaluation else None,
         }
         self.recorder, self.metrics = _monitoring(self.info["model_version"])
         # Everything loaded so far (BentoML, LightGBM, pydantic: ~1M objects) lives as long

@@ -10,10 +10,11 @@ from typing import Any, cast
 import httpx
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict
 
 from . import data, features, registry
 from .config import PROJECT, Params, Paths
-from .model import Model
+from .model import PREDICTIONS, PROBABILITIES, Model
 
 
 def held_out_rows(params: Params, paths: Paths) -> pd.DataFrame:
@@ -30,6 +31,20 @@ def to_records(frame: pd.DataFrame, names: list[str]) -> list[dict[str, Any]]:
     )
 
 
+class SmokeResult(BaseModel):
+    """One smoke check of a served bento: what `make smoke`, the infra check and every
+    deploy's checks report (a deploy record keeps it under `checks.smoke`)."""
+
+    # An unequal answer shape is an infinite difference; json writes it as Infinity.
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="constants")
+
+    passed: bool  # answered like the in-process model (and named the expected bento)
+    rows: int  # held-out rows sent
+    max_abs_diff: float  # between served and in-process probabilities (or values)
+    serving: str | None  # the bento tag the service names at /metadata, if it answers there
+    url: str | None = None  # where it ran (stored deploy checks predate this field)
+
+
 def _max_abs_diff(served: list[Any], local: list[Any]) -> float:
     a, b = np.asarray(served, dtype=float), np.asarray(local, dtype=float)
     if a.shape != b.shape:
@@ -37,13 +52,13 @@ def _max_abs_diff(served: list[Any], local: list[Any]) -> float:
     return float(np.max(np.abs(a - b))) if a.size else 0.0
 
 
-def compare(served: dict[str, Any], local: dict[str, Any]) -> tuple[bool, float]:
+def compare(served: dict[str, list[Any]], local: dict[str, list[Any]]) -> tuple[bool, float]:
     """Same keys, equal labels, probabilities (or regression values) within 1e-9."""
-    if "probabilities" in local:
-        diff = _max_abs_diff(served.get("probabilities", []), local["probabilities"])
-        labels_equal = served.get("predictions") == local["predictions"]
+    if PROBABILITIES in local:
+        diff = _max_abs_diff(served.get(PROBABILITIES, []), local[PROBABILITIES])
+        labels_equal = served.get(PREDICTIONS) == local[PREDICTIONS]
     else:
-        diff = _max_abs_diff(served.get("predictions", []), local["predictions"])
+        diff = _max_abs_diff(served.get(PREDICTIONS, []), local[PREDICTIONS])
         labels_equal = True
     return bool(served.keys() == local.keys() and labels_equal and diff <= 1e-9), diff
 
@@ -62,29 +77,26 @@ def predict_over_http(
     return served
 
 
-def served_like(params: Params, url: str, model: Model, rows: pd.DataFrame) -> dict[str, Any]:
-    """POST `rows` to <url>/predict; compare the answers with `model` in process."""
-    with httpx.Client(base_url=url.rstrip("/"), timeout=60) as client:
+def served_like(
+    params: Params, url: str, model: Model, rows: pd.DataFrame, bento: str | None = None
+) -> SmokeResult:
+    """POST `rows` to <url>/predict; pass if the answers equal `model`'s in process and,
+    when `bento` is given, the service names that bento."""
+    url = url.rstrip("/")
+    with httpx.Client(base_url=url, timeout=60) as client:
         records = to_records(rows, model.spec.names)
         served = predict_over_http(client, records, params.serving.max_batch_size)
         metadata = client.post("/metadata", json={})
     matches, diff = compare(served, model.predict(rows))
     serving = metadata.json().get("bento_tag") if metadata.is_success else None
-    return {"matches": matches, "rows": len(rows), "max_abs_diff": diff, "serving": serving}
+    passed = matches and (bento is None or serving == bento)
+    return SmokeResult(passed=passed, rows=len(rows), max_abs_diff=diff, serving=serving, url=url)
 
 
-def smoke(params: Params, paths: Paths, url: str) -> dict[str, Any]:
+def smoke(params: Params, paths: Paths, url: str) -> SmokeResult:
     """The service at `url` against the model in models/ (the one just trained)."""
-    url = url.rstrip("/")
     model = Model.load(paths.model_file, paths.model_card)
-    found = served_like(params, url, model, held_out_rows(params, paths))
-    return {
-        "matches": found["matches"],
-        "rows": found["rows"],
-        "max_abs_diff": found["max_abs_diff"],
-        "bento": found["serving"] or url,
-        "url": url,
-    }
+    return served_like(params, url, model, held_out_rows(params, paths))
 
 
 def reference_model(paths: Paths, model_version: str) -> Model:
@@ -95,12 +107,6 @@ def reference_model(paths: Paths, model_version: str) -> Model:
     return Model(booster, spec)
 
 
-def check(params: Params, url: str, model: Model, bento: str, rows: pd.DataFrame) -> dict[str, Any]:
+def check(params: Params, url: str, model: Model, bento: str, rows: pd.DataFrame) -> SmokeResult:
     """POST the held-out rows; the service must answer like `model` and name `bento`."""
-    found = served_like(params, url, model, rows)
-    return {
-        "passed": bool(found["matches"] and found["serving"] == bento),
-        "rows": found["rows"],
-        "max_abs_diff": found["max_abs_diff"],
-        "serving": found["serving"],
-    }
+    return served_like(params, url, model, rows, bento)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .config import Paths
+from .evaluation_report import EvaluationReport
 
 MAX_FAILURES = 20
 
@@ -85,23 +86,22 @@ def validation(path: Path) -> list[str]:
 
 
 def evaluation(path: Path) -> list[str]:
-    report = json.loads(path.read_text(encoding="utf-8"))
+    report = EvaluationReport.read(path)
     lines = [
-        f"### Model evaluation (model version {report.get('model_version')}): "
-        + _verdict(report.get("passed", False)),
+        f"### Model evaluation (model version {report.model_version}): " + _verdict(report.passed),
         "",
     ]
-    baseline = report.get("baseline", {}).get("metrics", {})
-    production = (report.get("production") or {}).get("metrics", {})
+    baseline = report.baseline.metrics
+    production = (report.production.metrics if report.production else None) or {}
     rows = [
         [name, _number(value), _number(baseline.get(name, "")), _number(production.get(name, ""))]
-        for name, value in report.get("metrics", {}).items()
+        for name, value in report.metrics.items()
     ]
     lines += _table(["metric", "model", "baseline", "production"], rows)
     gates = [
-        [g.get("name"), g.get("metric"), _number(g.get("measured")), _number(g.get("bound"))]
-        + [_verdict(g.get("passed", False)) + (" (advisory)" if g.get("advisory") else "")]
-        for g in report.get("gates", [])
+        [g.name, g.metric, _number(g.measured), _number(g.bound)]
+        + [_verdict(g.passed) + (" (advisory)" if g.advisory else "")]
+        for g in report.gates
     ]
     lines += _table(["gate", "metric", "measured", "bound", "result"], gates)
     return lines
@@ -133,18 +133,21 @@ def loadtests(folder: Path) -> list[str]:
 
 def deploys(folder: Path) -> list[str]:
     """This job's deploys (reports/deploys/<env>.json; the full history is in MLflow)."""
+    # Here, not at the top: it loads MLflow, which only a job that deployed needs.
+    from .deploy.records import DeployRecord
+
     rows = []
     for file in sorted(folder.glob("*.json")):
-        r = json.loads(file.read_text(encoding="utf-8"))
+        r = DeployRecord.model_validate_json(file.read_text(encoding="utf-8"))
         rows.append(
             [
-                r.get("time"),
-                r.get("environment"),
-                r.get("action"),
-                r.get("bento"),
-                r.get("model_version"),
-                r.get("actor"),
-                "ok" if r.get("success") else f"**FAIL**: {r.get('error')}",
+                r.time,
+                r.environment,
+                r.action,
+                r.bento,
+                r.model_version,
+                r.actor,
+                "ok" if r.success else f"**FAIL**: {r.error}",
             ]
         )
     header = ["time", "environment", "action", "bento", "model", "by", "result"]

@@ -17,7 +17,7 @@ from mlflow.models import infer_signature
 from . import data, features, registry
 from .config import PROJECT, Params, Paths
 from .evaluate import compute_metrics
-from .model import booster_output, outputs_from_raw
+from .model import outputs_from_raw
 
 OBJECTIVES = {"binary": "binary", "multiclass": "multiclass", "regression": "regression"}
 # Fixed so every run gives the same trees on the same data and params.
@@ -87,7 +87,8 @@ def train(params: Params, paths: Paths, tags: dict[str, str] | None = None) -> d
     booster = model.booster_
 
     x_train = features.to_features(train_df, spec)
-    raw = booster_output(booster.predict(x_train))
+    raw = np.asarray(booster.predict(x_train))
+
     train_metrics = compute_metrics(spec, features.encode_target(train_df, spec), raw)
 
     paths.models.mkdir(parents=True, exist_ok=True)

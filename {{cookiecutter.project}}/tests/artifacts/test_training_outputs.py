@@ -13,6 +13,7 @@ import pytest
 
 from {{ cookiecutter.package }} import registry
 from {{ cookiecutter.package }}.config import PROJECT, Paths
+from {{ cookiecutter.package }}.evaluation_report import EvaluationReport
 from {{ cookiecutter.package }}.model import Model
 
 pytestmark = pytest.mark.artifacts
@@ -83,8 +84,8 @@ def test_the_registered_model_has_the_version_in_the_card(client, trained):
 
 
 def test_evaluation_wrote_its_report_and_non_empty_plots(paths, params, evaluated):
-    assert json.loads(paths.evaluation_report.read_text()) == evaluated
-    written = {Path(plot).name: paths.root / plot for plot in evaluated["plots"]}
+    assert EvaluationReport.read(paths.evaluation_report) == evaluated
+    written = {Path(plot).name: paths.root / plot for plot in evaluated.plots}
     assert set(written) == PLOTS[params.task]
     for path in written.values():
         assert path.stat().st_size > 0, f"{path} is empty"
@@ -93,7 +94,7 @@ def test_evaluation_wrote_its_report_and_non_empty_plots(paths, params, evaluate
 
 def test_the_evaluation_was_logged_to_the_training_run_and_version(client, trained, evaluated):
     run = client.get_run(trained["run_id"])
-    for name, value in evaluated["metrics"].items():
+    for name, value in evaluated.metrics.items():
         assert run.data.metrics[f"test_{name}"] == pytest.approx(value)
     assert run.data.metrics["gates_passed"] == 1.0
     logged = {item.path for item in client.list_artifacts(trained["run_id"], "evaluation")}

@@ -17,9 +17,9 @@ import pytest
 import yaml
 from test_deploy import environment_file
 
-from {{ cookiecutter.package }} import challenge, data, evaluate, features, registry, retraining, train
+from {{ cookiecutter.package }} import challenge, data, evaluate, features, registry, retraining, serving, train
 from {{ cookiecutter.package }}.config import PROJECT, Paths, load_params
-from {{ cookiecutter.package }}.deploy import engine, local
+from {{ cookiecutter.package }}.deploy import engine
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +67,7 @@ def test_a_challenger_no_better_than_the_champion_loses_with_its_reason(project,
     report = evaluate.evaluate(params, root, defer_to_challenge=True)
     result = challenge.run(params, root)
 
-    assert report["passed"], report["failures"]
+    assert report.passed, report.failures
     assert not result["winner"]
     assert result["reason"].startswith(
         f"does not beat champion version {champion['model_version']} on {result['metric']} "
@@ -146,11 +146,11 @@ def test_a_challenger_trained_where_the_champion_fails_wins_and_is_deployed_to_t
     assert run.metrics["challenge.won"] == 1.0
     assert challenge.verdict(root)["bento"] == built["tag"]
 
-    test = environment_file("test", None, local.free_port())
+    test = environment_file("test", None, serving.free_port())
     (root.root / "environments" / "test.yaml").write_text(yaml.safe_dump(test))
     deployed = engine.deploy(changed, root, "test")
 
-    assert deployed["success"] and deployed["bento"] == built["tag"]
+    assert deployed.success and deployed.bento == built["tag"]
     assert str(registry.version_by_alias(root, "test").version) == challenger
     # Production moves only by promotion, with its approval.
     assert str(registry.production_version(root).version) == champion["model_version"]

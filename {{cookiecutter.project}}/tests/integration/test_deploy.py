@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from {{ cookiecutter.package }} import loadtest, package, registry
+from {{ cookiecutter.package }} import loadtest, package, registry, serving, smoke
 from {{ cookiecutter.package }}.config import PROJECT, Paths
 from {{ cookiecutter.package }}.deploy import engine, local, records
 from {{ cookiecutter.package }}.deploy.environments import load_all
@@ -52,7 +52,7 @@ def environments(paths: Paths):
     saved = {file.name: file.read_text() for file in folder.glob("*.yaml")}
     chain = [("test", None), ("preprod", "test"), ("production", "preprod")]
     for name, requires in chain:
-        document = environment_file(name, requires, local.free_port())
+        document = environment_file(name, requires, serving.free_port())
         (folder / f"{name}.yaml").write_text(yaml.safe_dump(document))
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("DEPLOY_PORT_OFFSET", raising=False)
@@ -93,7 +93,7 @@ def deployed(params, paths, bento, environments) -> dict:
     return engine.deploy(params, paths, "test", bento["tag"])
 
 
-def serving(url: str) -> str:
+def bento_at(url: str) -> str:
     response = httpx.post(f"{url}/metadata", json={}, timeout=30)
     assert response.status_code == 200, response.text
     return response.json()["bento_tag"]
@@ -106,7 +106,7 @@ def test_production_refuses_a_bento_not_verified_in_preprod(params, paths, bento
     assert str(refused.value) == (
         f"bento {bento['tag']} has not been verified in preprod: run make promote ENV=preprod first"
     )
-    assert not local.listening(environments["production"].port)
+    assert not serving.listening(environments["production"].port)
 
 
 def test_a_disk_short_of_space_refuses_the_deploy_before_anything_changes(
@@ -116,7 +116,7 @@ def test_a_disk_short_of_space_refuses_the_deploy_before_anything_changes(
     attempts = len(records.read(paths, "test"))
     with pytest.raises(engine.Refused, match=r"MB free under .*: a deploy needs 1099511627776 MB"):
         engine.deploy(params, paths, "test", bento["tag"])
-    assert not local.listening(environments["test"].port)
+    assert not serving.listening(environments["test"].port)
     assert len(records.read(paths, "test")) == attempts
 
 
@@ -130,19 +130,19 @@ def test_promoting_to_preprod_before_anything_is_verified_in_test_names_the_step
 def test_a_deploy_passes_its_checks_serves_the_bento_and_is_recorded(
     paths, bento, trained, environments, deployed
 ):
-    assert deployed["success"], deployed
-    checks = deployed["checks"]
+    assert deployed.success, deployed
+    checks = deployed.checks
     assert checks["health"]["passed"] and checks["smoke"]["passed"]
     assert checks["loadtest"]["passed"] and checks["loadtest"]["requests"] > 0
     assert checks["after_switch"]["smoke"]["passed"]
-    assert serving(environments["test"].url) == bento["tag"]
+    assert bento_at(environments["test"].url) == bento["tag"]
     assert records.read(paths)[-1] == deployed
     version = registry.client(paths).get_model_version_by_alias(PROJECT, "test")
     assert str(version.version) == str(trained["model_version"])
     assert version.tags["deploy.test.bento"] == bento["tag"]
-    [row] = [r for r in engine.status(paths) if r["environment"] == "test"]
-    assert row["healthy"] and row["running"] == bento["tag"]
-    assert row["record"]["action"] == "deploy"
+    [row] = [r for r in engine.status(paths) if r.environment == "test"]
+    assert row.healthy and row.running == bento["tag"]
+    assert row.record.action == "deploy"
 
 
 def test_a_bento_failing_its_smoke_check_leaves_the_previous_one_serving(
@@ -155,15 +155,15 @@ def test_a_bento_failing_its_smoke_check_leaves_the_previous_one_serving(
 
     assert f"test still serves {bento['tag']}" in str(failed.value)
     url = environments["test"].url
-    assert serving(url) == bento["tag"]
-    record = package.to_records(package.held_out_rows(params, paths).head(1), _names(paths))
+    assert bento_at(url) == bento["tag"]
+    record = smoke.to_records(smoke.held_out_rows(params, paths).head(1), _names(paths))
     assert httpx.post(f"{url}/predict", json={"records": record}, timeout=30).status_code == 200
     last = records.read(paths)[-1]
-    assert (last["bento"], last["success"]) == (broken, False)
-    assert last["checks"]["smoke"]["passed"] is False
-    [row] = [r for r in engine.status(paths) if r["environment"] == "test"]
-    assert row["healthy"] and row["running"] == bento["tag"]
-    assert row["last_failure"]["bento"] == broken
+    assert (last.bento, last.success) == (broken, False)
+    assert last.checks["smoke"]["passed"] is False
+    [row] = [r for r in engine.status(paths) if r.environment == "test"]
+    assert row.healthy and row.running == bento["tag"]
+    assert row.last_failure.bento == broken
 
 
 def _names(paths: Paths) -> list[str]:
@@ -190,22 +190,22 @@ def test_rollback_restores_the_previous_bento_as_a_new_record(
     params, paths, bento, environments, deployed, second
 ):
     engine.deploy(params, paths, "test", second)
-    assert serving(environments["test"].url) == second
+    assert bento_at(environments["test"].url) == second
     before = records.read(paths)
 
     rolled = engine.rollback(params, paths, "test")
 
-    assert (rolled["action"], rolled["bento"], rolled["success"]) == (
+    assert (rolled.action, rolled.bento, rolled.success) == (
         "rollback",
         bento["tag"],
         True,
     )
-    assert rolled["previous_bento"] == second
-    assert serving(environments["test"].url) == bento["tag"]
+    assert rolled.previous_bento == second
+    assert bento_at(environments["test"].url) == bento["tag"]
     after = records.read(paths)
     assert after[: len(before)] == before and after[-1] == rolled
-    [row] = [r for r in engine.status(paths) if r["environment"] == "test"]
-    assert (row["running"], row["record"]["action"]) == (bento["tag"], "rollback")
+    [row] = [r for r in engine.status(paths) if r.environment == "test"]
+    assert (row.running, row.record.action) == (bento["tag"], "rollback")
 
 
 def start_deploy(env: str, bento: str) -> subprocess.Popen:
@@ -220,13 +220,13 @@ def start_deploy(env: str, bento: str) -> subprocess.Popen:
     )
 
 
-def wait_for_candidate(paths: Paths, env: str, process: subprocess.Popen) -> local.Server:
+def wait_for_candidate(paths: Paths, env: str, process: subprocess.Popen) -> serving.Server:
     """The candidate server, once it is recorded and listening (the deploy is checking it)."""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()[0]
-        found = local.read_state(paths, local.candidate(env))
-        if found is not None and local.listening(found.port):
+        found = serving.read_state(paths, local.candidate(env))
+        if found is not None and serving.listening(found.port):
             return found
         time.sleep(0.2)
     raise AssertionError("the deploy never started its candidate")
@@ -243,12 +243,12 @@ def test_a_deploy_stopped_by_sigterm_stops_its_candidate_and_records_the_abort(
 
     assert process.returncode == 1, output
     assert f"test still serves {bento['tag']}: aborted by SIGTERM" in output
-    assert not local.listening(checked.port)
-    assert local.read_state(paths, local.candidate("test")) is None
+    assert not serving.listening(checked.port)
+    assert serving.read_state(paths, local.candidate("test")) is None
     last = records.read(paths, "test")[-1]
-    assert (last["bento"], last["status"]) == (second, "FAILED")
-    assert last["error"] == "aborted by SIGTERM"
-    assert serving(environments["test"].url) == bento["tag"]
+    assert (last.bento, last.status) == (second, "FAILED")
+    assert last.error == "aborted by SIGTERM"
+    assert bento_at(environments["test"].url) == bento["tag"]
 
 
 def test_a_deploy_killed_outright_leaves_a_candidate_that_down_finds(
@@ -260,25 +260,25 @@ def test_a_deploy_killed_outright_leaves_a_candidate_that_down_finds(
     os.killpg(process.pid, signal.SIGKILL)  # the deploy only: each server has its own group
     process.communicate(timeout=60)
 
-    assert local.listening(checked.port), "the candidate died with the deploy"
+    assert serving.listening(checked.port), "the candidate died with the deploy"
     last = records.read(paths, "test")[-1]
-    assert (last["bento"], last["status"]) == (second, "RUNNING")
-    assert serving(environments["test"].url) == bento["tag"]
+    assert (last.bento, last.status) == (second, "RUNNING")
+    assert bento_at(environments["test"].url) == bento["tag"]
     # Its `bentoml serve` killed too: the workers, in sessions of their own, keep the port.
     os.kill(checked.pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while local.alive(checked.pid) and time.monotonic() < deadline:
+    while serving.alive(checked.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not local.alive(checked.pid)
-    assert local.listening(checked.port), "the workers died with their `bentoml serve`"
+    assert not serving.alive(checked.pid)
+    assert serving.listening(checked.port), "the workers died with their `bentoml serve`"
     engine.down(paths, "test")
     settled = records.read(paths, "test")[-1]
-    assert (settled["run_id"], settled["status"]) == (last["run_id"], "FAILED")
-    assert settled["error"].startswith("interrupted before it recorded its outcome")
-    assert not local.listening(checked.port)
-    assert not local.listening(environments["test"].port)
+    assert (settled.run_id, settled.status) == (last.run_id, "FAILED")
+    assert settled.error.startswith("interrupted before it recorded its outcome")
+    assert not serving.listening(checked.port)
+    assert not serving.listening(environments["test"].port)
     # Serving again for the tests after this one.
-    assert engine.deploy(params, paths, "test", bento["tag"])["success"]
+    assert engine.deploy(params, paths, "test", bento["tag"]).success
 
 
 def _full_disk(*_args, **_kwargs):
@@ -290,20 +290,18 @@ def test_a_record_that_cannot_be_written_after_the_switch_puts_the_old_bento_bac
 ):
     finish = records.finish
     # The disk fills between the switch and the write that records the success.
-    monkeypatch.setattr(
-        records, "finish", lambda p, r: _full_disk() if r["success"] else finish(p, r)
-    )
+    monkeypatch.setattr(records, "finish", lambda p, r: _full_disk() if r.success else finish(p, r))
 
     with pytest.raises(engine.DeployFailed) as failed:
         engine.deploy(params, paths, "test", second)
 
     assert f"test still serves {bento['tag']}" in str(failed.value)
-    assert serving(environments["test"].url) == bento["tag"]
-    assert local.read_state(paths, "test").bento == bento["tag"]
-    assert records.current(paths, "test")["bento"] == bento["tag"]
+    assert bento_at(environments["test"].url) == bento["tag"]
+    assert serving.read_state(paths, "test").bento == bento["tag"]
+    assert records.current(paths, "test").bento == bento["tag"]
     last = records.read(paths, "test")[-1]
-    assert (last["bento"], last["status"]) == (second, "FAILED")
-    assert "No space left on device" in last["error"]
+    assert (last.bento, last.status) == (second, "FAILED")
+    assert "No space left on device" in last.error
 
 
 # A deploy whose process dies (kill -9, a runner lost) at the worst moment: its bento
@@ -328,18 +326,18 @@ def test_a_deploy_killed_after_the_switch_is_recorded_by_the_next_command(
     command = [sys.executable, "-c", KILLED_AT_THE_RECORD, "test", second]
     killed = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
-    assert serving(environments["test"].url) == second
+    assert bento_at(environments["test"].url) == second
     left = records.read(paths, "test")[-1]
-    assert (left["bento"], left["status"]) == (second, "RUNNING")
+    assert (left.bento, left.status) == (second, "RUNNING")
 
-    [row] = [r for r in engine.status(paths) if r["environment"] == "test"]
+    [row] = [r for r in engine.status(paths) if r.environment == "test"]
 
-    assert (row["running"], row["record"]["bento"]) == (second, second)
-    assert (row["record"]["run_id"], row["record"]["phase"]) == (left["run_id"], "recovered")
-    assert records.current(paths, "test")["bento"] == second
+    assert (row.running, row.record.bento) == (second, second)
+    assert (row.record.run_id, row.record.phase) == (left.run_id, "recovered")
+    assert records.current(paths, "test").bento == second
     assert "interrupted before it recorded its outcome" in engine.format_status([row])
     version = registry.client(paths).get_model_version_by_alias(PROJECT, "test")
-    assert version.tags["deploy.test.deploy_run"] == left["run_id"]
+    assert version.tags["deploy.test.deploy_run"] == left.run_id
 
 
 def test_aliases_that_cannot_be_tagged_are_tagged_by_the_next_command(
@@ -350,17 +348,17 @@ def test_aliases_that_cannot_be_tagged_are_tagged_by_the_next_command(
         with pytest.raises(engine.Unfinished, match="No space left on device"):
             engine.deploy(params, paths, "test", bento["tag"])
     done = records.read(paths, "test")[-1]
-    assert (done["bento"], done["success"]) == (bento["tag"], True)
-    assert serving(environments["test"].url) == bento["tag"]
+    assert (done.bento, done.success) == (bento["tag"], True)
+    assert bento_at(environments["test"].url) == bento["tag"]
     client = registry.client(paths)
     tags = client.get_model_version_by_alias(PROJECT, "test").tags
-    assert tags["deploy.test.deploy_run"] != done["run_id"]
+    assert tags["deploy.test.deploy_run"] != done.run_id
 
     engine.status(paths)
 
     tags = client.get_model_version_by_alias(PROJECT, "test").tags
     assert (tags["deploy.test.deploy_run"], tags["deploy.test.bento"]) == (
-        done["run_id"],
+        done.run_id,
         bento["tag"],
     )
 
@@ -370,5 +368,5 @@ def test_down_stops_every_environment(paths, environments, deployed):
 
     assert "test" in stopped
     for environment in environments.values():
-        assert not local.listening(environment.port)
-    assert not any(row["healthy"] for row in engine.status(paths))
+        assert not serving.listening(environment.port)
+    assert not any(row.healthy for row in engine.status(paths))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from {{ cookiecutter.package }} import serving
 from {{ cookiecutter.package }}.config import LOWER_IS_BETTER
-from {{ cookiecutter.package }}.deploy import engine, local, records
+from {{ cookiecutter.package }}.deploy import engine, records
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +19,7 @@ def impossible_bound(metric: str) -> float:
 @pytest.fixture
 def strict(paths, evaluated):
     """An extra environment whose gate on the primary metric no model can meet."""
-    metric = evaluated["primary_metric"]
+    metric = evaluated.primary_metric
     file = paths.root / "environments" / "strict.yaml"
     document = {
         "name": "strict",
@@ -28,7 +29,7 @@ def strict(paths, evaluated):
             "min_rps": 0.1,
             "load_test": {"users": 1, "seconds": 1},
         },
-        "deploy": {"target": "local", "port": local.free_port()},
+        "deploy": {"target": "local", "port": serving.free_port()},
     }
     file.write_text(yaml.safe_dump(document))
     try:
@@ -45,8 +46,8 @@ def test_a_deploy_below_a_metric_gate_is_refused_naming_metric_value_and_bound(
     with pytest.raises(engine.Refused) as refused:
         engine.deploy(params, paths, strict, bento["tag"])
 
-    metric = evaluated["primary_metric"]
-    measured, bound = evaluated["metrics"][metric], impossible_bound(metric)
+    metric = evaluated.primary_metric
+    measured, bound = evaluated.metrics[metric], impossible_bound(metric)
     kind = "> maximum" if metric in LOWER_IS_BETTER else "< minimum"
     assert str(refused.value).startswith(
         f"bento {bento['tag']} does not meet the metric gates of environments/strict.yaml: "

@@ -32,14 +32,14 @@ def test_the_built_bento_served_from_its_own_requirements_answers_like_the_model
 ):
     result = infra.check(params, paths, bento["tag"], keep_venv_in=tmp_path)
 
-    assert result["passed"], result["error"]
-    assert result["error"] is None
-    assert result["smoke"]["passed"] and result["smoke"]["rows"] > 0
-    assert result["smoke"]["max_abs_diff"] <= 1e-9
-    assert result["smoke"]["serving"] == bento["tag"]
-    assert any(pin.startswith("lightgbm==") for pin in result["requirements"])
+    assert result.passed, result.error
+    assert result.error is None
+    assert result.smoke.passed and result.smoke.rows > 0
+    assert result.smoke.max_abs_diff <= 1e-9
+    assert result.smoke.serving == bento["tag"]
+    assert any(pin.startswith("lightgbm==") for pin in result.requirements)
     # The venv is not the dev environment: packages the bento does not declare are absent.
-    python = f"{result['venv']}/bin/python"
+    python = f"{result.venv}/bin/python"
     absent = subprocess.run([python, "-c", "import mlflow"], capture_output=True, text=True)
     assert "No module named 'mlflow'" in absent.stderr
     # It holds exactly uv.lock's versions of the bento group, nothing more, nothing else.
@@ -55,12 +55,12 @@ def test_a_bento_missing_a_package_it_imports_fails_naming_the_module(
 
     result = infra.check(params, paths, broken)
 
-    assert not result["passed"]
-    assert not any(pin.startswith("lightgbm") for pin in result["requirements"])
-    assert result["error"] == (
+    assert not result.passed
+    assert not any(pin.startswith("lightgbm") for pin in result.requirements)
+    assert result.error == (
         f"bento {broken} does not serve from its own requirements: "
         "ModuleNotFoundError: No module named 'lightgbm'"
     )
     # The venv was temporary: .state/ travels between CI jobs as an artifact.
-    assert not Path(result["venv"]).exists()
+    assert not Path(result.venv).exists()
     assert not list(paths.state.rglob("pyvenv.cfg"))

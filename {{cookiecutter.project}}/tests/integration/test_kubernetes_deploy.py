@@ -17,6 +17,7 @@ import yaml
 
 from {{ cookiecutter.package }}.config import Paths
 from {{ cookiecutter.package }}.deploy import engine, kubernetes_manifests, records, recovery
+from {{ cookiecutter.package }}.deploy.records import DeployRecord
 
 pytestmark = pytest.mark.integration
 
@@ -82,8 +83,8 @@ def test_a_dry_run_only_plans_and_records_nothing(params, paths, bento, cluster,
 
     plan = engine.deploy(params, paths, NAME, bento["tag"])
 
-    assert plan["action"] == "dry-run"
-    assert [command.split()[:2] for command in plan["commands"]] == [
+    assert plan.action == "dry-run"
+    assert [command.split()[:2] for command in plan.commands] == [
         ["bentoml", "containerize"],
         ["docker", "push"],
         ["docker", "image"],
@@ -102,7 +103,7 @@ def test_a_dry_run_rollback_without_records_only_plans_the_undo(
 
     plan = engine.rollback(params, paths, NAME)
 
-    assert (plan["action"], plan["commands"]) == ("dry-run", undo_commands())
+    assert (plan.action, plan.commands) == ("dry-run", undo_commands())
     assert not log.exists() and mine(paths) == []
 
 
@@ -122,12 +123,12 @@ def test_a_deploy_runs_the_commands_then_checks_the_url_and_is_recorded(
         ["kubectl", "rollout"],
     ]
     assert f"docker push {REPOSITORY}:{version}" in log.read_text()
-    assert record["success"] and record["target"] == "kubernetes"
-    assert record["checks"]["smoke"]["passed"] and record["checks"]["loadtest"]["passed"]
+    assert record.success and record.target == "kubernetes"
+    assert record.checks["smoke"]["passed"] and record.checks["loadtest"]["passed"]
     # Deployed by digest, and the record in the release store keeps it.
     digest = fake_digest(version)
-    assert record["checks"]["kubernetes"]["digest"] == digest
-    applied = Path(record["checks"]["kubernetes"]["manifests"]) / "deployment.yaml"
+    assert record.checks["kubernetes"]["digest"] == digest
+    applied = Path(record.checks["kubernetes"]["manifests"]) / "deployment.yaml"
     pod = yaml.safe_load(applied.read_text())["spec"]["template"]["spec"]
     assert pod["containers"][0]["image"] == f"{REPOSITORY}@{digest}"
     assert mine(paths)[-1] == record
@@ -139,7 +140,7 @@ def test_a_failed_rollout_reapplies_the_previous_record_and_fails(params, paths,
     (tools / "fail-kubectl-rollout").touch()
     log.unlink()
 
-    with pytest.raises(engine.DeployFailed, match=f"still serves {previous['bento']}: .*rollout"):
+    with pytest.raises(engine.DeployFailed, match=f"still serves {previous.bento}: .*rollout"):
         engine.deploy(params, paths, NAME, bento["tag"])
 
     calls = log.read_text().splitlines()
@@ -149,8 +150,8 @@ def test_a_failed_rollout_reapplies_the_previous_record_and_fails(params, paths,
         ["kubectl", "apply"],
         ["kubectl", "rollout"],
     ]
-    assert previous["checks"]["kubernetes"]["manifests"] in calls[5]
-    assert not mine(paths)[-1]["success"]
+    assert previous.checks["kubernetes"]["manifests"] in calls[5]
+    assert not mine(paths)[-1].success
 
 
 def test_a_failed_undo_is_recorded_and_names_what_still_serves(params, paths, bento, cluster):
@@ -164,12 +165,12 @@ def test_a_failed_undo_is_recorded_and_names_what_still_serves(params, paths, be
 
     assert log.read_text().splitlines() == undo_commands()[:1]
     failed = mine(paths)[-1]
-    assert (failed["action"], failed["bento"], failed["success"]) == (
+    assert (failed.action, failed.bento, failed.success) == (
         "rollback",
         "unknown (kubectl rollout undo)",
         False,
     )
-    assert "rollout undo" in failed["error"]
+    assert "rollout undo" in failed.error
 
 
 def test_a_rollback_without_a_previous_record_undoes_the_rollout_and_is_recorded(
@@ -181,17 +182,17 @@ def test_a_rollback_without_a_previous_record_undoes_the_rollout_and_is_recorded
     record = engine.rollback(params, paths, NAME)
 
     assert log.read_text().splitlines() == undo_commands()
-    assert (record["action"], record["bento"], record["success"]) == (
+    assert (record.action, record.bento, record.success) == (
         "rollback",
         "unknown (kubectl rollout undo)",
         True,
     )
-    assert (record["target"], record["previous_bento"]) == ("kubernetes", bento["tag"])
-    assert record["checks"]["kubernetes"]["commands"] == undo_commands()
+    assert (record.target, record.previous_bento) == ("kubernetes", bento["tag"])
+    assert record.checks["kubernetes"]["commands"] == undo_commands()
     # The stand-in kubectl reports nothing about what the pods run now.
-    assert record["checks"]["kubernetes"]["serving"] == "unknown (kubectl rollout undo)"
-    assert record["checks"]["health"]["passed"]
-    assert mine(paths)[-1] == record and record["status"] == "FINISHED"
+    assert record.checks["kubernetes"]["serving"] == "unknown (kubectl rollout undo)"
+    assert record.checks["health"]["passed"]
+    assert mine(paths)[-1] == record and record.status == "FINISHED"
 
 
 def test_the_next_rollback_redeploys_the_last_recorded_bento(params, paths, bento, cluster):
@@ -200,24 +201,25 @@ def test_the_next_rollback_redeploys_the_last_recorded_bento(params, paths, bent
 
     record = engine.rollback(params, paths, NAME)
 
-    assert (record["action"], record["bento"], record["success"]) == (
+    assert (record.action, record.bento, record.success) == (
         "rollback",
         bento["tag"],
         True,
     )
-    assert record["previous_bento"] == "unknown (kubectl rollout undo)"
+    assert record.previous_bento == "unknown (kubectl rollout undo)"
     assert [line.split()[:2] for line in log.read_text().splitlines()][-2:] == [
         ["kubectl", "apply"],
         ["kubectl", "rollout"],
     ]
 
 
-def cut_short(paths: Paths, bento: str, phase: str) -> dict:
+def cut_short(paths: Paths, bento: str, phase: str) -> DeployRecord:
     """A deploy's record as a CI job left it when it was cancelled on a runner now gone."""
-    fields = dict.fromkeys(records.FIELDS)
-    fields.update(time=records.now(), environment=NAME, action="deploy", bento=bento)
-    fields.update(target="kubernetes", process="a-runner-gone:4242", phase=phase)
-    return records.start(paths, fields)
+    record = DeployRecord(
+        time=records.now(), environment=NAME, action="deploy", bento=bento,
+        target="kubernetes", process="a-runner-gone:4242", phase=phase,
+    )  # fmt: skip
+    return records.start(paths, record)
 
 
 def cluster_runs(tools: Path, bento: str) -> None:
@@ -245,25 +247,25 @@ def test_a_deploy_cut_short_during_its_checks_is_put_back_by_the_next_ci_job(
     # The cluster cannot be read: nothing is settled or changed yet.
     (tools / "fail-kubectl-get").touch()
     assert recovery.reconcile(paths) == []
-    assert records.read(paths, NAME)[-1]["status"] == "RUNNING"
+    assert records.read(paths, NAME)[-1].status == "RUNNING"
 
     [settled] = recovery.reconcile(paths)
 
-    assert settled["run_id"] == killed["run_id"]
-    assert (settled["status"], settled["phase"], settled["success"]) == (
+    assert settled.run_id == killed.run_id
+    assert (settled.status, settled.phase, settled.success) == (
         "FAILED", "recovered", False,
     )  # fmt: skip
-    assert settled["error"] == (
+    assert settled.error == (
         f"interrupted before it recorded its outcome; {NAME} then served churn-model:unchecked "
-        f"(its unchecked rollout); put back: {NAME} serves {verified['bento']}"
+        f"(its unchecked rollout); put back: {NAME} serves {verified.bento}"
     )
     calls = log.read_text().splitlines()
     assert calls[-3:] == [
         undo_commands()[2],
-        f"kubectl apply -f {verified['checks']['kubernetes']['manifests']} -n ml-test",
+        f"kubectl apply -f {verified.checks['kubernetes']['manifests']} -n ml-test",
         undo_commands()[1],
     ]
-    assert records.current(paths, NAME)["run_id"] == verified["run_id"]
+    assert records.current(paths, NAME).run_id == verified.run_id
 
 
 def test_a_deploy_cut_short_after_its_checks_passed_is_recorded_as_verified(
@@ -277,11 +279,11 @@ def test_a_deploy_cut_short_after_its_checks_passed_is_recorded_as_verified(
 
     [settled] = recovery.reconcile(paths)
 
-    assert settled["run_id"] == passed["run_id"]
-    assert (settled["status"], settled["success"], settled["error"]) == ("FINISHED", True, None)
+    assert settled.run_id == passed.run_id
+    assert (settled.status, settled.success, settled.error) == ("FINISHED", True, None)
     # Only read: nothing is applied again.
     assert log.read_text().splitlines() == [undo_commands()[2]]
-    assert records.current(paths, NAME)["run_id"] == passed["run_id"]
+    assert records.current(paths, NAME).run_id == passed.run_id
 
 
 def test_a_rollout_whose_record_cannot_be_written_is_undone(
@@ -290,12 +292,12 @@ def test_a_rollout_whose_record_cannot_be_written_is_undone(
     _, log = cluster
     # What the cluster ran before (the stand-in's URL serves only `bento`, so the one put
     # back is another tag, recorded as verified).
-    older = records.finish(paths, {**cut_short(paths, "churn-model:older", "switching"),
-                                   "success": True, "checks": {}})  # fmt: skip
+    older = cut_short(paths, "churn-model:older", "switching")
+    older = records.finish(paths, older.model_copy(update={"success": True}))
     finish = records.finish
 
     def full_disk(store, record):  # the write that records the rollout's success fails
-        if record["success"]:
+        if record.success:
             raise OSError(errno.ENOSPC, "No space left on device")
         return finish(store, record)
 
@@ -305,7 +307,7 @@ def test_a_rollout_whose_record_cannot_be_written_is_undone(
     with pytest.raises(engine.DeployFailed) as failed:
         engine.deploy(params, paths, NAME, bento["tag"])
 
-    assert f"{NAME} still serves {older['bento']}: the outcome could not be recorded" in str(
+    assert f"{NAME} still serves {older.bento}: the outcome could not be recorded" in str(
         failed.value
     )
     calls = log.read_text().splitlines()
@@ -315,6 +317,6 @@ def test_a_rollout_whose_record_cannot_be_written_is_undone(
     ]  # fmt: skip
     assert calls[5:] == undo_commands()
     last = records.read(paths, NAME)[-1]
-    assert (last["bento"], last["status"]) == (bento["tag"], "FAILED")
-    assert "No space left on device" in last["error"]
-    assert records.current(paths, NAME)["run_id"] == older["run_id"]
+    assert (last.bento, last.status) == (bento["tag"], "FAILED")
+    assert "No space left on device" in last.error
+    assert records.current(paths, NAME).run_id == older.run_id

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from {{ cookiecutter.package }} import features, monitor, package, replay, served_data
+from {{ cookiecutter.package }} import features, monitor, replay, served_data, serving, smoke
 from {{ cookiecutter.package }}.deploy import local
 from {{ cookiecutter.package }}.evaluate import compute_metrics
 
@@ -40,7 +40,7 @@ def test_a_prediction_returns_its_request_id_and_lands_in_the_log_with_inputs_an
     server, paths, params, model, trained, splits
 ):
     rows = splits[1].head(2)
-    records = package.to_records(rows, model.spec.names)
+    records = smoke.to_records(rows, model.spec.names)
 
     response = post(server, records, "it-logged-1")
     fresh = post(server, records[:1])
@@ -80,7 +80,7 @@ def prediction_samples(server: str) -> dict[tuple, float]:
 
 
 def test_metrics_count_the_predictions_per_class_or_value_bucket(server, model, splits):
-    records = package.to_records(splits[1].head(20), model.spec.names)
+    records = smoke.to_records(splits[1].head(20), model.spec.names)
     before = prediction_samples(server)
 
     predictions = post(server, records).json()["predictions"]
@@ -105,9 +105,9 @@ def test_monitoring_enabled_false_where_the_bento_runs_logs_and_counts_nothing(
     folder = tmp_path / "off"
     monkeypatch.setenv("MONITORING_PATH", str(folder))
     monkeypatch.setenv("MONITORING_ENABLED", "false")
-    records = package.to_records(splits[1].head(3), model.spec.names)
+    records = smoke.to_records(splits[1].head(3), model.spec.names)
 
-    with package.running_server(paths, bento["tag"]) as url:
+    with serving.running_server(paths, bento["tag"]) as url:
         response = post(url, records, "it-off-1")
         samples = prediction_samples(url)
         time.sleep(1.5)  # two flush intervals of a logging server
@@ -164,7 +164,7 @@ def test_monitor_flags_a_shifted_window_scores_its_labels_and_records_it_in_mlfl
     assert saved["decision"]["retrain"] == result["decision"]["retrain"]
     kept = pd.read_parquet(paths.labelled_window)
     names = model.spec.names
-    assert package.to_records(kept, names) == package.to_records(rows, names)
+    assert smoke.to_records(kept, names) == smoke.to_records(rows, names)
     assert kept[target].tolist() == rows[target].tolist()
     for plot in result["plots"]:
         assert Path(plot).stat().st_size > 0
@@ -190,10 +190,10 @@ def test_each_local_environment_and_candidate_logs_its_own_traffic_which_monitor
     servers = {}
     try:
         for name in names:
-            port = local.free_port()
-            servers[name] = local.start(paths, bento["tag"], port, name, record_as=name)
+            port = serving.free_port()
+            servers[name] = serving.start(paths, bento["tag"], port, name, record_as=name)
         for size, name in enumerate(names, start=1):
-            records = package.to_records(held_out.head(10 * size), model.spec.names)
+            records = smoke.to_records(held_out.head(10 * size), model.spec.names)
             assert post(servers[name].url, records, f"it-{name}").status_code == 200
         logs = {
             name: served_log(paths, params, f"it-{name}", monitor.log_folder(params, paths, name))
@@ -202,8 +202,8 @@ def test_each_local_environment_and_candidate_logs_its_own_traffic_which_monitor
         candidate = served_log(paths, params, "it-test.candidate", tmp_path / "test.candidate")
     finally:
         for name, server in servers.items():
-            local.stop(server)
-            local.clear_state(paths, name)
+            serving.stop(server)
+            serving.clear_state(paths, name)
 
     assert monitor.log_folder(params, paths, "preprod") == tmp_path / "preprod"
     assert set(logs["test"]["request_id"]) == {"it-test"} and len(logs["test"]) == 10

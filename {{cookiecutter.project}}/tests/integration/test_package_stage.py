@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package }} import package
+from {{ cookiecutter.package }} import package, serving
 from {{ cookiecutter.package }}.config import Paths
 
 pytestmark = pytest.mark.integration
@@ -30,26 +30,34 @@ def test_packaging_without_an_evaluation_asks_for_one(params, other_root):
         package.build(params, other_root)
 
 
-def test_packaging_a_model_that_failed_its_gates_is_refused(params, other_root, trained):
-    report = {"passed": False, "metrics": {}, "model_version": trained["model_version"]}
-    other_root.evaluation_report.write_text(json.dumps(report))
+def test_packaging_a_model_that_failed_its_gates_is_refused(params, other_root, evaluated):
+    evaluated.model_copy(update={"passed": False}).write(other_root.evaluation_report)
 
     with pytest.raises(RuntimeError, match="failed its gates"):
         package.build(params, other_root)
 
 
-def test_packaging_with_an_evaluation_of_another_version_is_refused(params, other_root):
-    report = {"passed": True, "metrics": {}, "model_version": "not-this-one"}
-    other_root.evaluation_report.write_text(json.dumps(report))
+def test_packaging_with_an_evaluation_of_another_version_is_refused(params, other_root, evaluated):
+    evaluated.model_copy(update={"model_version": "not-this-one"}).write(
+        other_root.evaluation_report
+    )
 
     with pytest.raises(RuntimeError, match="version not-this-one"):
+        package.build(params, other_root)
+
+
+def test_packaging_with_a_malformed_evaluation_names_the_field(params, other_root, trained):
+    report = {"passed": True, "metrics": {}, "model_version": trained["model_version"]}
+    other_root.evaluation_report.write_text(json.dumps(report))
+
+    with pytest.raises(ValueError, match=r"is not an evaluation report \(failures: Field required"):
         package.build(params, other_root)
 
 
 def test_a_server_that_cannot_start_reports_its_output(paths):
     with (
         pytest.raises(RuntimeError, match="exited with code") as caught,
-        package.running_server(paths, "no-such-bento:0", timeout=120),
+        serving.running_server(paths, "no-such-bento:0", timeout=120),
     ):
         pass
 
@@ -80,7 +88,7 @@ def test_a_bento_whose_service_fails_to_start_is_reported_at_once_in_one_line(
 
     with (
         pytest.raises(RuntimeError, match="failed to start: ") as caught,
-        package.running_server(paths, broken["tag"]),
+        serving.running_server(paths, broken["tag"]),
     ):
         pass
 

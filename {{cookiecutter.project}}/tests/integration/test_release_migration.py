@@ -21,9 +21,10 @@ import numpy as np
 import pytest
 from mlflow.entities import LoggedModelStatus
 
-from {{ cookiecutter.package }} import registry, release_migration, release_store
+from {{ cookiecutter.package }} import registry, release_migration, release_store, serving
 from {{ cookiecutter.package }}.config import PROJECT, Paths
-from {{ cookiecutter.package }}.deploy import local, records
+from {{ cookiecutter.package }}.deploy import records
+from {{ cookiecutter.package }}.deploy.records import DeployRecord
 from {{ cookiecutter.package }}.model import Model
 
 pytestmark = pytest.mark.integration
@@ -36,7 +37,7 @@ CLI = (sys.executable, "-m", f"{release_migration.__package__}.cli")
 def server(tmp_path_factory) -> str:
     """`mlflow server` on SQLite, serving its own artifacts, on a free port of 127.0.0.1."""
     home = tmp_path_factory.mktemp("server")
-    port, log = local.free_port(), home / "server.log"
+    port, log = serving.free_port(), home / "server.log"
     command = [
         *(sys.executable, "-m", "mlflow", "server"),
         *("--backend-store-uri", f"sqlite:///{home / 'server.db'}"),
@@ -84,13 +85,14 @@ def stop_group(process: subprocess.Popen) -> None:
             continue
 
 
-def deploy(laptop: Paths, env: str, bento: str, version: str, success: bool) -> dict:
+def deploy(laptop: Paths, env: str, bento: str, version: str, success: bool) -> DeployRecord:
     """A deploy record as the engine writes one, and the alias when the bento served."""
-    fields = dict.fromkeys(records.FIELDS)
-    fields.update(time=records.now(), environment=env, action="deploy", bento=bento)
-    fields.update(model_version=version, git_commit="abc123", actor="migrating-test")
-    record = records.start(laptop, fields)
-    record.update(checks={"loadtest": {"rps": 42.0, "p99_ms": 12.5}}, success=success)
+    record = DeployRecord(
+        time=records.now(), environment=env, action="deploy", bento=bento,
+        model_version=version, git_commit="abc123", actor="migrating-test",
+    )  # fmt: skip
+    record = records.start(laptop, record)
+    record.checks, record.success = {"loadtest": {"rps": 42.0, "p99_ms": 12.5}}, success
     record = records.finish(laptop, record)
     if success:
         records.tag_registry(laptop, record)
@@ -114,7 +116,7 @@ def laptop(paths: Paths, bento, tmp_path_factory) -> Paths:
             if str(version.version) != str(bento["model_version"]):
                 client.delete_model_version(PROJECT, str(version.version))
         for record in records.read(laptop):
-            client.delete_run(record["run_id"])
+            client.delete_run(record.run_id)
         first = client.get_model_version(PROJECT, bento["model_version"])
         for _ in range(2):
             last = client.create_model_version(
@@ -220,20 +222,18 @@ def test_the_deploy_records_are_copied_oldest_first_with_versions_remapped(
 ):
     before = records.read(on(uri_of(laptop)))
     after = records.read(on(server))
-    assert [r["run_id"] for r in after] == [migrated["deploy_records"][r["run_id"]] for r in before]
-    assert [(r["environment"], r["model_version"], r["status"]) for r in after] == [
+    assert [r.run_id for r in after] == [migrated["deploy_records"][r.run_id] for r in before]
+    assert [(r.environment, r.model_version, r.status) for r in after] == [
         ("test", "1", "FINISHED"),
         ("preprod", "2", "FAILED"),
         ("preprod", "2", "FINISHED"),
     ]
     for old, new in zip(before, after, strict=True):
         same = {"run_id", "model_version"}
-        assert {k: v for k, v in new.items() if k not in same} == {
-            k: v for k, v in old.items() if k not in same
-        }
-    assert records.current(on(server), "preprod")["run_id"] == after[-1]["run_id"]
-    run = registry.client(on(server)).get_run(after[0]["run_id"])
-    was = registry.client(on(uri_of(laptop))).get_run(before[0]["run_id"])
+        assert new.model_dump(exclude=same) == old.model_dump(exclude=same)
+    assert records.current(on(server), "preprod").run_id == after[-1].run_id
+    run = registry.client(on(server)).get_run(after[0].run_id)
+    was = registry.client(on(uri_of(laptop))).get_run(before[0].run_id)
     assert run.data.metrics == {"loadtest_rps": 42.0, "loadtest_p99_ms": 12.5}
     assert (run.info.start_time, run.info.end_time) == (was.info.start_time, was.info.end_time)
 
@@ -284,7 +284,7 @@ def test_a_second_migration_to_the_same_server_is_refused(laptop, server, migrat
             "sqlite:///elsewhere/mlruns.db",
             "error: the migration target must be an MLflow tracking server",
         ),
-        (f"http://127.0.0.1:{local.free_port()}", "failed: "),
+        (f"http://127.0.0.1:{serving.free_port()}", "failed: "),
     ],
 )
 def test_the_command_ends_in_one_line_on_a_file_store_or_a_dead_server(paths, target, says):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package }} import package, registry, release_store
+from {{ cookiecutter.package }} import package, registry, release_store, smoke
 from {{ cookiecutter.package }}.config import PROJECT, Paths
 from {{ cookiecutter.package }}.deploy import engine
 
@@ -64,7 +64,7 @@ def test_a_job_without_the_bento_fetches_it_from_the_release_store(paths, second
     assert release_store.fetch(paths, second["tag"]) == second["tag"]
     assert str(bentoml.get(second["tag"]).tag) == second["tag"]
     rows = release_store.smoke_rows(paths, second["tag"])
-    assert len(rows) == min(len(package.held_out_rows(load(paths), paths)), 1000)
+    assert len(rows) == min(len(smoke.held_out_rows(load(paths), paths)), 1000)
 
 
 def load(paths: Paths):

@@ -6,7 +6,7 @@ import httpx
 import numpy as np
 import pytest
 
-from {{ cookiecutter.package }} import features, package
+from {{ cookiecutter.package }} import features, smoke
 
 pytestmark = pytest.mark.integration
 
@@ -20,16 +20,17 @@ def held_out(params, raw_data):
 def test_the_smoke_check_finds_the_served_bento_agrees_with_the_model(
     params, paths, raw_data, server, bento
 ):
-    result = package.smoke(params, paths, server)
+    result = smoke.smoke(params, paths, server)
 
-    assert result["matches"], result
-    assert result["rows"] == len(features.split(raw_data, params)[1])
-    assert result["max_abs_diff"] <= 1e-9
-    assert result["bento"] == bento["tag"]
+    assert result.passed, result
+    assert result.rows == len(features.split(raw_data, params)[1])
+    assert result.max_abs_diff <= 1e-9
+    assert result.serving == bento["tag"]
+    assert result.url == server.rstrip("/")
 
 
 def test_predictions_over_http_equal_the_in_process_predictions(server, model, held_out):
-    records = package.to_records(held_out, model.spec.names)
+    records = smoke.to_records(held_out, model.spec.names)
 
     response = httpx.post(f"{server}/predict", json={"records": records}, timeout=60)
 
@@ -46,7 +47,7 @@ def test_predictions_over_http_equal_the_in_process_predictions(server, model, h
 
 
 def test_a_single_record_gets_a_single_prediction(server, model, held_out):
-    record = package.to_records(held_out.head(1), model.spec.names)
+    record = smoke.to_records(held_out.head(1), model.spec.names)
 
     response = httpx.post(f"{server}/predict", json={"records": record}, timeout=30)
 
@@ -66,7 +67,7 @@ def test_metadata_reports_the_model_version_and_the_bento_being_served(
     assert metadata["model_tag"] == bento["model_tag"]
     assert metadata["data_sha256"] == trained["data_sha256"]
     assert metadata["git_commit"] == trained["git_commit"]
-    assert metadata["metrics"] == evaluated["metrics"]
+    assert metadata["metrics"] == evaluated.metrics
 
 
 @pytest.mark.parametrize("endpoint", ["/readyz", "/livez", "/healthz", "/metrics"])
@@ -75,7 +76,7 @@ def test_bentoml_built_in_endpoints_answer(server, endpoint):
 
 
 def test_metrics_count_prediction_requests(server, model, held_out):
-    records = package.to_records(held_out.head(1), model.spec.names)
+    records = smoke.to_records(held_out.head(1), model.spec.names)
     httpx.post(f"{server}/predict", json={"records": records}, timeout=30)
 
     metrics = httpx.get(f"{server}/metrics", timeout=30).text

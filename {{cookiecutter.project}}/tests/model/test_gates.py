@@ -17,23 +17,23 @@ TASK_METRICS = {
 
 
 def test_the_default_model_passes_every_gate(evaluated, params):
-    assert evaluated["passed"], evaluated["failures"]
-    assert evaluated["failures"] == []
-    assert all(gate["passed"] for gate in evaluated["gates"])
-    gated = {gate["metric"] for gate in evaluated["gates"] if gate["name"] == "threshold"}
+    assert evaluated.passed, evaluated.failures
+    assert evaluated.failures == []
+    assert all(gate.passed for gate in evaluated.gates)
+    gated = {gate.metric for gate in evaluated.gates if gate.name == "threshold"}
     assert gated == set(params.evaluation.thresholds)
 
 
 def test_the_report_has_every_metric_of_the_task(evaluated, params):
-    assert set(evaluated["metrics"]) == TASK_METRICS[params.task]
+    assert set(evaluated.metrics) == TASK_METRICS[params.task]
 
 
 def test_the_model_beats_the_dummy_baseline_on_the_primary_metric(evaluated):
-    metric = evaluated["primary_metric"]
-    model, dummy = evaluated["metrics"][metric], evaluated["baseline"]["metrics"][metric]
+    metric = evaluated.primary_metric
+    model, dummy = evaluated.metrics[metric], evaluated.baseline.metrics[metric]
     assert (model < dummy) if metric in LOWER_IS_BETTER else (model > dummy)
-    (gate,) = [gate for gate in evaluated["gates"] if gate["name"] == "baseline"]
-    assert gate["passed"] and gate["bound"] == dummy
+    (gate,) = [gate for gate in evaluated.gates if gate.name == "baseline"]
+    assert gate.passed and gate.bound == dummy
 
 
 def test_the_text_report_shows_each_gated_metric_and_the_verdict(evaluated, params):
@@ -64,12 +64,12 @@ def test_an_impossible_threshold_fails_naming_the_gate_and_the_shortfall(isolate
     with isolated.active():
         report = evaluate.evaluate(strict, isolated.paths)
 
-    assert report["passed"] is False
-    (gate,) = [gate for gate in report["gates"] if gate["name"] == "threshold"]
-    assert gate["metric"] == metric and gate["bound"] == bound and not gate["passed"]
-    gap = abs(gate["measured"] - bound)
+    assert report.passed is False
+    (gate,) = [gate for gate in report.gates if gate.name == "threshold"]
+    assert gate.metric == metric and gate.bound == bound and not gate.passed
+    gap = abs(gate.measured - bound)
     expected = f"over by {gap:.4g}" if lower else f"short by {gap:.4g}"
-    (failure,) = report["failures"]
+    (failure,) = report.failures
     assert failure.startswith(f"threshold {metric}: ")
     assert expected in failure
 
@@ -90,11 +90,11 @@ def test_a_candidate_worse_than_production_fails_the_no_regression_gate(isolated
             client.delete_registered_model_alias(PROJECT, registry.PRODUCTION)
 
     assert worse["model_version"] != production
-    assert report["passed"] is False
-    assert report["production"]["version"] == production
-    (gate,) = [gate for gate in report["gates"] if gate["name"] == "production"]
-    assert not gate["passed"]
-    failure = next(f for f in report["failures"] if f.startswith("production "))
+    assert report.passed is False
+    assert report.production.version == production
+    (gate,) = [gate for gate in report.gates if gate.name == "production"]
+    assert not gate.passed
+    failure = next(f for f in report.failures if f.startswith("production "))
     assert f"production version {production}" in failure
     assert "tolerance" in failure
 
@@ -111,9 +111,9 @@ def test_an_equal_candidate_passes_the_no_regression_gate(isolated, params):
         finally:
             client.delete_registered_model_alias(PROJECT, registry.PRODUCTION)
 
-    assert report["passed"], report["failures"]
-    (gate,) = [gate for gate in report["gates"] if gate["name"] == "production"]
-    assert gate["passed"] and gate["measured"] == report["production"]["metrics"][gate["metric"]]
+    assert report.passed, report.failures
+    (gate,) = [gate for gate in report.gates if gate.name == "production"]
+    assert gate.passed and gate.measured == report.production.metrics[gate.metric]
 
 
 def test_a_retraining_leaves_the_no_regression_gate_to_the_challenge(isolated, params):
@@ -136,7 +136,7 @@ def test_a_retraining_leaves_the_no_regression_gate_to_the_challenge(isolated, p
         finally:
             client.delete_registered_model_alias(PROJECT, registry.PRODUCTION)
 
-    (gate,) = [gate for gate in report["gates"] if gate["name"] == "production"]
-    assert not gate["passed"] and gate["advisory"]
-    assert report["passed"], report["failures"]
+    (gate,) = [gate for gate in report.gates if gate.name == "production"]
+    assert not gate.passed and gate.advisory
+    assert report.passed, report.failures
     assert "(advisory: make challenge decides)" in evaluate.format_report(report)

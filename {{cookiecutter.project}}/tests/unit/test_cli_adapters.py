@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from {{ cookiecutter.package }} import cli
 from {{ cookiecutter.package }}.deploy import engine
+from {{ cookiecutter.package }}.deploy.records import DeployRecord
 
 pytestmark = pytest.mark.unit
 
@@ -20,8 +21,8 @@ def engine_calls(monkeypatch) -> list[tuple]:
     def stand_in(action: str):
         def run(params, paths, *args):
             calls.append((action, params, paths, args))
-            return {"action": action, "bento": "b:1", "model_version": "1",
-                    "environment": args[0], "url": "http://127.0.0.1:1"}  # fmt: skip
+            return DeployRecord(action=action, bento="b:1", model_version="1",
+                                environment=args[0], url="http://127.0.0.1:1")  # fmt: skip
 
         return run
 

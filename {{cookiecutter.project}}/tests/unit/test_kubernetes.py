@@ -18,11 +18,21 @@ from {{ cookiecutter.package }}.config import Paths
 from {{ cookiecutter.package }}.deploy import engine, kubernetes, kubernetes_manifests, records
 from {{ cookiecutter.package }}.deploy.checks import CheckFailed
 from {{ cookiecutter.package }}.deploy.environments import load
+from {{ cookiecutter.package }}.deploy.records import DeployRecord
 
 pytestmark = pytest.mark.unit
 
 V1 = {"bento": "churn_model_service:v1aaaa", "model_version": "3", "git_commit": "a" * 40}
 V2 = {"bento": "churn_model_service:v2bbbb", "model_version": "4", "git_commit": "b" * 40}
+
+
+def verified(labels: dict, checks: dict) -> DeployRecord:
+    """The environment's last verified record: a kubernetes deploy of `labels`."""
+    return DeployRecord(
+        environment="production", action="deploy", target="kubernetes", checks=checks, **labels
+    )
+
+
 REPOSITORY = "registry.example.com/churn-model"
 
 
@@ -182,7 +192,7 @@ def test_a_dry_run_plans_exactly_containerize_push_inspect_apply_and_rollout_sta
     plan = kubernetes.plan(Paths(tmp_path), environment, V1)
 
     folder = tmp_path / "reports" / "deploy" / "production"
-    assert plan["commands"] == [
+    assert plan.commands == [
         "bentoml containerize churn_model_service:v1aaaa "
         "-t registry.example.com/churn-model:v1aaaa",
         "docker push registry.example.com/churn-model:v1aaaa",
@@ -311,7 +321,7 @@ def test_a_push_whose_digest_cannot_be_read_fails_in_one_line_before_any_kubectl
         calls.append(command)
         return answered(command)
 
-    before = {**V1, "target": "kubernetes", "checks": {}}
+    before = verified(V1, {})
     with pytest.raises(CheckFailed, match=message) as failed:
         kubernetes.replace(Paths(tmp_path), load(production(tmp_path)), V2, before, checked, runner)
 
@@ -341,7 +351,7 @@ def test_a_failed_rollout_reapplies_the_previous_manifests_and_fails(tmp_path, t
     calls, fail_once = tools
     paths, environment = Paths(tmp_path), load(production(tmp_path))
     first = kubernetes.replace(paths, environment, V1, None, checked)
-    before = {**V1, "target": "kubernetes", "checks": first}
+    before = verified(V1, first)
     fail_once("kubectl", "rollout")
 
     with pytest.raises(CheckFailed, match="rollout status .* exited 1") as failed:
@@ -364,7 +374,7 @@ def test_a_failed_rollout_reapplies_the_previous_manifests_and_fails(tmp_path, t
 def test_a_failed_check_after_the_rollout_also_restores_the_previous_bento(tmp_path, tools):
     calls, _ = tools
     paths, environment = Paths(tmp_path), load(production(tmp_path))
-    before = {**V1, "target": "kubernetes", "checks": {}}
+    before = verified(V1, {})
 
     def smoke_fails(url: str, full: bool) -> dict:
         raise CheckFailed("smoke: does not answer like the model", {"smoke": {"passed": False}})
@@ -383,7 +393,7 @@ def test_a_restore_renders_the_previous_bento_again_at_the_digest_its_record_kee
     calls, fail_once = tools
     paths, environment = Paths(tmp_path), load(production(tmp_path))
     ran = fake_digest("ran-before")
-    before = {**V1, "target": "kubernetes", "checks": {"kubernetes": {"digest": ran}}}
+    before = verified(V1, {"kubernetes": {"digest": ran}})
     fail_once("kubectl", "rollout")
 
     with pytest.raises(CheckFailed, match="rollout status"):
@@ -401,7 +411,7 @@ def test_kept_manifests_rewritten_since_by_a_failed_redeploy_are_not_what_is_res
     calls, fail_once = tools
     paths, environment = Paths(tmp_path), load(production(tmp_path))
     first = kubernetes.replace(paths, environment, V1, None, checked)
-    before = {**V1, "target": "kubernetes", "checks": first}
+    before = verified(V1, first)
     kept = tmp_path / ".state" / "kubernetes" / "production" / "v1aaaa" / "deployment.yaml"
     # The same bento built again is another image: its deploy rewrites v1's folder, then fails.
     rebuilt = yaml.safe_load(kept.read_text())
@@ -442,7 +452,7 @@ def test_after_a_kubectl_undo_record_a_failed_rollout_is_undone_in_the_cluster(
     tmp_path, tools, fails, restored, serving
 ):
     calls, fail_once = tools
-    before = {"bento": "unknown (kubectl rollout undo)", "target": "kubernetes", "checks": {}}
+    before = verified({"bento": "unknown (kubectl rollout undo)"}, {})
     fail_once("kubectl", fails)
 
     with pytest.raises(CheckFailed) as failed:
@@ -566,6 +576,6 @@ def test_a_dry_run_rollback_with_no_previous_record_plans_the_undo_and_runs_noth
 
     plan = engine.rollback(None, store, "production")
 
-    assert plan["action"] == "dry-run" and plan["commands"] == UNDO
+    assert plan.action == "dry-run" and plan.commands == UNDO
     assert calls() == []
     assert records.read(store, "production") == []

@@ -9,6 +9,7 @@ import pytest
 
 from {{ cookiecutter.package }} import summary
 from {{ cookiecutter.package }}.config import Paths
+from {{ cookiecutter.package }}.evaluation_report import Baseline, EvaluationReport, Gate
 
 pytestmark = pytest.mark.unit
 
@@ -57,23 +58,23 @@ def test_validation_failures_name_the_column_and_expectation(tmp_path: Path):
 
 
 def test_metrics_are_shown_against_baseline_and_gates(tmp_path: Path):
-    report = {
-        "passed": True,
-        "model_version": "3",
-        "metrics": {"roc_auc": 0.98},
-        "baseline": {"metrics": {"roc_auc": 0.5}},
-        "production": None,
-        "gates": [
-            {
-                "name": "threshold",
-                "metric": "roc_auc",
-                "measured": 0.98,
-                "bound": 0.95,
-                "passed": True,
-            },
-        ],
-    }
-    write(tmp_path / "reports" / "evaluation.json", json.dumps(report))
+    gate = Gate(
+        name="threshold", metric="roc_auc", measured=0.98, bound=0.95, passed=True, message=None
+    )
+    report = EvaluationReport(
+        passed=True,
+        failures=[],
+        metrics={"roc_auc": 0.98},
+        baseline=Baseline(strategy="prior", metrics={"roc_auc": 0.5}),
+        production=None,
+        gates=[gate],
+        primary_metric="roc_auc",
+        model_version="3",
+        run_id="r",
+        rows=10,
+        plots=[],
+    )
+    report.write(tmp_path / "reports" / "evaluation.json")
     text = summary.render(Paths(tmp_path))
     assert "### Model evaluation (model version 3): pass" in text
     assert "| roc_auc | 0.98 | 0.5 |  |" in text

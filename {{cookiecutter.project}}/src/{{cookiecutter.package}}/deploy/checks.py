@@ -7,7 +7,6 @@ tampered card, a stale booster, a wrong feature order) answers differently and i
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, cast
 
@@ -16,6 +15,7 @@ import pandas as pd
 
 from .. import loadtest, smoke
 from ..config import Params, Paths
+from ..evaluation_report import EvaluationReport
 from ..model import EVALUATION_FILE, Model
 from .environments import Environment
 
@@ -34,12 +34,12 @@ def bento_metrics(tag: str) -> dict[str, float]:
 
     for packed in bentoml.get(tag).info.all_models:
         stored = bentoml.models.get(packed.tag)
-        metrics = (stored.info.metadata or {}).get("metrics")
+        # Saved by `make package` as {metric: value}, in the model's JSON metadata.
+        metrics = cast("dict[str, float] | None", (stored.info.metadata or {}).get("metrics"))
         if metrics is None and (Path(stored.path) / EVALUATION_FILE).exists():
-            metrics = json.loads((Path(stored.path) / EVALUATION_FILE).read_text())["metrics"]
+            metrics = EvaluationReport.read(Path(stored.path) / EVALUATION_FILE).metrics
         if metrics:
-            # Saved by `make package` as {metric: value}, in the model's JSON metadata.
-            return cast("dict[str, float]", metrics)
+            return metrics
     raise ValueError(f"bento {tag} packs no model with evaluation metrics: run `make package`")
 
 
@@ -48,7 +48,7 @@ def metric_gate_failures(environment: Environment, metrics: dict[str, float]) ->
     from ..evaluate import threshold_gates
 
     gates = threshold_gates(environment.gates.metrics, metrics)
-    return [gate["message"] for gate in gates if not gate["passed"]]
+    return [gate.message or "" for gate in gates if not gate.passed]
 
 
 def health(url: str) -> dict[str, Any]:
@@ -79,13 +79,14 @@ def verify(
     results["health"] = health(url)
     if not results["health"]["passed"]:
         raise CheckFailed(f"health: {results['health']['detail']} at {url}", results)
-    results["smoke"] = smoke.check(params, url, model, bento, rows)
-    if not results["smoke"]["passed"]:
-        found = results["smoke"]
+    found = smoke.check(params, url, model, bento, rows)
+    # The checks are a JSON document in the deploy record (records.py).
+    results["smoke"] = found.model_dump(mode="json")
+    if not found.passed:
         raise CheckFailed(
-            f"smoke: the service at {url} (serving {found['serving']}) does not answer like the "
-            f"registered model version it packs (max abs diff {found['max_abs_diff']:.3g} "
-            f"over {found['rows']} held-out rows)",
+            f"smoke: the service at {url} (serving {found.serving}) does not answer like the "
+            f"registered model version it packs (max abs diff {found.max_abs_diff:.3g} "
+            f"over {found.rows} held-out rows)",
             results,
         )
     if load_test:

@@ -15,11 +15,27 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from .. import release_store, serving, smoke
 from ..config import Params, Paths
 from ..package import bento_labels, latest_bento
 from . import checks, host, kubernetes, local, records, recovery
 from .environments import Environment, get, load_all
+from .records import DeployRecord
+
+
+class EnvironmentStatus(BaseModel):
+    """What `make status` shows of one environment."""
+
+    model_config = ConfigDict(frozen=True)
+
+    environment: str
+    url: str | None
+    running: str | None  # the bento answering there now
+    healthy: bool
+    record: DeployRecord | None  # its last successful deploy: what it should serve
+    last_failure: DeployRecord | None  # its last attempt, when that did not succeed
 
 
 class Refused(RuntimeError):
@@ -105,9 +121,37 @@ def _step(environment: Environment) -> str:
     return f"make {verb} ENV={environment.name}"
 
 
+def _open_record(
+    paths: Paths,
+    environment: Environment,
+    before: DeployRecord | None,
+    action: str,
+    bento: str,
+    phase: str,
+    **facts: str | None,
+) -> DeployRecord:
+    """Start the attempt's record in the release store: who, where, what it replaces."""
+    return records.start(
+        paths,
+        DeployRecord(
+            time=records.now(),
+            environment=environment.name,
+            action=action,
+            bento=bento,
+            actor=records.actor(),
+            target=environment.deploy.target,
+            url=environment.url,
+            previous_bento=before.bento if before else None,
+            process=records.process(),
+            phase=phase,
+            **facts,
+        ),
+    )
+
+
 def deploy(
     params: Params, paths: Paths, name: str, bento: str | None = None, action: str = "deploy"
-) -> dict[str, Any]:
+) -> DeployRecord | kubernetes.DryRun:
     """Deploy `bento` (default: the one `make package` built last) to environment `name`.
 
     The bento comes from the release store (downloaded and its digest checked when this
@@ -134,61 +178,52 @@ def deploy(
         model = smoke.reference_model(paths, labels["model_version"])
         rows = release_store.smoke_rows(paths, bento)
         before = records.current(paths, name)
-        record = records.start(
+        record = _open_record(
             paths,
-            {
-                "time": records.now(),
-                "environment": name,
-                "action": action,
-                "bento": bento,
-                "bento_sha256": digest,
-                "model_version": labels.get("model_version"),
-                "git_commit": labels.get("git_commit") or git_commit(paths),
-                "actor": records.actor(),
-                "target": environment.deploy.target,
-                "url": environment.url,
-                "previous_bento": before["bento"] if before else None,
-                "checks": {},
-                "success": False,
-                "error": None,
-                "process": records.process(),
-                "phase": "checking",
-            },
+            environment,
+            before,
+            action,
+            bento,
+            "checking",
+            bento_sha256=digest,
+            model_version=labels.get("model_version"),
+            git_commit=labels.get("git_commit") or git_commit(paths),
         )
 
         def verify(url: str, full: bool) -> dict[str, Any]:
+            nonlocal record
             found = checks.verify(
                 params, paths, environment, url, bento, model, rows, load_test=full
             )
             if full:  # the candidate passed: journal it before anything is switched
-                record.update(records.journal(paths, record, found))
+                record = records.journal(paths, record, found)
             return found
 
         # What to put back should recording the switch fail (a cluster undoes its rollout).
         served_before = (
-            (before or {}).get("bento")
+            (before.bento if before else None)
             if environment.deploy.target == "kubernetes"
             else recovery.serving(paths, environment)
         )
         try:
             if environment.deploy.target == "kubernetes":
-                record["checks"] = kubernetes.replace(paths, environment, labels, before, verify)
+                record.checks = kubernetes.replace(paths, environment, labels, before, verify)
             elif environment.deploy.target == "host":
-                record["checks"] = host.replace(paths, environment, bento, verify)
+                record.checks = host.replace(paths, environment, bento, verify)
             else:
-                record["checks"] = local.replace(paths, name, environment.port, bento, verify)
+                record.checks = local.replace(paths, name, environment.port, bento, verify)
         except Exception as error:
-            record["checks"] = getattr(error, "checks", {})
-            record["error"] = str(error)
+            record.checks = getattr(error, "checks", {})
+            record.error = str(error)
             served = recovery.serving(paths, environment) or "nothing"
-            served = record["checks"].get("kubernetes", {}).get("serving", served)
+            served = record.checks.get("kubernetes", {}).get("serving", served)
             written = recovery.record_failure(paths, record)
             raise DeployFailed(
                 f"{action} of {bento} to {name} failed, {name} still serves {served}: "
                 f"{error}{written}"
             ) from error
         try:
-            record = records.finish(paths, {**record, "success": True})
+            record = records.finish(paths, record.model_copy(update={"success": True}))
         except Exception as error:
             message = recovery.undo_switch(paths, environment, record, served_before, error)
             raise DeployFailed(message) from error
@@ -205,13 +240,13 @@ def deploy(
                 unfinished.append(f"{what}: {error}")
     if unfinished:
         raise Unfinished(
-            f"{action}: {bento} serves {name} and is recorded (run {record['run_id']}), but "
+            f"{action}: {bento} serves {name} and is recorded (run {record.run_id}), but "
             + "; ".join(unfinished)
         )
     return record
 
 
-def promote(params: Params, paths: Paths, name: str) -> dict[str, Any]:
+def promote(params: Params, paths: Paths, name: str) -> DeployRecord | kubernetes.DryRun:
     """Deploy to `name` the bento serving in (and verified by) the environment it requires."""
     environment = get(paths, name)
     if environment.requires is None:
@@ -224,10 +259,10 @@ def promote(params: Params, paths: Paths, name: str) -> dict[str, Any]:
             f"no bento has been verified in {environment.requires} yet: "
             f"run {_step(load_all(paths)[environment.requires])} first"
         )
-    return deploy(params, paths, name, source["bento"], action="promote")
+    return deploy(params, paths, name, source.bento, action="promote")
 
 
-def rollback(params: Params, paths: Paths, name: str) -> dict[str, Any]:
+def rollback(params: Params, paths: Paths, name: str) -> DeployRecord | kubernetes.DryRun:
     """Redeploy the bento `name` served before its current one (a new deploy record).
 
     With no such record (records lost, or a cluster older than the release store), a
@@ -239,38 +274,20 @@ def rollback(params: Params, paths: Paths, name: str) -> dict[str, Any]:
         recovery.reconcile(paths)
         target = records.previous(paths, name)
     if target is not None:
-        return deploy(params, paths, name, target["bento"], action="rollback")
+        return deploy(params, paths, name, target.bento, action="rollback")
     if environment.deploy.target != "kubernetes":
         raise Refused(f"{name} has no previously verified bento to roll back to")
     if kubernetes.dry_run():
         return kubernetes.plan_undo(environment)
     with _locked(paths):
         before = records.current(paths, name)
-        record = records.start(
-            paths,
-            {
-                "time": records.now(),
-                "environment": name,
-                "action": "rollback",
-                "bento": kubernetes.UNDONE,
-                "bento_sha256": None,
-                "model_version": None,
-                "git_commit": None,
-                "actor": records.actor(),
-                "target": "kubernetes",
-                "url": environment.url,
-                "previous_bento": before["bento"] if before else None,
-                "checks": {},
-                "success": False,
-                "error": None,
-                "process": records.process(),
-                "phase": "switching",
-            },
+        record = _open_record(
+            paths, environment, before, "rollback", kubernetes.UNDONE, "switching"
         )
         try:
-            record["checks"] = kubernetes.undo(environment)
+            record.checks = kubernetes.undo(environment)
         except checks.CheckFailed as error:
-            record.update(checks=error.checks, error=str(error))
+            record.checks, record.error = error.checks, str(error)
             record = records.finish(paths, record)
             recovery.report(paths, record)
             served = error.checks["kubernetes"]["serving"]
@@ -278,13 +295,13 @@ def rollback(params: Params, paths: Paths, name: str) -> dict[str, Any]:
                 f"rollback of {name} by kubectl rollout undo failed, {name} serves {served}: "
                 f"{error}"
             ) from error
-        record["success"] = True
+        record.success = True
         record = records.finish(paths, record)
     recovery.report(paths, record)
     return record
 
 
-def status(paths: Paths) -> list[dict[str, Any]]:
+def status(paths: Paths) -> list[EnvironmentStatus]:
     """Per environment: what serves, from which record, and whether it answers now.
 
     Settles what interrupted deploys left first, unless a deploy is running now.
@@ -296,7 +313,7 @@ def status(paths: Paths) -> list[dict[str, Any]]:
     for name, environment in load_all(paths).items():
         server = serving.read_state(paths, name)
         mine = records.read(paths, name)
-        done = [record for record in mine if record["success"]]
+        done = [record for record in mine if record.success]
         current = done[-1] if done else None
         last = mine[-1] if mine else None
         if environment.deploy.target == "host":
@@ -306,42 +323,42 @@ def status(paths: Paths) -> list[dict[str, Any]]:
             running = server.bento if server and serving.alive(server.pid) else None
             url, healthy = server.url if server else environment.url, serving.healthy(server)
         rows.append(
-            {
-                "environment": name,
-                "url": url,
-                "running": running,
-                "healthy": healthy,
-                "record": current,
-                "last_failure": last if last and not last.get("success") else None,
-            }
+            EnvironmentStatus(
+                environment=name,
+                url=url,
+                running=running,
+                healthy=healthy,
+                record=current,
+                last_failure=last if last and not last.success else None,
+            )
         )
     return rows
 
 
-def _gates(record: dict[str, Any]) -> str:
-    found = record.get("checks", {}).get("loadtest")
+def _gates(record: DeployRecord) -> str:
+    found = record.checks.get("loadtest")
     if not found:
         return "-"
     return f"p99 {found['p99_ms']:.0f}ms {found['rps']:.0f}rps err {found['errors']}"
 
 
-def format_status(rows: list[dict[str, Any]]) -> str:
+def format_status(rows: list[EnvironmentStatus]) -> str:
     header = ("env", "url", "bento", "model", "commit", "gates", "action", "when", "by", "healthy")
     lines = [header]
     for row in rows:
-        record = row["record"] or {}
+        record = row.record
         lines.append(
             (
-                row["environment"],
-                row["url"],
-                row["running"] or "-",
-                str(record.get("model_version") or "-"),
-                str(record.get("git_commit") or "-")[:8],
+                row.environment,
+                row.url or "-",
+                row.running or "-",
+                (record and record.model_version) or "-",
+                ((record and record.git_commit) or "-")[:8],
                 _gates(record) if record else "-",
-                record.get("action") or "-",
-                record.get("time") or "-",
-                record.get("actor") or "-",
-                "yes" if row["healthy"] else "no",
+                (record and record.action) or "-",
+                (record and record.time) or "-",
+                (record and record.actor) or "-",
+                "yes" if row.healthy else "no",
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
@@ -349,19 +366,19 @@ def format_status(rows: list[dict[str, Any]]) -> str:
         "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
     )
     for row in rows:
-        if (record := row["record"]) and record.get("phase") == "recovered":
+        if (record := row.record) and record.phase == "recovered":
             text += (
-                f"\n{row['environment']}: {record['action']} of {record['bento']} at "
-                f"{record['time']} was interrupted before it recorded its outcome; its bento "
+                f"\n{row.environment}: {record.action} of {record.bento} at "
+                f"{record.time} was interrupted before it recorded its outcome; its bento "
                 "had passed its checks and was serving, so it was recorded as verified later"
             )
-        if failure := row["last_failure"]:
-            attempt = f"\n{row['environment']}: last {failure['action']} of {failure['bento']}"
-            if failure.get("status") == "RUNNING":
-                text += f"{attempt} started at {failure['time']} and recorded no outcome"
+        if failure := row.last_failure:
+            attempt = f"\n{row.environment}: last {failure.action} of {failure.bento}"
+            if failure.status == "RUNNING":
+                text += f"{attempt} started at {failure.time} and recorded no outcome"
                 text += " (still running, or killed)"
             else:
-                text += f"{attempt} failed at {failure['time']}: {failure['error']}"
+                text += f"{attempt} failed at {failure.time}: {failure.error}"
     return text
 
 

@@ -22,12 +22,15 @@ import shlex
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from ..config import Paths
 from . import kubernetes_manifests as manifests
 from .checks import CheckFailed, health
 from .environments import Environment
+from .records import DeployRecord
 
 DRY_RUN_VARIABLE = "KUBERNETES_DRY_RUN"
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
@@ -134,7 +137,21 @@ def pushed_digest(environment: Environment, bento: str, runner: Runner = run) ->
     raise CommandFailed(f"{problem}: RepoDigests lists no {repository}@sha256:... ({listed})")
 
 
-def plan(paths: Paths, environment: Environment, labels: dict[str, Any]) -> dict[str, Any]:
+class DryRun(BaseModel):
+    """What a deploy would do with $DRY_RUN_VARIABLE set: nothing runs, nothing is recorded."""
+
+    model_config = ConfigDict(frozen=True)
+
+    action: Literal["dry-run"] = "dry-run"
+    environment: str
+    bento: str
+    model_version: str | None
+    url: str | None
+    commands: list[str]
+    manifests: str | None = None  # the validated manifests it would apply
+
+
+def plan(paths: Paths, environment: Environment, labels: dict[str, Any]) -> DryRun:
     """The dry run: write validated manifests to reports/deploy/<env>/ and print the commands."""
     folder = manifests.write(environment, labels, paths.reports / "deploy" / environment.name)
     steps = [shlex.join(command) for command in commands(environment, labels["bento"], folder)]
@@ -143,21 +160,20 @@ def plan(paths: Paths, environment: Environment, labels: dict[str, Any]) -> dict
     pinned = manifests.pinned(environment, "<digest>")
     print(f"  (they name the image by tag; a deploy names it {pinned})")
     print("\n".join(f"  {step}" for step in steps))
-    return {
-        "action": "dry-run",
-        "environment": environment.name,
-        "bento": labels["bento"],
-        "model_version": labels.get("model_version"),
-        "url": environment.url,
-        "manifests": str(folder),
-        "commands": steps,
-    }
+    return DryRun(
+        environment=environment.name,
+        bento=labels["bento"],
+        model_version=labels.get("model_version"),
+        url=environment.url,
+        manifests=str(folder),
+        commands=steps,
+    )
 
 
 def _restore(
     paths: Paths,
     environment: Environment,
-    before: dict[str, Any] | None,
+    before: DeployRecord | None,
     runner: Runner,
     applied: bool,
 ) -> str:
@@ -165,9 +181,9 @@ def _restore(
 
     `applied`: whether `kubectl apply` succeeded (else it may have changed nothing).
     """
-    if before is None or before.get("target") != "kubernetes":
+    if before is None or before.target != "kubernetes":
         return "no verified bento (no previous kubernetes record to roll back to)"
-    if before["bento"] == UNDONE:  # no manifests: back to the cluster's previous revision
+    if before.bento == UNDONE:  # no manifests: back to the cluster's previous revision
         if not applied:
             return "an unknown state (kubectl apply failed; no manifests to re-apply)"
         try:
@@ -176,25 +192,24 @@ def _restore(
         except CommandFailed as error:
             return f"an unknown state: undoing the rollout failed too ({error})"
         return UNDONE
-    folder = manifests.kept_folder(before)
+    folder = manifests.kept_folder(before.checks)
     if folder is None:  # rendered again from the record, at the digest it ran
-        digest = before.get("checks", {}).get("kubernetes", {}).get("digest")
-        folder = manifests.manifests_folder(paths, environment, before["bento"])
-        manifests.write(environment, before, folder, digest)
+        digest = before.checks.get("kubernetes", {}).get("digest")
+        folder = manifests.manifests_folder(paths, environment, before.bento)
+        manifests.write(environment, before.labels(), folder, digest)
     try:
         for command in apply_commands(environment, folder):
             runner(command)
     except CommandFailed as error:
-        return f"an unknown state: re-applying {before['bento']} failed too ({error})"
-    bento: str = before["bento"]
-    return bento
+        return f"an unknown state: re-applying {before.bento} failed too ({error})"
+    return before.bento
 
 
 def replace(
     paths: Paths,
     environment: Environment,
     labels: dict[str, Any],
-    before: dict[str, Any] | None,
+    before: DeployRecord | None,
     verify: Callable[[str, bool], dict[str, Any]],
     runner: Runner = run,
 ) -> dict[str, Any]:
@@ -231,7 +246,7 @@ def replace(
         served = (
             _restore(paths, environment, before, runner, applied)
             if touched
-            else (before["bento"] if before else "what it served before (nothing was applied)")
+            else (before.bento if before else "what it served before (nothing was applied)")
         )
         state["serving"] = served
         raise CheckFailed(str(error), results) from error
@@ -239,19 +254,18 @@ def replace(
     return results
 
 
-def plan_undo(environment: Environment) -> dict[str, Any]:
+def plan_undo(environment: Environment) -> DryRun:
     """The dry run of `undo`: print its commands, run none."""
     steps = [shlex.join(command) for command in undo_commands(environment)]
     print(f"${DRY_RUN_VARIABLE} is set: nothing runs.")
     print("\n".join(f"  {step}" for step in steps))
-    return {
-        "action": "dry-run",
-        "environment": environment.name,
-        "bento": UNDONE,
-        "model_version": None,
-        "url": environment.url,
-        "commands": steps,
-    }
+    return DryRun(
+        environment=environment.name,
+        bento=UNDONE,
+        model_version=None,
+        url=environment.url,
+        commands=steps,
+    )
 
 
 def _reported(deployment: str) -> dict[str, Any]:
@@ -272,7 +286,7 @@ def serving(environment: Environment, runner: Runner = run) -> str | None:
 
 
 def restore(
-    paths: Paths, environment: Environment, before: dict[str, Any] | None, runner: Runner = run
+    paths: Paths, environment: Environment, before: DeployRecord | None, runner: Runner = run
 ) -> str:
     """Apply `before` (the environment's last verified record) again, after a deploy cut
     short left its unchecked rollout running; return what the environment serves now."""

@@ -223,9 +223,10 @@ def manifests_folder(paths: Paths, environment: Environment, bento: str) -> Path
     return paths.state / "kubernetes" / environment.name / bento_version(bento)
 
 
-def kept_folder(record: dict[str, Any]) -> Path | None:
-    """The manifests `record` applied, if kept here and still naming the image it ran."""
-    kept = record.get("checks", {}).get("kubernetes", {})
+def kept_folder(checks: dict[str, Any]) -> Path | None:
+    """The manifests a deploy with these `checks` applied, if kept here and still naming
+    the image it ran."""
+    kept = checks.get("kubernetes", {})
     if not kept.get("manifests"):
         return None
     file = Path(kept["manifests"]) / FILES[0]

@@ -8,19 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import Paths
-
-# Server and alive too: what a local environment's state holds, and whether it lives.
-from ..serving import (  # noqa: F401
-    Server,
-    alive,
-    clear_state,
-    free_port,
-    healthy,
-    listening,
-    read_state,
-    start,
-    stop,
-)
+from ..serving import clear_state, free_port, healthy, listening, read_state, start, stop
 
 
 def candidate(environment: str) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 
 from mlflow.entities import Run, RunStatus
 from mlflow.exceptions import MlflowException
+from pydantic import BaseModel, field_validator
 
 from .. import registry
 from ..config import PROJECT, Paths
@@ -46,6 +47,52 @@ MAX_TAG = 8000
 LOADTEST_METRICS = ("rps", "p50_ms", "p95_ms", "p99_ms", "errors", "requests")
 
 
+class DeployRecord(BaseModel):
+    """One deploy attempt: a run's tags in the release store (FIELDS), and what
+    reports/deploys/<env>.json shows of this job's deploy.
+
+    Not frozen: it is the attempt's journal, filled in as the deploy proceeds.
+    """
+
+    time: str | None = None
+    environment: str
+    action: str  # deploy, promote or rollback
+    bento: str  # a bento tag, or kubernetes.UNDONE for a `kubectl rollout undo`
+    bento_sha256: str | None = None
+    model_version: str | None = None
+    git_commit: str | None = None
+    actor: str | None = None
+    target: str | None = None  # local, host or kubernetes
+    url: str | None = None
+    previous_bento: str | None = None
+    error: str | None = None
+    process: str | None = None  # <host>:<pid> of the deploy
+    phase: str | None = None  # checking, switching, finished or recovered
+    # What each check measured (health, smoke, loadtest, after_switch, kubernetes): a JSON
+    # document in one tag, cut at MAX_TAG ({"truncated": ...} then).
+    checks: dict[str, Any] = {}
+    success: bool = False
+    status: str | None = None  # the run's: RUNNING, FINISHED or FAILED; None before `start`
+    run_id: str | None = None
+
+    @field_validator("model_version", mode="before")
+    @classmethod
+    def _version(cls, value: object) -> object:
+        # MLflow numbers versions (as int or str); bentos label a model without a version
+        # "None", and records before this model stored that string as the tag.
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return None if value in ("None", "") else value
+
+    def labels(self) -> dict[str, str | None]:
+        """The bento's labels as this record keeps them (what package.bento_labels gives)."""
+        return {
+            "bento": self.bento,
+            "model_version": self.model_version,
+            "git_commit": self.git_commit,
+        }
+
+
 def actor() -> str:
     """Who deploys: the CI user when run by CI, else the local user."""
     for variable in ACTOR_VARIABLES:
@@ -62,14 +109,14 @@ def process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def abandoned(record: dict[str, Any]) -> bool:
+def abandoned(record: DeployRecord) -> bool:
     """Whether `record` is RUNNING but its deploy is over: started on this host by a process
     that is gone (or by this one: the caller holds the deploy lock, so it is not running),
     or anywhere, when this is the CI job that alone deploys its environment now."""
-    host, _, pid = (record.get("process") or "").rpartition(":")
-    if record["status"] != "RUNNING":
+    host, _, pid = (record.process or "").rpartition(":")
+    if record.status != "RUNNING":
         return False
-    if record.get("environment") == os.environ.get(SOLE_DEPLOYER_VARIABLE):
+    if record.environment == os.environ.get(SOLE_DEPLOYER_VARIABLE):
         return True
     if host != socket.gethostname() or not pid.isdigit():
         return False
@@ -93,17 +140,24 @@ def _tag(value: object) -> str:
     return text[:MAX_TAG]
 
 
-def start(paths: Paths, record: dict[str, Any]) -> dict[str, Any]:
+def start(paths: Paths, record: DeployRecord) -> DeployRecord:
     """Open the attempt's run (RUNNING) before anything is deployed; return the record."""
     client = registry.client(paths)
     experiment = registry.setup_experiment(paths, EXPERIMENT)
-    tags = {key: _tag(record[key]) for key in FIELDS if record.get(key) is not None}
-    tags["mlflow.runName"] = f"{record['action']} {record['environment']} {record['bento']}"
+    fields = record.model_dump(include=set(FIELDS), exclude_none=True)
+    tags = {key: _tag(value) for key, value in fields.items()}
+    tags["mlflow.runName"] = f"{record.action} {record.environment} {record.bento}"
     run = client.create_run(experiment, tags=tags)
-    return {**record, "run_id": run.info.run_id}
+    return record.model_copy(update={"run_id": run.info.run_id, "status": "RUNNING"})
 
 
-def journal(paths: Paths, record: dict[str, Any], checks: dict[str, Any]) -> dict[str, Any]:
+def _run_id(record: DeployRecord) -> str:
+    if record.run_id is None:
+        raise ValueError(f"the {record.action} of {record.bento} has no run: call start first")
+    return record.run_id
+
+
+def journal(paths: Paths, record: DeployRecord, checks: dict[str, Any]) -> DeployRecord:
     """Note in the run that the candidate passed `checks` and the switch begins.
 
     Written before the old bento stops: if this write fails the deploy stops while the old
@@ -111,48 +165,53 @@ def journal(paths: Paths, record: dict[str, Any], checks: dict[str, Any]) -> dic
     checked and may have taken over.
     """
     client = registry.client(paths)
-    client.set_tag(record["run_id"], "checks", _tag(checks))
-    client.set_tag(record["run_id"], "phase", "switching")
-    return {**record, "checks": checks, "phase": "switching"}
+    client.set_tag(_run_id(record), "checks", _tag(checks))
+    client.set_tag(_run_id(record), "phase", "switching")
+    return record.model_copy(update={"checks": checks, "phase": "switching"})
 
 
-def finish(paths: Paths, record: dict[str, Any]) -> dict[str, Any]:
+def finish(paths: Paths, record: DeployRecord) -> DeployRecord:
     """Close the attempt's run with its checks and outcome.
 
     The status (FINISHED or FAILED) is written last: it is the write that commits the
     outcome, and until it lands the run stays RUNNING, as the journal of a deploy cut short.
     """
     client = registry.client(paths)
-    run_id = record["run_id"]
-    phase = "recovered" if record.get("phase") == "recovered" else "finished"
+    run_id = _run_id(record)
+    phase = "recovered" if record.phase == "recovered" else "finished"
     client.set_tag(run_id, "phase", phase)
-    client.set_tag(run_id, "checks", _tag(record["checks"]))
-    client.set_tag(run_id, "success", "true" if record["success"] else "false")
-    if record.get("error"):
-        client.set_tag(run_id, "error", _tag(record["error"]))
-    for name, value in (record["checks"].get("loadtest") or {}).items():
+    client.set_tag(run_id, "checks", _tag(record.checks))
+    client.set_tag(run_id, "success", "true" if record.success else "false")
+    if record.error:
+        client.set_tag(run_id, "error", _tag(record.error))
+    for name, value in (record.checks.get("loadtest") or {}).items():
         if name in LOADTEST_METRICS and isinstance(value, int | float):
             client.log_metric(run_id, f"loadtest_{name}", float(value))
-    status = RunStatus.to_string(RunStatus.FINISHED if record["success"] else RunStatus.FAILED)
+    status = RunStatus.to_string(RunStatus.FINISHED if record.success else RunStatus.FAILED)
     client.set_terminated(run_id, status)
-    return {**record, "status": status, "phase": phase}
+    return record.model_copy(update={"status": status, "phase": phase})
 
 
-def _record(run: Run) -> dict[str, Any]:
+def from_run(run: Run) -> DeployRecord:
+    """The record a run's tags keep (the same tags since the first release store)."""
     tags = run.data.tags
-    record: dict[str, Any] = {key: tags.get(key) for key in FIELDS}
     try:
-        record["checks"] = json.loads(tags.get("checks", "{}"))
+        checks = json.loads(tags.get("checks", "{}"))
     except json.JSONDecodeError:  # cut at MAX_TAG: keep what is there, readable
-        record["checks"] = {"truncated": tags["checks"]}
-    record["success"] = run.info.status == "FINISHED" and tags.get("success") == "true"
-    # RUNNING: in progress, or interrupted (killed) before it could record its outcome.
-    record["status"] = run.info.status
-    record["run_id"] = run.info.run_id
-    return record
+        checks = {"truncated": tags["checks"]}
+    return DeployRecord.model_validate(
+        {
+            **{key: tags[key] for key in FIELDS if key in tags},
+            "checks": checks,
+            "success": run.info.status == "FINISHED" and tags.get("success") == "true",
+            # RUNNING: in progress, or interrupted (killed) before it recorded its outcome.
+            "status": run.info.status,
+            "run_id": run.info.run_id,
+        }
+    )
 
 
-def read(paths: Paths, environment: str | None = None) -> list[dict[str, Any]]:
+def read(paths: Paths, environment: str | None = None) -> list[DeployRecord]:
     """Every deploy attempt (to `environment`, if given), oldest first."""
     client = registry.client(paths)
     experiment = client.get_experiment_by_name(EXPERIMENT)
@@ -160,7 +219,7 @@ def read(paths: Paths, environment: str | None = None) -> list[dict[str, Any]]:
         return []
     where = f"tags.environment = '{environment}'" if environment else ""
     runs: list[Run] = []
-    token: str | None = None
+    token = None
     while True:
         page = client.search_runs(
             [experiment.experiment_id], where, max_results=1000, page_token=token
@@ -169,72 +228,70 @@ def read(paths: Paths, environment: str | None = None) -> list[dict[str, Any]]:
         token = page.token
         if not token:
             break
-    records = [_record(run) for run in runs]
-    return sorted(records, key=lambda record: record["time"] or "")
+    records = [from_run(run) for run in runs]
+    return sorted(records, key=lambda record: record.time or "")
 
 
-def successes(paths: Paths, environment: str) -> list[dict[str, Any]]:
+def successes(paths: Paths, environment: str) -> list[DeployRecord]:
     """The deploys to `environment` whose every check passed, oldest first."""
-    return [record for record in read(paths, environment) if record["success"]]
+    return [record for record in read(paths, environment) if record.success]
 
 
 def verified(paths: Paths, environment: str, bento: str) -> bool:
     """Whether `bento` was deployed to `environment` and passed its checks there."""
-    return any(record["bento"] == bento for record in successes(paths, environment))
+    return any(record.bento == bento for record in successes(paths, environment))
 
 
-def current(paths: Paths, environment: str) -> dict[str, Any] | None:
+def current(paths: Paths, environment: str) -> DeployRecord | None:
     """The last successful deploy to `environment`: what it serves."""
     done = successes(paths, environment)
     return done[-1] if done else None
 
 
-def previous(paths: Paths, environment: str) -> dict[str, Any] | None:
+def previous(paths: Paths, environment: str) -> DeployRecord | None:
     """The last successful deploy of a bento other than the one serving now."""
     done = successes(paths, environment)
     if not done:
         return None
-    serving = done[-1]["bento"]
-    return next((r for r in reversed(done) if r["bento"] != serving), None)
+    serving = done[-1].bento
+    return next((r for r in reversed(done) if r.bento != serving), None)
 
 
-def retag(paths: Paths, record: dict[str, Any]) -> bool:
+def retag(paths: Paths, record: DeployRecord) -> bool:
     """Tag the model version of `record`, an environment's current deploy, unless it already
     carries it: aliases follow the history, even after a write to them failed."""
-    if record.get("model_version") in (None, "None", ""):
+    if record.model_version is None:
         return False
-    environment = record["environment"]
+    environment = record.environment
     try:
         tagged = registry.client(paths).get_model_version_by_alias(PROJECT, environment)
     except MlflowException:  # no such alias yet
         tagged = None
     if tagged is not None and (
-        str(tagged.version) == str(record["model_version"])
-        and tagged.tags.get(f"deploy.{environment}.deploy_run") == record["run_id"]
+        str(tagged.version) == record.model_version
+        and tagged.tags.get(f"deploy.{environment}.deploy_run") == record.run_id
     ):
         return False
     tag_registry(paths, record)
     return True
 
 
-def tag_registry(paths: Paths, record: dict[str, Any]) -> None:
+def tag_registry(paths: Paths, record: DeployRecord) -> None:
     """Alias the model version after the environment and tag it with the deploy record."""
-    version = record.get("model_version")
-    if version in (None, "None", ""):
+    version = record.model_version
+    if version is None:
         return
     client = registry.client(paths)
-    environment = record["environment"]
-    client.set_registered_model_alias(PROJECT, environment, str(version))
+    environment = record.environment
+    client.set_registered_model_alias(PROJECT, environment, version)
     tags = {
-        "bento": record["bento"],
-        "git_commit": record["git_commit"],
-        "gates": json.dumps(record["checks"], sort_keys=True),
-        "actor": record["actor"],
-        "time": record["time"],
-        "action": record["action"],
-        "deploy_run": record["run_id"],
+        "bento": record.bento,
+        "git_commit": record.git_commit,
+        "gates": json.dumps(record.checks, sort_keys=True),
+        "actor": record.actor,
+        "time": record.time,
+        "action": record.action,
+        "deploy_run": record.run_id,
     }
     for key, value in tags.items():
-        client.set_model_version_tag(
-            PROJECT, str(version), f"deploy.{environment}.{key}", _tag(value)
-        )
+        client.set_model_version_tag(PROJECT, version, f"deploy.{environment}.{key}", _tag(value))

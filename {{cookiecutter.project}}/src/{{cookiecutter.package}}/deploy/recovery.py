@@ -8,16 +8,16 @@ the next deploy, status or down settles it from what then serves (`reconcile`).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ..config import Paths
 from ..serving import healthy, read_state
 from . import checks, host, kubernetes, local, records
 from .environments import Environment, load_all
+from .records import DeployRecord
 
 
-def record_failure(paths: Paths, record: dict[str, Any]) -> str:
+def record_failure(paths: Paths, record: DeployRecord) -> str:
     """Record a failed attempt; if that fails too, say so (the next command settles it)."""
     try:
         report(paths, records.finish(paths, record))
@@ -29,7 +29,7 @@ def record_failure(paths: Paths, record: dict[str, Any]) -> str:
 def undo_switch(
     paths: Paths,
     environment: Environment,
-    record: dict[str, Any],
+    record: DeployRecord,
     before: str | None,
     error: Exception,
 ) -> str:
@@ -40,7 +40,7 @@ def undo_switch(
     Whatever of this fails, the run stays RUNNING with its journal: the next deploy, status
     or down finishes it from what then serves (see `reconcile`).
     """
-    name, bento, action = environment.name, record["bento"], record["action"]
+    name, bento, action = environment.name, record.bento, record.action
     note = ""
     try:
         put_back(paths, environment, before)
@@ -53,7 +53,7 @@ def undo_switch(
             f"{action} of {bento} to {name}: it serves, but recording it failed ({error})"
             f"{note}; the next deploy, status or down records it"
         )
-    record.update(success=False, error=f"the outcome could not be recorded: {error}{note}")
+    record.success, record.error = False, f"the outcome could not be recorded: {error}{note}"
     written = record_failure(paths, record)
     return (
         f"{action} of {bento} to {name} failed, {name} still serves {served}: "
@@ -82,7 +82,7 @@ def answers(url: str, _full: bool) -> dict[str, Any]:
     return {"health": found}
 
 
-def reconcile(paths: Paths) -> list[dict[str, Any]]:
+def reconcile(paths: Paths) -> list[DeployRecord]:
     """Settle what deploys cut short left (call it holding the deploy lock).
 
     A RUNNING record whose process is gone is finished from what serves now: as a success
@@ -95,7 +95,7 @@ def reconcile(paths: Paths) -> list[dict[str, Any]]:
     settled = []
     for name, environment in load_all(paths).items():
         mine = records.read(paths, name)
-        verified = [record for record in mine if record["success"]]
+        verified = [record for record in mine if record.success]
         if left := [r for r in mine if records.abandoned(r)]:
             try:
                 served = (
@@ -106,8 +106,8 @@ def reconcile(paths: Paths) -> list[dict[str, Any]]:
             except kubernetes.CommandFailed:
                 continue  # the cluster cannot be read now: a later command settles these
             for record in left:
-                ok = record is mine[-1] and record["phase"] == "switching"
-                ok = ok and record["bento"] == served
+                ok = record is mine[-1] and record.phase == "switching"
+                ok = ok and record.bento == served
                 error = None if ok else (
                     f"interrupted before it recorded its outcome; {name} then served "
                     f"{served or 'nothing'}"
@@ -116,19 +116,18 @@ def reconcile(paths: Paths) -> list[dict[str, Any]]:
                 if not ok and last and _unchecked_rollout(environment, served, record):
                     now = kubernetes.restore(paths, environment, verified[-1] if verified else None)
                     error = f"{error} (its unchecked rollout); put back: {name} serves {now}"
-                record.update(success=ok, phase="recovered", error=error)
+                # In place: the settled records count below, as `mine`'s successes.
+                record.success, record.phase, record.error = ok, "recovered", error
                 settled.append(records.finish(paths, record))
-        if done := [record for record in mine if record["success"]]:
+        if done := [record for record in mine if record.success]:
             records.retag(paths, done[-1])
     return settled
 
 
-def _unchecked_rollout(
-    environment: Environment, served: str | None, record: dict[str, Any]
-) -> bool:
+def _unchecked_rollout(environment: Environment, served: str | None, record: DeployRecord) -> bool:
     """Whether a cluster runs the bento of a deploy cut short before its checks passed:
     its rollout comes before its checks (blue-green targets switch only after them)."""
-    return environment.deploy.target == "kubernetes" and served == record["bento"]
+    return environment.deploy.target == "kubernetes" and served == record.bento
 
 
 def serving(paths: Paths, environment: Environment) -> str | None:
@@ -136,14 +135,14 @@ def serving(paths: Paths, environment: Environment) -> str | None:
     if environment.deploy.target == "host":
         return host.serving(environment)
     server = read_state(paths, environment.name)
-    return server.bento if healthy(server) else None
+    return server.bento if server is not None and healthy(server) else None
 
 
-def report(paths: Paths, record: dict[str, Any]) -> None:
+def report(paths: Paths, record: DeployRecord) -> None:
     """This job's deploy, as a report beside the others (`make summary` shows it)."""
     folder = paths.reports / "deploys"
     folder.mkdir(parents=True, exist_ok=True)
-    file = folder / f"{record['environment']}.json"
+    file = folder / f"{record.environment}.json"
     partial = file.with_name(file.name + ".tmp")
-    partial.write_text(json.dumps(record, indent=2) + "\n")
+    partial.write_text(record.model_dump_json(indent=2) + "\n")
     partial.replace(file)
