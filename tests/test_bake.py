@@ -115,6 +115,7 @@ COMMON_FILES = [
     "tests/integration/test_environment_verify.py",
     "tests/integration/test_infra_check.py",
     "tests/integration/test_kubernetes_deploy.py",
+    "tests/integration/test_loadtest.py",
     "tests/integration/test_monitoring.py",
     "tests/integration/test_package_stage.py",
     "tests/integration/test_release_migration.py",

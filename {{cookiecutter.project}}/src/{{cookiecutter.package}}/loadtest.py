@@ -2,6 +2,8 @@
 
 Locust runs in a subprocess (it monkey-patches the standard library with gevent) and
 writes CSV and HTML reports; the aggregated CSV row becomes RPS, p50/p95/p99 and errors.
+The measured seconds start at the service's first answer (locustfile.py says why); a
+service that answers nothing within FIRST_ANSWER_TIMEOUT seconds fails the load test.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 from .config import Params, Paths
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+# How long locust may wait for the service's first answer before the measured seconds start.
+FIRST_ANSWER_TIMEOUT = 30
 
 
 def report_dir(paths: Paths, environment: str) -> Path:
@@ -63,7 +67,7 @@ def check_gates(measured: dict[str, Any], latency_p99_ms: float, min_rps: float)
     """One message per gate not met, naming the gate and the measured value."""
     failures = []
     if measured["requests"] == 0:
-        failures.append("requests: the load test sent no request")
+        failures.append("requests: the service answered no request of the load test")
     if measured["errors"] > 0:
         failures.append(
             f"errors: {measured['errors']} of {measured['requests']} requests failed "
@@ -100,12 +104,20 @@ def run(
     command = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
         "--host", url.rstrip("/"), "--users", str(users), "--spawn-rate", str(users),
-        "--run-time", f"{seconds}s", "--stop-timeout", "5", "--only-summary",
+        "--run-time", f"{FIRST_ANSWER_TIMEOUT + seconds}s", "--stop-timeout", "5", "--only-summary",
         "--csv", str(prefix), "--html", str(folder / "report.html"), "--loglevel", "WARNING",
     ]  # fmt: skip
-    env = {**os.environ, "LOADTEST_RECORD": json.dumps(record or sample_record(params, paths))}
+    env = {
+        **os.environ,
+        "LOADTEST_RECORD": json.dumps(record or sample_record(params, paths)),
+        "LOADTEST_SECONDS": str(seconds),
+    }
     completed = subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=seconds + 120
+        command,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=FIRST_ANSWER_TIMEOUT + seconds + 120,
     )
     stats = Path(f"{prefix}_stats.csv")
     if not stats.exists():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -189,9 +190,18 @@ def test_each_local_environment_and_candidate_logs_its_own_traffic_which_monitor
     names = ["test", "preprod", local.candidate("test")]
     servers = {}
     try:
-        for name in names:
-            port = serving.free_port()
-            servers[name] = serving.start(paths, bento["tag"], port, name, record_as=name)
+        ports = set()
+        while len(ports) < len(names):
+            ports.add(serving.free_port())
+        # Side by side: each start waits seconds for its own `bentoml serve` to be ready.
+        with ThreadPoolExecutor(len(names)) as starting:
+            started = {
+                name: starting.submit(serving.start, paths, bento["tag"], port, name, record_as=name)
+                for name, port in zip(names, ports, strict=True)
+            }
+        servers = {n: f.result() for n, f in started.items() if f.exception() is None}
+        for future in started.values():
+            future.result()  # a start that failed, once the others are kept to be stopped
         for size, name in enumerate(names, start=1):
             records = smoke.to_records(held_out.head(10 * size), model.spec.names)
             assert post(servers[name].url, records, f"it-{name}").status_code == 200

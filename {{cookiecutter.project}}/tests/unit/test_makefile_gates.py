@@ -52,10 +52,11 @@ TRAINING = ["data", "validate", "train --retrain", "evaluate --defer-to-challeng
             "challenge run", "challenge verdict"]  # fmt: skip
 
 
-def layer(name: str) -> str:
-    return f"pytest -m {name} --junitxml=reports/junit/{name}.xml"
+def layer(name: str, *extra: str) -> str:
+    return " ".join((f"pytest -m {name} --junitxml=reports/junit/{name}.xml", *extra))
 
 
+INTEGRATION = layer("integration", "-n auto --dist loadfile")  # on every core: xdist workers
 # A pull request's checks, job by job (cicd.CHECKS), as `make build` runs them.
 CHECK_CHAIN = [
     "pre-commit run --all-files --show-diff-on-failure",
@@ -66,7 +67,7 @@ CHECK_CHAIN = [
     "train", "evaluate",
     layer("model"),
     "package --no-release", layer("artifacts"), "infra-check",
-    layer("integration"),
+    INTEGRATION,
     "ci import-bento", "ci service-check --env test", layer("service"),
 ]  # fmt: skip
 
@@ -78,7 +79,7 @@ def test_the_default_branch_build_runs_every_check_then_releases(project):
     assert calls == ["ci require-store-server", *CHECK_CHAIN, "release"]
 
 
-@pytest.mark.parametrize("failing", [layer("unit"), layer("integration"), layer("service")])
+@pytest.mark.parametrize("failing", [layer("unit"), INTEGRATION, layer("service")])
 def test_a_failing_check_stops_the_build_before_anything_is_released(project, failing):
     done, calls = make(project, "build", f"RUN={project / 'cli.sh'}", FAIL=failing)
 
