@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from cookiecutter.utils import simple_filter
+from jinja2 import Environment
 from jinja2.ext import Extension
 
 # TOML basic strings escape these two and every control character; the rest is literal
@@ -25,7 +26,8 @@ _MARKDOWN_INLINE = re.compile(r"([\\`*_\[\]<>!&~$#|])")
 _MARKDOWN_BLOCK_START = re.compile(r"^(\s*|\s*\d+)([-+=]|(?<=\d)[.)])")
 
 
-@simple_filter
+# (cookiecutter has no type information: its decorator is untyped to mypy.)
+@simple_filter  # type: ignore[untyped-decorator]
 def toml_string(value: object) -> str:
     """`value` as a TOML basic string, quotes included."""
     out = []
@@ -39,7 +41,7 @@ def toml_string(value: object) -> str:
     return '"' + "".join(out) + '"'
 
 
-@simple_filter
+@simple_filter  # type: ignore[untyped-decorator]
 def markdown_text(value: object) -> str:
     """`value` as Markdown inline text that renders as itself."""
     text = _MARKDOWN_INLINE.sub(r"\\\1", str(value))
@@ -51,6 +53,6 @@ class TemplateFolder(Extension):
     hooks (`_repo_dir`); cruft, regenerating the project at two commits to update it, does
     not, and the post-gen hook needs the folder for environments/."""
 
-    def __init__(self, environment):
+    def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
         environment.globals["template_folder"] = str(Path(__file__).resolve().parent)

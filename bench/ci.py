@@ -58,6 +58,8 @@ def load_cicd(project: Path):
     """The baked project's own cicd.py: the checks and their graph, as its CI files have them."""
     [path] = project.glob("src/*/cicd.py")
     spec = importlib.util.spec_from_file_location("bench_cicd", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
@@ -76,8 +78,8 @@ def critical_path(jobs: dict[str, float], needs: dict[str, list[str]]) -> tuple[
         before[name] = last
     end = max(finish, key=finish.__getitem__)
     path = [end]
-    while before[path[-1]] is not None:
-        path.append(before[path[-1]])
+    while (previous := before[path[-1]]) is not None:
+        path.append(previous)
     return finish[end], path[::-1]
 
 

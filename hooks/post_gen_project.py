@@ -8,15 +8,16 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
-ANSWERS = json.loads(
+ANSWERS: dict[str, Any] = json.loads(
     r"""
 {{ cookiecutter | tojson }}
 """
 )
 # The template's folder as local_extensions.py knows it: cruft, which regenerates the project
 # at two template commits to update it, passes no _repo_dir.
-TEMPLATE_FOLDER = json.loads(
+TEMPLATE_FOLDER: str = json.loads(
     r"""
 {{ template_folder | tojson }}
 """
@@ -37,7 +38,7 @@ CI_FILES = {
 }
 
 
-def drop_unused_ci(project, ci):
+def drop_unused_ci(project: Path, ci: str) -> None:
     """Remove the CI files of any platform that was not chosen."""
     chosen = set(ci.split("+"))
     for platform, paths in CI_FILES.items():
@@ -51,7 +52,7 @@ def drop_unused_ci(project, ci):
                 path.unlink()
 
 
-def template_dir(repo_dir):
+def template_dir(repo_dir: str) -> Path:
     """The template checkout. Cookiecutter passes a path relative to the directory
     it was started in when given a relative one, while hooks run in the project."""
     path = Path(repo_dir)
@@ -65,7 +66,7 @@ def template_dir(repo_dir):
     return path
 
 
-def copy_environments(template, project):
+def copy_environments(template: Path, project: Path) -> None:
     """Copy the template's environment catalogue, the single source of truth."""
     target = project / "environments"
     target.mkdir(exist_ok=True)
@@ -73,20 +74,20 @@ def copy_environments(template, project):
         shutil.copyfile(str(source), str(target / source.name))
 
 
-def uv_error(stderr):
+def uv_error(stderr: str) -> str:
     """uv's error paragraph, on one line."""
     error = stderr.partition("error: ")[2] or stderr
     return " ".join(error.split("\n\n")[0].split())
 
 
-def renderer_requirements(project):
+def renderer_requirements(project: Path) -> list[str]:
     """The pins of what the CI renderer imports, from the project's own pyproject.toml (the
     versions uv.lock and CI install), e.g. ["pydantic==2.14.4", ...]."""
     metadata = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
     declared = metadata["project"]["dependencies"] + [
         spec for group in metadata.get("dependency-groups", {}).values() for spec in group
     ]
-    pins = {}
+    pins: dict[str, str] = {}
     for spec in declared:
         name, _, version = spec.partition("==")
         if name in RENDERER_NEEDS and version:
@@ -99,7 +100,7 @@ def renderer_requirements(project):
     return [pins[name] for name in RENDERER_NEEDS]
 
 
-def render_ci(project, package):
+def render_ci(project: Path, package: str) -> None:
     """Write every platform's CI files from environments/ with the project's own renderer
     (`python -m <package>.cicd`), which validates them with the CD engine's schema. It
     needs pydantic, which Cookiecutter's environment may lack, so uv runs it in one of its
@@ -135,7 +136,7 @@ def render_ci(project, package):
     sys.exit(f"cannot run the CI renderer with uv: {uv_error(done.stderr)}")
 
 
-def keep_task_suite(project, task):
+def keep_task_suite(project: Path, task: str) -> None:
     """Keep the expectation suite profiled for the chosen task's default data."""
     suites = project / "expectations"
     (suites / f"{task}.json").rename(suites / "raw.json")
@@ -143,7 +144,7 @@ def keep_task_suite(project, task):
         (suites / f"{other}.json").unlink(missing_ok=True)
 
 
-def git_output(folder, *args):
+def git_output(folder: Path | str, *args: str) -> str | None:
     """`git -C folder args`'s output, or None when git or the repository is missing."""
     try:
         done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True)
@@ -152,27 +153,28 @@ def git_output(folder, *args):
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def template_source(template, answers):
+def template_source(template: Path, answers: dict[str, Any]) -> tuple[str, str | None, str | None]:
     """(URL or path, commit, sub-folder) of the template checkout, as `cruft update` clones
     it; ("", None, None) when the template is not a git checkout (an unpacked archive)."""
     commit = git_output(template, "rev-parse", "HEAD")
     if not commit:
         return "", None, None
-    top = git_output(template, "rev-parse", "--show-toplevel")
-    directory = git_output(template, "rev-parse", "--show-prefix").rstrip("/") or None
+    # A checkout with a commit has a top folder and a prefix ("" at the top).
+    top = git_output(template, "rev-parse", "--show-toplevel") or str(template)
+    directory = (git_output(template, "rev-parse", "--show-prefix") or "").rstrip("/") or None
     given = answers.get("_template", "")
     # Cookiecutter cloned a remote template: its origin is the URL (gh: and such expanded).
     url = git_output(top, "remote", "get-url", "origin") if REMOTE_TEMPLATE.match(given) else None
     return url or top, commit, directory
 
 
-def bake_inputs(template):
+def bake_inputs(template: Path) -> list[str]:
     """What a bake reads from the template (its other files, a venv, notes, don't count)."""
     project_folders = [path.name for path in template.glob("{*cookiecutter.*}") if path.is_dir()]
     return ["cookiecutter.json", "local_extensions.py", "hooks", "environments", *project_folders]
 
 
-def write_cruft_state(project, answers, template):
+def write_cruft_state(project: Path, answers: dict[str, Any], template: Path) -> None:
     """Write .cruft.json as `cruft create` does: the template, the commit baked and the
     answers, so `cruft update` (make template-update) can apply the template's later
     commits. What it skips is in pyproject.toml's [tool.cruft]."""
@@ -204,7 +206,7 @@ def write_cruft_state(project, answers, template):
         )
 
 
-def uv_lock(project):
+def uv_lock(project: Path) -> bool:
     """Write uv.lock, so the first commit pins every dependency: from uv's cache alone when it
     holds them all (about a second), else from the index. A bake never fails for it; without
     uv, the index or an interpreter of the chosen Python, `make install` locks instead."""
@@ -232,7 +234,7 @@ def uv_lock(project):
     return False
 
 
-def git_init(project):
+def git_init(project: Path) -> None:
     """Start a repository on branch main with every file staged."""
     if shutil.which("git") is None:
         print("git not found: skipping git init")
@@ -241,7 +243,7 @@ def git_init(project):
     subprocess.run(["git", "add", "-A"], cwd=project, check=True)
 
 
-def main():
+def main() -> None:
     project = Path.cwd()
     # cruft (create, or update regenerating the project in a temporary folder) passes no
     # _repo_dir, writes .cruft.json itself, and leaves uv.lock and git to the project.

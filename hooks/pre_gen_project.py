@@ -8,8 +8,9 @@ import json
 import keyword
 import re
 import sys
+from typing import Any
 
-ANSWERS = json.loads(
+ANSWERS: dict[str, Any] = json.loads(
     r"""
 {{ cookiecutter | tojson }}
 """
@@ -32,14 +33,14 @@ CHOICES = {
 }
 
 
-def check_project_name(value):
+def check_project_name(value: str) -> str | None:
     """The human name must contain at least one letter or digit."""
     if not any(ch.isalnum() for ch in value):
         return f"project_name must contain a letter or digit, got {value!r}"
     return None
 
 
-def check_project(value):
+def check_project(value: str) -> str | None:
     """Distribution and directory name: lowercase words joined by hyphens."""
     if not PROJECT_PATTERN.match(value):
         return (
@@ -50,7 +51,7 @@ def check_project(value):
     return None
 
 
-def check_package(value):
+def check_package(value: str) -> str | None:
     """Import name: an identifier, not a keyword, not shadowing a module."""
     if not value.isidentifier() or not value.isascii():
         return f"package must be an ASCII Python identifier (e.g. 'churn_model'), got {value!r}"
@@ -64,14 +65,14 @@ def check_package(value):
     return None
 
 
-def check_email(value):
+def check_email(value: str) -> str | None:
     """A plausible address: one @, no spaces, a dot in the domain."""
     if not EMAIL_PATTERN.match(value):
         return f"email must look like name@example.com, got {value!r}"
     return None
 
 
-def check_choices(answers):
+def check_choices(answers: dict[str, Any]) -> list[str]:
     """Choice answers given on the command line must still be allowed values."""
     errors = []
     for key, allowed in CHOICES.items():
@@ -84,7 +85,7 @@ def check_choices(answers):
     return errors
 
 
-def validate(answers):
+def validate(answers: dict[str, Any]) -> list[str]:
     """Return every problem with the answers, as messages naming the answer."""
     checks = [
         check_project_name(answers["project_name"]),
@@ -95,7 +96,7 @@ def validate(answers):
     return [error for error in checks if error] + check_choices(answers)
 
 
-def main():
+def main() -> None:
     errors = validate(ANSWERS)
     for error in errors:
         print("ERROR: " + error, file=sys.stderr)

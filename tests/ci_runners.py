@@ -21,10 +21,11 @@ import subprocess
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from http.client import HTTPConnection, HTTPException, RemoteDisconnected
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
@@ -64,7 +65,7 @@ def shared_cache(variable: str, default: str) -> str:
     return os.environ.get(variable) or str(Path.home() / ".cache" / default)
 
 
-def tool_env() -> dict:
+def tool_env() -> dict[str, Any]:
     """The host environment for the CI tools: no venv of this repo leaks into the jobs."""
     env = clean_env()
     # Jobs start many Python processes; without bytecode caching each recompiles MLflow.
@@ -98,7 +99,7 @@ def clone(source: Path, target: Path, remote_url: str) -> Path:
 
 
 def execute(
-    command: list, cwd: Path, log: Path, timeout: float = PIPELINE_TIMEOUT
+    command: Sequence[str | Path], cwd: Path, log: Path, timeout: float = PIPELINE_TIMEOUT
 ) -> tuple[str, int]:
     """Run a CI tool with its output written to `log` as it goes (`tail -f` it), and return it."""
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -134,7 +135,7 @@ def gitlab_options(variables: dict[str, str], unset: tuple[str, ...] = ()) -> li
     return options
 
 
-def gitlab_jobs(repo: Path, options: list[str]) -> list[dict]:
+def gitlab_jobs(repo: Path, options: list[str]) -> list[dict[str, Any]]:
     """The jobs gitlab-ci-local would run for these variables, with stage, when, environment."""
     log = repo.parent / f"{repo.name}-jobs.log"
     output, code = execute([GITLAB_CI_LOCAL, *options, "--list-csv"], repo, log, timeout=120)
@@ -143,9 +144,9 @@ def gitlab_jobs(repo: Path, options: list[str]) -> list[dict]:
     return list(csv.DictReader(io.StringIO(table), delimiter=";"))
 
 
-def run_gitlab(repo: Path, options: list[str], manual: list[str] = ()) -> Run:
+def run_gitlab(repo: Path, options: list[str], manual: Sequence[str] = ()) -> Run:
     """Run the pipeline gitlab-ci-local derives from the branch and variables; start `manual`."""
-    command = [GITLAB_CI_LOCAL, *options]
+    command: list[str | Path] = [GITLAB_CI_LOCAL, *options]
     for job in manual:
         # One flag per job: after `--manual a b`, gitlab-ci-local takes b as the only job to run.
         command += ["--manual", job]
@@ -166,7 +167,7 @@ def gitlab_artifacts(repo: Path, job: str) -> Path:
 
 def used_actions(repo: Path) -> set[str]:
     """Every `owner/name@ref` the workflows use."""
-    found = set()
+    found: set[str] = set()
     for workflow in (repo / ".github" / "workflows").glob("*.yml"):
         for job in yaml.safe_load(workflow.read_text())["jobs"].values():
             found.update(step["uses"] for step in job.get("steps", []) if "uses" in step)
@@ -189,7 +190,7 @@ def run_act(
     repo: Path,
     event: str,
     workflow: str,
-    payload: dict,
+    payload: dict[str, Any],
     artifacts: Path,
     run_id: str,
     secrets: dict[str, str] | None = None,
@@ -203,7 +204,7 @@ def run_act(
     event_file.write_text(json.dumps(payload))
     (artifacts / run_id).mkdir(parents=True, exist_ok=True)
     inputs = [f"--input={name}={value}" for name, value in payload.get("inputs", {}).items()]
-    command = [
+    command: list[str | Path] = [
         ACT, event, "--workflows", repo / ".github" / "workflows" / workflow,
         "--eventpath", event_file, "--platform", "ubuntu-latest=-self-hosted",
         "--no-cache-server", "--log-prefix-job-id", "--defaultbranch", "main",
@@ -271,7 +272,7 @@ def stop_servers_started_under(ports: tuple[int, ...], folder: Path) -> dict[int
 
 def supervisorctl(state_dir: Path, *args: str) -> str:
     """Ask the supervisord a host-target deploy left in `state_dir`."""
-    command = [
+    command: list[str | Path] = [
         state_dir / "supervisor" / "bin" / "supervisorctl",
         "-c",
         state_dir / "supervisord.conf",
@@ -297,8 +298,8 @@ def stop_host(state_dir: Path) -> None:
 
 @contextlib.contextmanager
 def steady_load(
-    url: str, body: dict, clients: int = 4, pause: float = 0.02
-) -> Iterator[collections.Counter]:
+    url: str, body: dict[str, Any], clients: int = 4, pause: float = 0.02
+) -> Iterator[collections.Counter[str]]:
     """POST `body` to `url` from `clients` threads (each about one request per `pause`
     seconds, on its own keep-alive connection) until the block ends; count each request's
     final outcome: "ok", "HTTP <status>" or the error's name.
@@ -308,10 +309,12 @@ def steady_load(
     reload retires its old workers) is sent once more on a new connection; those are
     counted under "re-sent on a new connection" besides their outcome, never hidden.
     """
-    outcomes: collections.Counter = collections.Counter()
+    outcomes: collections.Counter[str] = collections.Counter()
     lock = threading.Lock()
     done = threading.Event()
     where = urlsplit(url)
+    host = where.hostname
+    assert host is not None, url
     payload = json.dumps(body).encode()
     headers = {"Content-Type": "application/json"}
 
@@ -322,7 +325,7 @@ def steady_load(
         return "ok" if response.status == 200 else f"HTTP {response.status}"
 
     def client() -> None:
-        connection, reused = HTTPConnection(where.hostname, where.port, timeout=30), False
+        connection, reused = HTTPConnection(host, where.port, timeout=30), False
         while not done.wait(pause):
             try:
                 try:
@@ -421,5 +424,5 @@ def workflow_jobs(repo: Path, workflow: str, event: str) -> set[str]:
     }
 
 
-def github_repository(payload: dict) -> dict:
+def github_repository(payload: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "repository": {"full_name": "ml-team/churn-model", "default_branch": "main"}}

@@ -8,8 +8,10 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from cookiecutter.generate import generate_context
@@ -33,7 +35,7 @@ HOSTILE = {
 }
 
 
-def answers(**overrides) -> dict:
+def answers(**overrides: Any) -> dict[str, Any]:
     """The full answers Cookiecutter would pass to the hooks for --no-input plus overrides.
 
     Derived answers (project, package) are rendered from project_name unless overridden.
@@ -52,15 +54,24 @@ def answers(**overrides) -> dict:
     return rendered
 
 
-def render_hook(name: str, hook_answers: dict, folder: Path) -> ModuleType:
+def render_hook(name: str, hook_answers: dict[str, Any], folder: Path) -> ModuleType:
     """Render hooks/<name>.py with Cookiecutter's own Jinja environment and import it."""
     context = {"cookiecutter": hook_answers}
     environment = create_env_with_context(context)
     source = (TEMPLATE / "hooks" / f"{name}.py").read_text(encoding="utf-8")
     target = folder / f"{name}.py"
     target.write_text(environment.from_string(source).render(**context), encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(f"rendered_{name}", target)
+    return load_module(f"rendered_{name}", target)
+
+
+def load_module(name: str, path: Path, register: bool = False) -> ModuleType:
+    """Import the Python file `path` as module `name`; `register` puts it in sys.modules
+    first (dataclasses look their module up there while the class is being made)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, path
     module = importlib.util.module_from_spec(spec)
+    if register:
+        sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -81,7 +92,7 @@ def project_renderer(project: Path) -> ModuleType:
         sys.dont_write_bytecode = writes_bytecode
 
 
-def clean_env() -> dict:
+def clean_env() -> dict[str, Any]:
     """The environment for commands run inside a baked project: never this repo's venv."""
     env = dict(os.environ)
     inherited = (
@@ -94,7 +105,7 @@ def clean_env() -> dict:
     return env
 
 
-def run(command: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+def run(command: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run a command with stderr merged into stdout, in order; the caller checks the code."""
     return subprocess.run(
         command,
@@ -108,11 +119,11 @@ def run(command: list[str], cwd: Path, timeout: float = 600) -> subprocess.Compl
 
 
 @pytest.fixture
-def make_answers():
+def make_answers() -> Callable[..., dict[str, Any]]:
     return answers
 
 
-def pytest_terminal_summary(terminalreporter):
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Show the generated pipelines' stage timings recorded by the end-to-end tests."""
     recorded = [
         value
@@ -128,7 +139,7 @@ def pytest_terminal_summary(terminalreporter):
 
 
 @pytest.fixture(scope="module")
-def ci_project(cookies_session) -> Path:
+def ci_project(cookies_session: Any) -> Path:
     """The default project for the CI-file runs, committed on main as a user would push it."""
     from ci_runners import git  # it imports this module: not at the top
 

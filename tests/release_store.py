@@ -25,9 +25,10 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import boto3
 import psycopg2
@@ -69,7 +70,7 @@ class ReleaseStore:
     # Stopped in reverse order of starting; emptied by stop().
     _stops: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
-    def s3(self):
+    def s3(self) -> Any:  # boto3 has no type information
         """A boto3 S3 client on the store's bucket server (moto)."""
         return boto3.client("s3", endpoint_url=self.s3_endpoint, region_name=REGION, **CREDENTIALS)
 
@@ -80,9 +81,12 @@ class ReleaseStore:
 
     def read(self, key: str) -> bytes:
         """The bytes of one object in the bucket."""
-        return self.s3().get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        body: bytes = self.s3().get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        return body
 
-    def query(self, sql: str, params: tuple | dict | None = None) -> list[tuple]:
+    def query(
+        self, sql: str, params: tuple[Any, ...] | dict[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
         """The rows of one SQL query on the MLflow database."""
         connection = psycopg2.connect(self.postgres_dsn)
         with contextlib.closing(connection), connection.cursor() as cursor:
@@ -106,7 +110,7 @@ def running_release_store(folder: Path) -> Iterator[ReleaseStore]:
 
 
 @pytest.fixture(scope="session")
-def release_store(tmp_path_factory) -> Iterator[ReleaseStore]:
+def release_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReleaseStore]:
     """One store for the test session. A test module uses it by importing it:
     `from release_store import release_store` (pytest finds fixtures among its names)."""
     folder = tmp_path_factory.mktemp("release-store")
@@ -178,7 +182,7 @@ def start_postgres(store: ReleaseStore) -> str:
     # We open the log, so the server (which inherits it from pg_ctl) needs no access to it.
     log = store.folder / "postgres.log"
 
-    def pg(*command) -> None:
+    def pg(*command: object) -> None:
         run([*prefix, *command], log, cwd=home)
 
     # Trust auth: only this machine's loopback and our own socket folder can connect.
@@ -247,7 +251,9 @@ def start_mlflow(store: ReleaseStore) -> str:
     return uri
 
 
-def spawn(store: ReleaseStore, name: str, command: list, log: Path, env: dict) -> subprocess.Popen:
+def spawn(
+    store: ReleaseStore, name: str, command: Sequence[str | Path], log: Path, env: dict[str, Any]
+) -> subprocess.Popen[bytes]:
     """Start a server in its own process group, stopped with the store."""
     with log.open("ab") as out:
         process = subprocess.Popen(
@@ -258,7 +264,7 @@ def spawn(store: ReleaseStore, name: str, command: list, log: Path, env: dict) -
     return process
 
 
-def stop_group(process: subprocess.Popen) -> None:
+def stop_group(process: subprocess.Popen[bytes]) -> None:
     """Stop a server and its children (`mlflow server` runs uvicorn as a child): SIGTERM to
     the whole group, SIGKILL what is still there after a grace period."""
     for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
@@ -279,7 +285,8 @@ def free_port() -> int:
     """A TCP port free on 127.0.0.1 now (the OS picks it)."""
     with socket.socket() as probe:
         probe.bind((HOST, 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def port_open(port: int) -> bool:
@@ -317,13 +324,14 @@ def http_ok(url: str) -> bool:
     """Whether GET url answers 200."""
     try:
         with NO_PROXY.open(url, timeout=2) as response:
-            return response.status == 200
+            ok: bool = response.status == 200
+            return ok
     except OSError:
         return False
 
 
 def wait_until(
-    ready: Callable[[], bool], name: str, log: Path, process: subprocess.Popen | None = None
+    ready: Callable[[], bool], name: str, log: Path, process: subprocess.Popen[bytes] | None = None
 ) -> None:
     """Poll until ready(); fail at START_TIMEOUT, or as soon as the server process exits,
     with the end of its log."""
@@ -336,13 +344,13 @@ def wait_until(
         time.sleep(0.2)
 
 
-def run(command: list, log: Path, cwd: Path | None = None) -> None:
+def run(command: Sequence[object], log: Path, cwd: Path | None = None) -> None:
     """Run a command to completion, its output appended to log; raise with the log's tail."""
-    command = [str(part) for part in command]
+    args = [str(part) for part in command]
     with log.open("ab") as out:
-        done = subprocess.run(command, stdout=out, stderr=out, cwd=cwd)
+        done = subprocess.run(args, stdout=out, stderr=out, cwd=cwd)
     if done.returncode:
-        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}).\n{tail(log)}")
+        raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}).\n{tail(log)}")
 
 
 def tail(log: Path, lines: int = 30) -> str:

@@ -369,3 +369,39 @@ def test_project_passes_its_own_pre_commit_without_changes(baked):
     checked = run([sys.executable, "-m", "pre_commit", "run", "--all-files"], cwd=project)
     assert checked.returncode == 0, checked.stdout
     assert staged_cleanly(project) == []
+
+
+@pytest.fixture(scope="module")
+def mypy_checker(cookies_session, tmp_path_factory) -> tuple[Path, Path]:
+    """The Python of a venv holding the generated project's dev tools (mypy, the stubs), and
+    one mypy cache for every check: the ci x task combinations lock the same dependencies and
+    bake the same package code, so each check after the first re-reads only what differs."""
+    result = cookies_session.bake(extra_context={"git_init": False})
+    assert result.exit_code == 0, result.exception
+    project = Path(result.project_path)
+    synced = run(["uv", "sync", "--locked", "--group", "dev"], project, timeout=900)
+    assert synced.returncode == 0, synced.stdout
+    return project / ".venv" / "bin" / "python", tmp_path_factory.mktemp("mypy-cache")
+
+
+def test_package_passes_mypy_strict(baked, mypy_checker):
+    """`make lint`'s type check ([tool.mypy]: strict on the package) passes as baked."""
+    python, cache = mypy_checker
+    version = baked.context["python_version"]
+    command = [str(python), "-m", "mypy", "--cache-dir", str(cache), "--python-version", version]
+    checked = run(command, baked.project_path, timeout=900)
+    assert checked.returncode == 0, checked.stdout
+    assert "Success: no issues found" in checked.stdout
+
+
+@pytest.mark.parametrize(
+    "version", json.loads((TEMPLATE / "cookiecutter.json").read_text())["python_version"]
+)
+def test_package_passes_mypy_strict_for_each_supported_python(mypy_checker, version):
+    """The package is the same for either python_version answer; the standard library it is
+    checked against is not (mypy reads typeshed for the version asked)."""
+    python, cache = mypy_checker
+    project = python.parent.parent.parent
+    command = [str(python), "-m", "mypy", "--cache-dir", str(cache), "--python-version", version]
+    checked = run(command, project, timeout=900)
+    assert checked.returncode == 0, checked.stdout

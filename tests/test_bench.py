@@ -3,7 +3,6 @@ the targets from the figures it is given."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import threading
@@ -11,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import load_module
 
 SERVING = Path(__file__).resolve().parents[1] / "bench" / "serving.py"
 CI_BENCH = Path(__file__).resolve().parents[1] / "bench" / "ci.py"
@@ -18,10 +18,7 @@ CI_BENCH = Path(__file__).resolve().parents[1] / "bench" / "ci.py"
 
 def load(name: str, path: Path):
     """A bench script as a module (bench/ is scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(name, path)
 
 
 @pytest.fixture(scope="module")

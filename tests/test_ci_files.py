@@ -106,7 +106,8 @@ def gitlab_checks(project: Path) -> list[str]:
 def github_deploys(project: Path) -> list[tuple[str, str]]:
     """(job, deploy command) of the push-triggered promotion jobs, in `needs` order."""
     jobs = load(project / ".github" / "workflows" / "cd.yml")["jobs"]
-    order, previous = [], "build"
+    order: list[tuple[str, str]] = []
+    previous = "build"
     while True:
         following = [name for name, job in jobs.items() if job.get("needs") == previous]
         if not following:
@@ -350,6 +351,7 @@ def installs(commands: list[str]) -> list[str]:
 def recipe(makefile: str, target: str) -> list[str]:
     """The command lines of one Makefile target."""
     body = re.search(rf"^{target}:.*\n((?:\t.*\n)+)", makefile, re.M)
+    assert body is not None, target
     return [line.strip() for line in body.group(1).splitlines()]
 
 
@@ -465,7 +467,9 @@ def test_workflows_are_least_privilege_and_pin_only_the_allowed_actions(project:
             assert set(job["permissions"]) <= {"contents", "actions"}, name
             for step in job["steps"]:
                 if "uses" in step:
-                    assert PINNED.match(step["uses"])["action"] in ALLOWED_ACTIONS
+                    pinned = PINNED.match(step["uses"])
+                    assert pinned is not None, step["uses"]
+                    assert pinned["action"] in ALLOWED_ACTIONS
                 if "actions/checkout" in step.get("uses", ""):
                     assert step["with"]["persist-credentials"] is False
                 # Untrusted input reaches scripts through env:, never by interpolation.

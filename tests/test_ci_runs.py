@@ -20,8 +20,10 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.request import urlopen
 
 import numpy as np
@@ -86,7 +88,7 @@ def checkout_branch(repo: Path, branch: str) -> None:
 
 
 @pytest.fixture
-def store(tmp_path) -> ReleaseStore:
+def store(tmp_path) -> Iterator[ReleaseStore]:
     """A fresh release store (MLflow server, PostgreSQL, S3) that outlives every run."""
     with running_release_store(tmp_path / "release-store") as started:
         yield started
@@ -96,8 +98,9 @@ def store(tmp_path) -> ReleaseStore:
 class PlatformApi:
     """Local stand-ins of GitHub's and GitLab's REST APIs, as the deploy jobs reach them."""
 
-    github: object
-    gitlab: object
+    # The baked project's fake_platforms servers, imported at run time.
+    github: Any
+    gitlab: Any
     github_url: str
     gitlab_url: str
     token: str
@@ -121,11 +124,11 @@ class PlatformApi:
 
 
 @pytest.fixture
-def platform_api(ci_project) -> PlatformApi:
+def platform_api(ci_project) -> Iterator[PlatformApi]:
     """The baked project's own API stand-ins (tests/integration/fake_platforms.py), holding
     preprod and production protected as `environments sync` leaves them."""
     sys.path.insert(0, str(ci_project / "tests" / "integration"))
-    import fake_platforms as fakes
+    import fake_platforms as fakes  # type: ignore[import-not-found]  # (on sys.path just above)
 
     github = fakes.FakeGitHub(repository="ml-team/churn-model")
     branch_only = {"protected_branches": False, "custom_branch_policies": True}

@@ -35,7 +35,8 @@ def tokens(path: Path) -> list[Token]:
 def anchors(path: Path) -> set[str]:
     """The heading anchors GitHub and GitLab make: lower case, punctuation dropped,
     spaces as hyphens, a repeated one suffixed -1, -2, ..."""
-    parsed, slugs, counts = tokens(path), set(), {}
+    parsed, slugs = tokens(path), set()
+    counts: dict[str, int] = {}
     for previous, token in zip(parsed, parsed[1:], strict=False):
         if previous.type == "heading_open":
             text = "".join(child.content for child in token.children or [])
@@ -47,13 +48,13 @@ def anchors(path: Path) -> set[str]:
 
 def links(path: Path) -> list[str]:
     """Every link and image target in the file."""
-    found = []
+    found: list[str] = []
     for token in tokens(path):
         for child in token.children or []:
             if child.type == "link_open":
-                found.append(child.attrs["href"])
+                found.append(str(child.attrs["href"]))
             elif child.type == "image":
-                found.append(child.attrs["src"])
+                found.append(str(child.attrs["src"]))
     return found
 
 

@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parents[1]
-PINNED = re.search(r"^UV_VERSION := (\S+)$", (TEMPLATE / "Makefile").read_text(), re.M)[1]
+PINNED = re.findall(r"^UV_VERSION := (\S+)$", (TEMPLATE / "Makefile").read_text(), re.M)[0]
 
 
 def stand_in_wheel(folder: Path, version: str) -> None:
@@ -46,7 +46,8 @@ def test_without_uv_on_path_make_installs_the_pinned_uv_once_and_puts_only_it_on
         folder.mkdir()
     stand_in_wheel(wheels, PINNED)
     shutil.copy(TEMPLATE / "Makefile", project / "Makefile")
-    (tools / "python3").symlink_to(sys._base_executable)  # a Python with venv, not ours
+    # A Python with venv, not ours (CPython sets _base_executable; typeshed leaves it out).
+    (tools / "python3").symlink_to(sys._base_executable)  # type: ignore[attr-defined]
     path = f"{tools}:/usr/bin:/bin"
     assert shutil.which("uv", path=path) is None, "uv is on the test's PATH"
     env = {"HOME": str(tmp_path), "PATH": path, "PIP_NO_INDEX": "1",

@@ -52,7 +52,7 @@ def search_root(pattern: str) -> Path:
 
 def expand(pattern: str) -> set[Path]:
     """Every file a pattern names: a file, each file below a directory, or glob matches."""
-    files = set()
+    files: set[Path] = set()
     for match in glob.glob(pattern, recursive=True, include_hidden=True):
         path = Path(os.path.abspath(match))
         if path.is_dir():

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .config import LOWER_IS_BETTER, PROJECT, Params, Paths
 from .evaluation_report import EvaluationReport
@@ -22,7 +22,10 @@ from .evaluation_report import EvaluationReport
 # Imported where used: `challenge verdict`, a CI step, reads a JSON file and needs none
 # of them (scikit-learn, MLflow and LightGBM take seconds to import).
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import pandas as pd
+    from mlflow.entities.model_registry import ModelVersion
 
     from .features import FeatureSpec
     from .model import Model
@@ -31,7 +34,7 @@ LABELS = {"held_out": "held-out split", "labelled": "labelled window"}
 RETRAIN_TAGS = ("retrain.reason", "retrain.window", "retrain.monitor_run_id")
 
 
-def compare(metric: str, challenger: float, champion: float, margin: float) -> dict:
+def compare(metric: str, challenger: float, champion: float, margin: float) -> dict[str, Any]:
     """How far the challenger is ahead of the champion (positive: better, whichever way the
     metric points) and how far it must be: `margin` of the champion's score."""
     ahead = champion - challenger if metric in LOWER_IS_BETTER else challenger - champion
@@ -40,8 +43,12 @@ def compare(metric: str, challenger: float, champion: float, margin: float) -> d
 
 
 def decide(
-    metric: str, sets: dict[str, dict], margin: float, min_labels: int, champion: str | None
-) -> dict:
+    metric: str,
+    sets: dict[str, dict[str, Any]],
+    margin: float,
+    min_labels: int,
+    champion: str | None,
+) -> dict[str, Any]:
     """The verdict from each set's primary scores ({"rows", "challenger", "champion"} and,
     when a set could not be scored, "error"). A labelled window of fewer than `min_labels`
     rows is left out, so it can neither win nor lose the challenge."""
@@ -88,7 +95,9 @@ def read_labelled(path: Path, spec: FeatureSpec) -> pd.DataFrame:
     return frame.dropna(subset=[spec.target]).reset_index(drop=True)
 
 
-def champion_model(paths: Paths, spec: FeatureSpec, columns) -> tuple:
+def champion_model(
+    paths: Paths, spec: FeatureSpec, columns: Iterable[str]
+) -> tuple[ModelVersion | None, Model | None, str | None]:
     """The version aliased production, its model (None if it cannot be scored like the
     challenger) and why not."""
     from . import registry
@@ -111,11 +120,17 @@ def score(model: Model, spec: FeatureSpec, frame: pd.DataFrame) -> dict[str, flo
     return compute_metrics(spec, features.encode_target(frame, spec), model.raw(frame))
 
 
-def scored_sets(params, spec, challenger, champion, sets: dict[str, pd.DataFrame]) -> dict:
+def scored_sets(
+    params: Params,
+    spec: FeatureSpec,
+    challenger: Model,
+    champion: Model | None,
+    sets: dict[str, pd.DataFrame],
+) -> dict[str, Any]:
     """Every metric of both models on each set (a labelled window too small is not scored)."""
-    scored = {}
+    scored: dict[str, dict[str, Any]] = {}
     for name, frame in sets.items():
-        found: dict = {"rows": int(len(frame))}
+        found: dict[str, Any] = {"rows": int(len(frame))}
         if name == "labelled" and len(frame) < params.retraining.min_labels:
             scored[name] = found
             continue
@@ -136,7 +151,7 @@ def scored_sets(params, spec, challenger, champion, sets: dict[str, pd.DataFrame
     return scored
 
 
-def run(params: Params, paths: Paths, labelled: Path | None = None) -> dict:
+def run(params: Params, paths: Paths, labelled: Path | None = None) -> dict[str, Any]:
     """Score both models on the same sets, decide, write reports/challenge.json, record it."""
     from . import data, features, registry
     from .evaluate import PRIMARY, check_same_split
@@ -174,7 +189,7 @@ def run(params: Params, paths: Paths, labelled: Path | None = None) -> dict:
     metric = PRIMARY[spec.task]
     scored = scored_sets(params, spec, challenger, champion, sets)
     if why_not:
-        verdict = {"winner": False, "compared": {}, "notes": [],
+        verdict: dict[str, Any] = {"winner": False, "compared": {}, "notes": [],
                    "reason": f"{why_not}: not replaced automatically, a person decides"}  # fmt: skip
     else:
         primary = {
@@ -210,7 +225,7 @@ def run(params: Params, paths: Paths, labelled: Path | None = None) -> dict:
     return result
 
 
-def record(paths: Paths, result: dict) -> None:
+def record(paths: Paths, result: dict[str, Any]) -> None:
     """The verdict as tags on the challenger's model version and its training run, with the
     scores as metrics of that run and challenge.json as its artifact."""
     from . import registry
@@ -239,7 +254,7 @@ def record(paths: Paths, result: dict) -> None:
     client.log_artifact(run_id, str(paths.challenge_report), "challenge")
 
 
-def format_result(result: dict) -> str:
+def format_result(result: dict[str, Any]) -> str:
     """A table of both models' primary scores per set, then the one-line verdict."""
     metric, champion = result["metric"], result["champion"]
     against = f"champion version {champion['version']}" if champion else "no champion"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
 
-from .config import Paths, load_params, use_project_stores
+from .config import Params, Paths, load_params, use_project_stores
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 # Make passes BENTO= through the environment, never pasted into a command line.
@@ -33,26 +34,30 @@ def _options(
     _show_traceback = traceback
 
 
-def _setup() -> tuple:
+def _setup() -> tuple[Params, Paths]:
     """Find the project, load params.yaml, point BentoML and MLflow at project stores."""
     paths = Paths.discover()
     use_project_stores(paths)
     return load_params(paths.params), paths
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     typer.secho(message, fg=typer.colors.RED, err=True)
     raise typer.Exit(1)
 
 
-TONES = {"ok": {"fg": "green"}, "warn": {"fg": typer.colors.YELLOW}, "heading": {"bold": True}}
+TONES: dict[str, dict[str, Any]] = {
+    "ok": {"fg": "green"},
+    "warn": {"fg": typer.colors.YELLOW},
+    "heading": {"bold": True},
+}
 
 
 def _say(text: str, tone: str = "") -> None:
     typer.secho(text, **TONES.get(tone, {}))
 
 
-def _step(step, *args, **kwargs):
+def _step(step: Callable[..., object], *args: Any, **kwargs: Any) -> object:
     """Run a pipeline step with this project's params and paths; its failure is exit 1."""
     from .pipeline import StageFailed
 
@@ -239,7 +244,7 @@ def loadtest(
     _step(pipeline.loadtest, url, env)
 
 
-def _deploy_step(action: str, *args) -> None:
+def _deploy_step(action: str, *args: Any) -> None:
     """Run a deploy action of the engine; a refusal or failed check is one line and exit 1."""
     from . import pipeline
     from .deploy import engine

@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from sklearn import datasets
@@ -71,7 +72,7 @@ def fingerprint(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def materialise(params: Params, paths: Paths) -> dict:
+def materialise(params: Params, paths: Paths) -> dict[str, Any]:
     """Write data/raw/data.parquet and its fingerprint; return the fingerprint record."""
     frame = read_source(params, paths.root)
     target = params.data.target
@@ -100,5 +101,6 @@ def load_raw(paths: Paths) -> pd.DataFrame:
     return pd.read_parquet(paths.raw_data)
 
 
-def load_fingerprint(paths: Paths) -> dict:
-    return json.loads(paths.fingerprint.read_text())
+def load_fingerprint(paths: Paths) -> dict[str, Any]:
+    fingerprint: dict[str, Any] = json.loads(paths.fingerprint.read_text())
+    return fingerprint

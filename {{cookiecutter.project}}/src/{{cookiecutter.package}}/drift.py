@@ -13,6 +13,7 @@ window drawn from the training distribution is flagged with probability at most 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -55,7 +56,9 @@ def ks_tests(pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[float, fl
     return list(zip(statistics.tolist(), p_values.tolist(), strict=True))
 
 
-def numeric_score(reference: np.ndarray, window: np.ndarray, params: DriftParams):
+def numeric_score(
+    reference: np.ndarray, window: np.ndarray, params: DriftParams
+) -> tuple[float, bool]:
     """(score, drifted) of a distance test: PSI or Wasserstein against its threshold."""
     if params.numeric == "psi":
         score = psi(reference, window)
@@ -77,7 +80,9 @@ def psi(reference: np.ndarray, window: np.ndarray, bins: int = 10) -> float:
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
-def categorical_test(reference: pd.Series, window: pd.Series, alpha: float):
+def categorical_test(
+    reference: pd.Series, window: pd.Series, alpha: float
+) -> tuple[float, float, bool]:
     """(Cramer's V, p-value, drifted) from chi-square on the two samples' category counts."""
     ref = reference.astype(object).where(reference.notna(), MISSING).astype(str).to_numpy()
     win = window.astype(object).where(window.notna(), MISSING).astype(str).to_numpy()
@@ -95,12 +100,12 @@ def categorical_test(reference: pd.Series, window: pd.Series, alpha: float):
 
 def compare(
     reference: pd.DataFrame, window: pd.DataFrame, columns: dict[str, str], params: DriftParams
-) -> dict:
+) -> dict[str, Any]:
     """Test each of `columns` ({name: "numeric" | "categorical"}) of `window` against
     `reference`; the window drifted when at least one column, and at least
     `min_drifted_share` of them, did."""
     alpha = params.p_value / max(len(columns), 1)
-    results: dict[str, tuple] = {}  # name: (test, score, p-value or None, drifted)
+    results: dict[str, tuple[str, float, float | None, bool]] = {}
     numeric = {}
     for name, kind in columns.items():
         if kind == "numeric":
@@ -127,18 +132,20 @@ def compare(
          "p_value": results[name][2], "drifted": bool(results[name][3])}
         for name, kind in columns.items()
     ]  # fmt: skip
-    drifted = [r["column"] for r in rows if r["drifted"]]
-    share = len(drifted) / len(rows) if rows else 0.0
+    drifted_columns = [r["column"] for r in rows if r["drifted"]]
+    share = len(drifted_columns) / len(rows) if rows else 0.0
     return {
-        "drifted": bool(drifted) and share >= params.min_drifted_share,
-        "drifted_columns": drifted,
+        "drifted": bool(drifted_columns) and share >= params.min_drifted_share,
+        "drifted_columns": drifted_columns,
         "drifted_share": share,
         "alpha_per_column": alpha,
         "columns": rows,
     }
 
 
-def decide(drifted: list[bool], rule: DecisionParams, performance_failed: bool = False) -> dict:
+def decide(
+    drifted: list[bool], rule: DecisionParams, performance_failed: bool = False
+) -> dict[str, Any]:
     """Retrain when the latest window drifted and at least `rule.k` of the last `rule.n`
     did (`drifted` is oldest first), or when labelled performance fell below its gate.
     A single noisy window (k > 1) never triggers it."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,13 @@ class FeatureSpec(BaseModel):
     @property
     def names(self) -> list[str]:
         return [feature.name for feature in self.features]
+
+    @property
+    def class_labels(self) -> list[int | str]:
+        """`classes`, for code that only runs for classifiers."""
+        if self.classes is None:
+            raise ValueError(f"spec.classes: a {self.task} model has no class labels")
+        return self.classes
 
 
 def derive_spec(frame: pd.DataFrame, params: Params) -> FeatureSpec:
@@ -64,7 +71,7 @@ def derive_spec(frame: pd.DataFrame, params: Params) -> FeatureSpec:
 
 def to_features(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     """Model input: the feature columns in training order, categories fixed to training's."""
-    columns = {}
+    columns: dict[str, pd.Categorical | pd.Series[float]] = {}
     for feature in spec.features:
         values = frame[feature.name]
         if feature.kind == "categorical":
@@ -75,7 +82,7 @@ def to_features(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     return pd.DataFrame(columns, index=frame.index)
 
 
-def to_matrix(rows: list[list], spec: FeatureSpec) -> np.ndarray:
+def to_matrix(rows: list[list[Any]], spec: FeatureSpec) -> np.ndarray:
     """Model input without pandas, for rows of values already in training order.
 
     The same numbers LightGBM takes from `to_features`' frame: a category becomes its

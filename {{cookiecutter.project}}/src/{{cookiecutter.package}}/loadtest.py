@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from .config import Params, Paths
 
@@ -26,7 +27,7 @@ def report_dir(paths: Paths, environment: str) -> Path:
     return paths.reports / "loadtest" / environment
 
 
-def sample_record(params: Params, paths: Paths) -> dict:
+def sample_record(params: Params, paths: Paths) -> dict[str, Any]:
     """One held-out record with exactly the model's features."""
     from .model import Model
     from .smoke import held_out_rows, to_records
@@ -42,7 +43,7 @@ def _number(value: str) -> float:
         return 0.0
 
 
-def parse_stats(stats_csv: Path) -> dict:
+def parse_stats(stats_csv: Path) -> dict[str, Any]:
     """RPS, latency percentiles (ms) and error counts from locust's aggregated row."""
     with open(stats_csv, newline="", encoding="utf-8") as handle:
         rows = {row["Name"]: row for row in csv.DictReader(handle)}
@@ -62,7 +63,7 @@ def parse_stats(stats_csv: Path) -> dict:
     }
 
 
-def check_gates(measured: dict, latency_p99_ms: float, min_rps: float) -> list[str]:
+def check_gates(measured: dict[str, Any], latency_p99_ms: float, min_rps: float) -> list[str]:
     """One message per gate not met, naming the gate and the measured value."""
     failures = []
     if measured["requests"] == 0:
@@ -81,7 +82,14 @@ def check_gates(measured: dict, latency_p99_ms: float, min_rps: float) -> list[s
     return failures
 
 
-def run(params: Params, paths: Paths, url: str, environment, record: dict | None = None) -> dict:
+def run(
+    params: Params,
+    paths: Paths,
+    url: str,
+    # A deploy.environments.Environment: that layer sits above this one, so not imported.
+    environment: Any,
+    record: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Load `url` with the users and seconds of `environment`'s gates; judge the result.
 
     `record` is the request body's one record (default: a held-out row for models/).
@@ -134,7 +142,7 @@ def run(params: Params, paths: Paths, url: str, environment, record: dict | None
     return result
 
 
-def format_result(result: dict) -> str:
+def format_result(result: dict[str, Any]) -> str:
     return (
         f"load test {result['environment']} ({result['users']} users, {result['seconds']} s) "
         f"at {result['url']}: {result['requests']} requests, {result['rps']:.1f} req/s, "

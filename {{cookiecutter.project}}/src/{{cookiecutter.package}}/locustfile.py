@@ -10,22 +10,28 @@ warm-up, left out of the statistics; a first request that failed stays counted, 
 
 import json
 import os
+from typing import Any
 
 import gevent
 from locust import FastHttpUser, constant, events, task
+from locust.env import Environment
 
 RECORD = json.loads(os.environ.get("LOADTEST_RECORD", "{}"))
 SECONDS = float(os.environ.get("LOADTEST_SECONDS", "5"))
-_window: dict = {}
+_window: dict[str, Any] = {}
+
+# locust's add_listener is unannotated: to mypy its decorator leaves a listener untyped.
 
 
-@events.init.add_listener
-def _keep_environment(environment, **_kwargs) -> None:
+@events.init.add_listener  # type: ignore[untyped-decorator]
+def _keep_environment(environment: Environment, **_kwargs: Any) -> None:
     _window["environment"] = environment
 
 
-@events.request.add_listener
-def _start_the_window_at_the_first_answer(exception=None, **_kwargs) -> None:
+@events.request.add_listener  # type: ignore[untyped-decorator]
+def _start_the_window_at_the_first_answer(
+    exception: BaseException | None = None, **_kwargs: Any
+) -> None:
     if "started" in _window:
         return
     _window["started"] = True

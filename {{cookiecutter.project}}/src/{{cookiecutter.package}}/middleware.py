@@ -8,17 +8,19 @@ Both refuse a body over `max_body_bytes` with 413: BentoML itself reads bodies w
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import bentoml
 from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import prediction_log
 
 logger = logging.getLogger("bentoml.serve")
 
 
-def validation_error_body(error: ValidationError) -> dict:
+def validation_error_body(error: ValidationError) -> dict[str, Any]:
     """BentoML's 400 body: a summary, then one entry per problem with its `loc` path."""
     return {
         "error": f"{error.error_count()} validation error for {error.title}",
@@ -41,11 +43,11 @@ class JSONBodiesOnly:
     body, which declares none, is read here, counting, up to the limit.
     """
 
-    def __init__(self, app, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             headers = dict(scope["headers"])
             header = headers.get(b"content-type", b"application/json")
@@ -81,14 +83,18 @@ class PredictFastPath:
     """
 
     def __init__(
-        self, app, request_model: type[BaseModel], max_body_bytes: int, path: str = "/predict"
+        self,
+        app: ASGIApp,
+        request_model: type[BaseModel],
+        max_body_bytes: int,
+        path: str = "/predict",
     ) -> None:
         self.app = app
         self.request_model = request_model
         self.max_body_bytes = max_body_bytes
         self.path = path
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
             await self.app(scope, receive, send)
             return
@@ -104,20 +110,23 @@ class PredictFastPath:
             response: Response = JSONResponse(validation_error_body(error), status_code=400)
         else:
             try:
-                answer = bentoml.get_current_service().answer(request.records, request_id)
+                # request_model is built at run time (schema.request_model): it has `records`.
+                records = request.records  # type: ignore[attr-defined]
+                answer = bentoml.get_current_service().answer(records, request_id)
                 response = Response(answer.model_dump_json(), media_type="application/json")
             except Exception:
                 logger.exception("POST %s failed", self.path)
-                error = "An unexpected error has occurred, please check the server log."
-                response = JSONResponse({"error": error}, status_code=500)
+                message = "An unexpected error has occurred, please check the server log."
+                response = JSONResponse({"error": message}, status_code=500)
         # Returned on every answer, so a client can quote it and late labels can be joined.
         response.headers[prediction_log.REQUEST_ID_HEADER] = request_id
         await response(scope, receive, send)
 
 
-async def _read_body(receive, limit: int) -> bytes | None:
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
     """The request body; None as soon as it passes `limit` bytes, leaving the rest unread."""
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         chunk = message.get("body", b"")
@@ -129,11 +138,11 @@ async def _read_body(receive, limit: int) -> bytes | None:
             return b"".join(chunks)
 
 
-def _replay(body: bytes, receive):
+def _replay(body: bytes, receive: Receive) -> Receive:
     """A `receive` that hands over `body` (already read) once, then defers to the server's."""
     replayed = False
 
-    async def replay():
+    async def replay() -> Message:
         nonlocal replayed
         if replayed:
             return await receive()

@@ -16,6 +16,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -78,10 +79,10 @@ def load_reference(paths: Paths, version: ModelVersion) -> tuple[pd.DataFrame, F
     """The training rows (with predictions) and feature spec the version's run logged."""
     spec = FeatureSpec.model_validate(
         mlflow.artifacts.load_dict(
-            registry.run_artifact(paths, version.run_id, registry.SPEC_ARTIFACT)
+            registry.run_artifact(paths, registry.training_run(version), registry.SPEC_ARTIFACT)
         )
     )
-    uri = registry.run_artifact(paths, version.run_id, registry.REFERENCE_ARTIFACT)
+    uri = registry.run_artifact(paths, registry.training_run(version), registry.REFERENCE_ARTIFACT)
     try:
         with tempfile.TemporaryDirectory() as folder:
             local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=folder)
@@ -97,7 +98,7 @@ def load_reference(paths: Paths, version: ModelVersion) -> tuple[pd.DataFrame, F
 
 def drift_columns(spec: FeatureSpec) -> dict[str, str]:
     """Every feature, then the prediction (a class for classifiers, a value for regression)."""
-    columns = {f.name: f.kind for f in spec.features}
+    columns: dict[str, str] = {f.name: f.kind for f in spec.features}
     columns["prediction"] = "numeric" if spec.task == "regression" else "categorical"
     return columns
 
@@ -113,7 +114,7 @@ def served_frame(window: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     return frame
 
 
-def quality(paths: Paths, spec: FeatureSpec, frame: pd.DataFrame, folder: Path) -> dict:
+def quality(paths: Paths, spec: FeatureSpec, frame: pd.DataFrame, folder: Path) -> dict[str, Any]:
     """The committed expectation suite, narrowed to the features, on the served rows."""
     from . import validation
     from .predict import feature_suite
@@ -135,7 +136,7 @@ def labelled(
     spec: FeatureSpec,
     window: pd.DataFrame,
     environment: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """The model scored on the window's labelled rows against its training-time metrics."""
     store = feedback_store(paths, environment)
     rows = served_data.with_labels(window, store, spec.target).dropna(subset=[spec.target])
@@ -146,7 +147,7 @@ def labelled(
         paths.labelled_window, index=False
     )
     needed = params.monitoring.performance.min_labels
-    result: dict = {
+    result: dict[str, Any] = {
         "rows": int(len(rows)), "min_labels": needed, "failed": False,
         "labelled_rows": str(paths.labelled_window),
     }  # fmt: skip
@@ -168,7 +169,7 @@ def labelled(
         probabilities = np.array(rows["probabilities"].tolist(), dtype="float64")
         raw = probabilities[:, 1] if spec.task == "binary" else probabilities
     scores = compute_metrics(spec, y_true, raw)
-    trained = registry.client(paths).get_run(version.run_id).data.metrics
+    trained = registry.client(paths).get_run(registry.training_run(version)).data.metrics
     primary = PRIMARY[spec.task]
     reference = trained.get(f"test_{primary}")
     gates = [
@@ -194,7 +195,7 @@ def labelled(
     return result
 
 
-def history(paths: Paths, model_version: str, limit: int) -> list[dict]:
+def history(paths: Paths, model_version: str, limit: int) -> list[dict[str, Any]]:
     """The model version's recorded windows, oldest first (at most `limit`)."""
     experiment = mlflow.get_experiment_by_name(EXPERIMENT)
     if experiment is None:
@@ -205,7 +206,7 @@ def history(paths: Paths, model_version: str, limit: int) -> list[dict]:
         order_by=["attributes.start_time DESC"],
         max_results=4 * limit,
     )
-    windows: dict[str, dict] = {}  # a window monitored twice counts once: its latest run
+    windows: dict[str, dict[str, Any]] = {}  # a window monitored twice counts once: its latest run
     for run in runs:
         name = run.data.tags.get("window_id", run.info.run_id)
         windows.setdefault(
@@ -222,7 +223,7 @@ def run(
     model_version: str | None = None,
     rows: int | None = None,
     environment: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Compare the latest window of `environment`'s log with the reference; record it;
     decide. Writes the reports."""
     from . import monitor_report
@@ -245,7 +246,7 @@ def run(
     decision = drift.decide(
         [w["drifted"] for w in past] + [compared["drifted"]], rule, performance["failed"]
     )
-    result = {
+    result: dict[str, Any] = {
         "window": name,
         "model_version": str(version.version),
         "run_id": version.run_id,
@@ -275,7 +276,7 @@ def run(
     return result
 
 
-def record(paths: Paths, result: dict, folder: Path, report: Path) -> str:
+def record(paths: Paths, result: dict[str, Any], folder: Path, report: Path) -> str:
     """The window as an MLflow run against the model version, plus tags on the version;
     returns the run's id."""
     experiment = registry.setup_experiment(paths, EXPERIMENT)
@@ -305,7 +306,8 @@ def record(paths: Paths, result: dict, folder: Path, report: Path) -> str:
     for key, value in (("monitoring.window", result["window"]), ("monitoring.drifted", tags["drifted"]),
                        ("monitoring.retrain", tags["retrain"])):  # fmt: skip
         client.set_model_version_tag(PROJECT, result["model_version"], key, value)
-    return run.info.run_id
+    run_id: str = run.info.run_id
+    return run_id
 
 
 def _metric_name(column: str) -> str:

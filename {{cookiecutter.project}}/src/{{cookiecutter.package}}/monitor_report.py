@@ -5,6 +5,7 @@ from __future__ import annotations
 import html as escape
 import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -13,6 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from .features import FeatureSpec  # noqa: E402
 
@@ -23,19 +26,19 @@ STYLE = "body { font-family: sans-serif; margin: 2em } td, th { padding: 2px 8px
 DRIFTED, STEADY = "#c0392b", "#2c7fb8"
 
 
-def _panel(axes, reference: pd.Series, served: pd.Series, kind: str) -> None:
+def _panel(axes: Axes, reference: pd.Series, served: pd.Series, kind: str) -> None:
     """Reference against window: overlaid densities, or category shares side by side."""
     if kind == "numeric":
         ref = reference.dropna().to_numpy(dtype="float64")
         win = served.dropna().to_numpy(dtype="float64")
         low, high = np.nanmin(np.r_[ref, win]), np.nanmax(np.r_[ref, win])
-        bins = np.linspace(low, high if high > low else low + 1, 31)
+        bins = np.linspace(low, high if high > low else low + 1, 31).tolist()
         axes.hist(ref, bins=bins, density=True, alpha=0.5, color="grey", label="training")
         axes.hist(win, bins=bins, density=True, alpha=0.5, color=STEADY, label="window")
     else:
-        ref = reference.astype(str).value_counts(normalize=True)
-        win = served.astype(str).value_counts(normalize=True)
-        shares = pd.concat([ref.rename("training"), win.rename("window")], axis=1).fillna(0)
+        training = reference.astype(str).value_counts(normalize=True).rename("training")
+        in_window = served.astype(str).value_counts(normalize=True).rename("window")
+        shares = pd.concat([training, in_window], axis=1).fillna(0)
         shares = shares.sort_index()
         positions = np.arange(len(shares))
         axes.bar(positions - 0.2, shares["training"], 0.4, color="grey", label="training")
@@ -44,7 +47,14 @@ def _panel(axes, reference: pd.Series, served: pd.Series, kind: str) -> None:
     axes.tick_params(labelsize=7)
 
 
-def plots(reference, frame, window, spec: FeatureSpec, result: dict, folder: Path) -> list[str]:
+def plots(
+    reference: pd.DataFrame,
+    frame: pd.DataFrame,
+    window: pd.DataFrame,
+    spec: FeatureSpec,
+    result: dict[str, Any],
+    folder: Path,
+) -> list[str]:
     """distributions.png (every column, reference vs window) and drift_over_windows.png."""
     tests = {c["column"]: c for c in result["drift"]["columns"]}
     served = frame.assign(prediction=window["prediction"])
@@ -76,14 +86,14 @@ def plots(reference, frame, window, spec: FeatureSpec, result: dict, folder: Pat
     return [str(path) for path in written]
 
 
-def _save(figure, path: Path) -> Path:
+def _save(figure: Figure, path: Path) -> Path:
     figure.tight_layout(rect=(0, 0, 1, 0.97))
     figure.savefig(path, dpi=80)
     plt.close(figure)
     return path
 
 
-def table(result: dict) -> str:
+def table(result: dict[str, Any]) -> str:
     """The console table: one line per column, drifted ones marked; then the decision."""
     lines = [f"{'column':<28}{'test':<13}{'score':>9}{'p-value':>11}  drifted"]
     for c in result["drift"]["columns"]:
@@ -118,7 +128,7 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def markdown(result: dict) -> str:
+def markdown(result: dict[str, Any]) -> str:
     """The CI job summary."""
     decision = result["decision"]
     lines = [
@@ -146,7 +156,7 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def html(result: dict, folder: Path) -> Path:
+def html(result: dict[str, Any], folder: Path) -> Path:
     """report.html beside the PNGs: verdict, plots, the per-column table."""
     rows = "".join(
         f"<tr class={'drifted' if c['drifted'] else 'ok'}><td>{escape.escape(c['column'])}</td>"

@@ -10,7 +10,9 @@ import json
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from . import lock, release_store
 from .config import PACKAGE, PROJECT, Params, Paths
@@ -37,7 +39,7 @@ NOT_SERVED = (
 )
 
 
-def _not_served(source: Path):
+def _not_served(source: Path) -> Callable[[str, list[str]], set[str]]:
     """A copytree `ignore`: caches anywhere, NOT_SERVED at the package's top level."""
 
     def ignore(folder: str, names: list[str]) -> set[str]:
@@ -49,13 +51,14 @@ def _not_served(source: Path):
     return ignore
 
 
-def _read_json(path: Path, missing: str) -> dict:
+def _read_json(path: Path, missing: str) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: {missing}")
-    return json.loads(path.read_text())
+    read: dict[str, Any] = json.loads(path.read_text())
+    return read
 
 
-def _labels(card: dict) -> dict[str, str]:
+def _labels(card: dict[str, Any]) -> dict[str, str]:
     return {
         "model_version": str(card.get("model_version")),
         "git_commit": str(card.get("git_commit") or "unknown"),
@@ -104,7 +107,7 @@ def build(
     paths: Paths,
     exclude_packages: frozenset[str] = frozenset(),
     release: bool = True,
-) -> dict:
+) -> dict[str, Any]:
     """Save the model to the store, build the bento from the package source only, export it
     to dist/ and, with `release`, publish it to the release store (else `release` later).
 
@@ -158,7 +161,7 @@ def build(
     return result
 
 
-def publish(params: Params, paths: Paths) -> dict:
+def publish(params: Params, paths: Paths) -> dict[str, Any]:
     """Publish the bento `make package` built last (dist/bento.json) to the release store,
     under its model version, with its held-out smoke rows. Deploys take bentos from there,
     never from dist/. CD publishes only once every check has passed on the built bento."""
@@ -195,10 +198,11 @@ def import_archives(paths: Paths) -> list[str]:
 
 def latest_bento(paths: Paths) -> str:
     """The tag of the bento `make package` built last."""
-    return _read_json(paths.dist / "bento.json", "run `make package` first")["tag"]
+    tag: str = _read_json(paths.dist / "bento.json", "run `make package` first")["tag"]
+    return tag
 
 
-def bento_labels(paths: Paths, tag: str) -> dict:
+def bento_labels(paths: Paths, tag: str) -> dict[str, Any]:
     """The bento's tag and labels (model version, git commit) from the project store."""
     import bentoml
     from bentoml.exceptions import NotFound

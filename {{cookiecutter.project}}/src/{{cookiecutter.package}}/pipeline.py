@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .config import Params, Paths
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 # say(text, tone): tone is "" (plain), "ok", "warn" or "heading"; the CLI colours it.
 Say = Callable[..., None]
+T = TypeVar("T")
 
 # How far the pipeline's closing demo moves every numeric feature, in training standard
 # deviations: a shift the default drift settings detect in nearly every window.
@@ -34,7 +36,7 @@ class StageFailed(RuntimeError):
     """A stage ran and its result is a failure (gates missed, a check disagreed)."""
 
 
-def data(params: Params, paths: Paths, say: Say) -> dict:
+def data(params: Params, paths: Paths, say: Say) -> dict[str, Any]:
     """Materialise the dataset into data/raw/ and fingerprint it."""
     from . import data as stage
 
@@ -55,7 +57,9 @@ def data(params: Params, paths: Paths, say: Say) -> dict:
     return record
 
 
-def validate(params: Params, paths: Paths, say: Say, data_file: Path | None = None) -> dict:
+def validate(
+    params: Params, paths: Paths, say: Say, data_file: Path | None = None
+) -> dict[str, Any]:
     """Run the expectation suite; fail naming each failing column and expectation."""
     from . import validation
 
@@ -66,7 +70,9 @@ def validate(params: Params, paths: Paths, say: Say, data_file: Path | None = No
     return outcome
 
 
-def train(params: Params, paths: Paths, say: Say, why: dict | None = None) -> dict:
+def train(
+    params: Params, paths: Paths, say: Say, why: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Train LightGBM (seeded), log it to MLflow and register a new model version."""
     from . import train as stage
 
@@ -90,7 +96,7 @@ def evaluate(
     return report
 
 
-def package(params: Params, paths: Paths, say: Say, release: bool = True) -> dict:
+def package(params: Params, paths: Paths, say: Say, release: bool = True) -> dict[str, Any]:
     """Build the bento, export it to dist/ and (with `release`) release it."""
     from . import package as stage
 
@@ -118,7 +124,7 @@ def infra_check(params: Params, paths: Paths, say: Say, bento: str | None = None
     return result
 
 
-def loadtest(params: Params, paths: Paths, say: Say, url: str, env: str) -> dict:
+def loadtest(params: Params, paths: Paths, say: Say, url: str, env: str) -> dict[str, Any]:
     """Load test a running service with locust; fail naming each gate not met."""
     from . import loadtest as stage
     from .deploy.environments import get
@@ -131,7 +137,9 @@ def loadtest(params: Params, paths: Paths, say: Say, url: str, env: str) -> dict
     return result
 
 
-def service_check(params: Params, paths: Paths, say: Say, env: str, port: int | None) -> dict:
+def service_check(
+    params: Params, paths: Paths, say: Say, env: str, port: int | None
+) -> dict[str, Any]:
     """Serve the latest bento here, load test it against `env`'s gates, then stop it."""
     from .package import latest_bento
     from .serving import running_server
@@ -185,7 +193,7 @@ def run(params: Params, paths: Paths, say: Say, port: int) -> None:
 
     timings: list[tuple[str, float]] = []
 
-    def timed(name: str, step: Callable[[], object]):
+    def timed(name: str, step: Callable[[], T]) -> T:
         say(f"== {name}", "heading")
         started = time.perf_counter()
         done = step()
@@ -207,11 +215,12 @@ def run(params: Params, paths: Paths, say: Say, port: int) -> None:
     # Build once, promote the same bento: deploy to the first environment, promote onwards.
     environments = list(load_all(paths).values())
     for environment in environments:
+        args: tuple[Any, ...]
         if environment.requires is None:
             step, args = "deploy", (engine.deploy, environment.name, None)
         else:
             step, args = "promote", (engine.promote, environment.name)
-        timed(f"{step} {environment.name}", lambda a=args: deploy_step(params, paths, say, *a))
+        timed(f"{step} {environment.name}", partial(deploy_step, params, paths, say, *args))
     say(f"\n{'stage':<20}{'seconds':>9}")
     for name, seconds in timings:
         say(f"{name:<20}{seconds:>9.1f}")

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay  # noqa: E402
 
 from .features import FeatureSpec  # noqa: E402
@@ -19,7 +20,7 @@ from .model import class_indices  # noqa: E402
 TOP_FEATURES = 20
 
 
-def _save(figure: plt.Figure, path: Path) -> Path:
+def _save(figure: Figure, path: Path) -> Path:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -34,13 +35,15 @@ def roc_curve(y_true: np.ndarray, raw: np.ndarray, folder: Path) -> Path:
     return _save(figure, folder / "roc_curve.png")
 
 
-def confusion_matrix(y_true: np.ndarray, labels: np.ndarray, spec: FeatureSpec, folder: Path):
+def confusion_matrix(
+    y_true: np.ndarray, labels: np.ndarray, spec: FeatureSpec, folder: Path
+) -> Path:
     figure, axes = plt.subplots(figsize=(5, 5))
     ConfusionMatrixDisplay.from_predictions(
         y_true,
         labels,
-        labels=list(range(len(spec.classes))),
-        display_labels=[str(c) for c in spec.classes],
+        labels=list(range(len(spec.class_labels))),
+        display_labels=[str(c) for c in spec.class_labels],
         ax=axes,
         colorbar=False,
     )
@@ -69,7 +72,9 @@ def feature_importance(booster: lgb.Booster, folder: Path) -> Path:
     return _save(figure, folder / "feature_importance.png")
 
 
-def write_all(spec: FeatureSpec, booster: lgb.Booster, y_true, raw, folder: Path) -> list[Path]:
+def write_all(
+    spec: FeatureSpec, booster: lgb.Booster, y_true: np.ndarray, raw: np.ndarray, folder: Path
+) -> list[Path]:
     """The plots for the task, plus feature importance for every task."""
     folder.mkdir(parents=True, exist_ok=True)
     if spec.task == "binary":

@@ -13,6 +13,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,7 +37,7 @@ COLUMN_LISTS = {COLUMN_SET, "expect_table_columns_to_match_ordered_list"}
 class BatchRefused(RuntimeError):
     """The batch failed the expectation suite; `outcome` is the validation result."""
 
-    def __init__(self, outcome: dict, report: Path, output: Path) -> None:
+    def __init__(self, outcome: dict[str, Any], report: Path, output: Path) -> None:
         self.outcome = outcome
         self.report = report
         # format_failures: a heading, then one line per failed expectation naming its column.
@@ -52,7 +53,7 @@ class BatchRefused(RuntimeError):
         )
 
 
-def feature_suite(suite: dict, spec: FeatureSpec) -> dict:
+def feature_suite(suite: dict[str, Any], spec: FeatureSpec) -> dict[str, Any]:
     """The suite as it applies to a batch to score: only the model's feature columns.
 
     The committed suite describes the training extract. A batch to score has no target
@@ -83,7 +84,7 @@ def feature_suite(suite: dict, spec: FeatureSpec) -> dict:
     return {**suite, "meta": meta, "expectations": kept}
 
 
-def packaged_model(paths: Paths, bento_tag: str | None = None) -> tuple[Model, dict]:
+def packaged_model(paths: Paths, bento_tag: str | None = None) -> tuple[Model, dict[str, Any]]:
     """The model inside a bento (default: the one `make package` built last) and its tags."""
     import bentoml
     from bentoml.exceptions import NotFound
@@ -119,7 +120,7 @@ def prediction_columns(raw: np.ndarray, spec: FeatureSpec) -> dict[str, np.ndarr
         return {PREDICTION: raw.astype("float64", copy=False)}
     labels, probabilities = classified(raw, spec, label_type=None)
     columns = {PREDICTION: labels}
-    for index, label in enumerate(spec.classes):
+    for index, label in enumerate(spec.class_labels):
         columns[clean_column_name(f"{PROBABILITY}{label}")] = probabilities[:, index]
     return columns
 
@@ -160,7 +161,7 @@ def write_atomically(frame: pd.DataFrame, output: Path, kind: str) -> None:
 
 def validate_batch(
     paths: Paths, frame: pd.DataFrame, spec: FeatureSpec, source: Path, output: Path
-) -> dict:
+) -> dict[str, Any]:
     """The feature suite on `frame`; report in reports/predict/validation/. Refuses a bad batch."""
     report_dir = paths.predict_reports / "validation"
     suite = feature_suite(validation.load_suite(paths), spec)
@@ -174,7 +175,7 @@ def validate_batch(
 
 def predict_file(
     params: Params, paths: Paths, source: Path, output: Path, bento_tag: str | None = None
-) -> dict:
+) -> dict[str, Any]:
     """Validate `source`, score it with the packaged model, write `output`; return a record."""
     started = time.perf_counter()
     if not source.exists():

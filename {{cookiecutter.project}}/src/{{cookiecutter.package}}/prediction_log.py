@@ -24,12 +24,17 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bentoml.monitoring import MonitorBase
+
+if TYPE_CHECKING:
+    from .features import FeatureSpec
+
 
 MONITOR_NAME = "predictions"
 FEATURES = "features"  # the column holding a request's rows, in training order
@@ -146,7 +151,7 @@ class PredictionLog(MonitorBase[Any]):
     def log(self, data: Any, name: str, role: str, data_type: str) -> None:
         self.log_batch([data], name, role, data_type)
 
-    def log_batch(self, data_batch, name: str, role: str, data_type: str) -> None:
+    def log_batch(self, data_batch: Iterable[Any], name: str, role: str, data_type: str) -> None:
         """One column of the record, every row at once."""
         record = _record.get()
         if record is None:
@@ -201,7 +206,7 @@ class PredictionLog(MonitorBase[Any]):
             lines.append(head + str(row) + ", " + ", ".join(fields) + "}")
         self.data.write("\n".join(lines))
 
-    def _features(self, values: list) -> str:
+    def _features(self, values: list[Any]) -> str:
         """A row's feature values as JSON fields, under their columns' names."""
         if self.numbers_only and None not in values and len(values) == len(self.keys):
             return self.numbers_format % tuple(values)
@@ -222,8 +227,8 @@ class Recorder:
 
     def __init__(
         self,
-        spec,
-        settings: dict,
+        spec: FeatureSpec,
+        settings: dict[str, Any],
         log_dir: Path,
         model_version: str,
         worker: int = 0,
@@ -249,10 +254,11 @@ class Recorder:
         # start_record and stop_record around the logging. Those two calls are made here
         # directly: the context manager's dependency injection binds its signature on every
         # call (~20 us, a third of the logging).
-        with bentoml.monitor(name, PredictionLog, self.options) as monitor:
-            self.monitor = monitor
+        # BentoML's overloads leave out a monitor class, which its implementation takes.
+        with bentoml.monitor(name, PredictionLog, self.options) as monitor:  # type: ignore[call-overload]
+            self.monitor: PredictionLog = monitor
 
-    def record(self, rows: list[list], outputs: dict[str, list], request: str) -> None:
+    def record(self, rows: list[list[Any]], outputs: dict[str, list[Any]], request: str) -> None:
         """Log the request's rows and the model's outputs under `request` (its id)."""
         if not self.enabled or (self.sample_rate < 1.0 and random.random() >= self.sample_rate):
             return
@@ -278,7 +284,9 @@ class PredictionMetrics:
     the training predictions' deciles) for regression. Create it in the worker: BentoML
     sets up prometheus_client's multiprocess mode there, after importing the service."""
 
-    def __init__(self, spec, model_version: str, buckets: list[float] | None = None) -> None:
+    def __init__(
+        self, spec: FeatureSpec, model_version: str, buckets: list[float] | None = None
+    ) -> None:
         from prometheus_client import Counter, Histogram
 
         self.regression = spec.task == "regression"
@@ -297,9 +305,9 @@ class PredictionMetrics:
                     "prediction_class", "Predictions per class", ["model_version", "class"]
                 )
             counter = _METRICS["class"]
-            self.classes = {c: counter.labels(model_version, str(c)) for c in spec.classes}
+            self.classes = {c: counter.labels(model_version, str(c)) for c in spec.class_labels}
 
-    def observe(self, predictions: list) -> None:
+    def observe(self, predictions: list[Any]) -> None:
         if self.regression:
             for value in predictions:
                 self.histogram.observe(value)

@@ -90,16 +90,30 @@ def production_version(paths: Paths, name: str = PROJECT) -> ModelVersion | None
     return version_by_alias(paths, PRODUCTION, name)
 
 
+def training_run(version: ModelVersion) -> str:
+    """The id of the run a version was registered from (every version here has one)."""
+    if version.run_id is None:
+        raise ValueError(f"model version {version.version} names no training run (run_id)")
+    return version.run_id
+
+
+def logged_model_id(version: ModelVersion) -> str:
+    """The version's logged model: its model_id, else its source, "models:/<model id>"."""
+    if version.model_id:
+        return version.model_id
+    if version.source is None:
+        raise ValueError(f"model version {version.version} names no logged model (source)")
+    return version.source.removeprefix("models:/")
+
+
 def load_version(paths: Paths, version: ModelVersion) -> tuple[lgb.Booster, FeatureSpec]:
     """The booster of a registered version and the feature spec its run logged."""
     store = client(paths)
-    run = store.get_run(version.run_id)
+    run = store.get_run(training_run(version))
     root = store.get_experiment(run.info.experiment_id).artifact_location
-    # The version's source is its logged model, "models:/<model id>".
-    model_id = version.model_id or version.source.removeprefix("models:/")
-    model = store.get_logged_model(model_id).artifact_location
+    model = store.get_logged_model(logged_model_id(version)).artifact_location
     booster = mlflow.lightgbm.load_model(relocated(paths, model, root))
-    spec = mlflow.artifacts.load_dict(run_artifact(paths, version.run_id, SPEC_ARTIFACT))
+    spec = mlflow.artifacts.load_dict(run_artifact(paths, training_run(version), SPEC_ARTIFACT))
     return booster, FeatureSpec.model_validate(spec)
 
 

@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import mlflow
 from mlflow.entities import LoggedModelStatus, Metric, Param, Run, RunStatus
@@ -34,7 +35,7 @@ BATCH = 100
 MODEL = f"name = '{PROJECT}'"
 
 
-def migrate(paths: Paths, target_uri: str, echo: Callable[[str], None] = print) -> dict:
+def migrate(paths: Paths, target_uri: str, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Copy the project's release store to the server at `target_uri`: what it mapped to what."""
     if not registry.is_server(target_uri):
         raise ValueError(
@@ -103,10 +104,10 @@ class _Copy:
         found = registry.relocated(self.paths, uri, root)
         return mlflow.artifacts.download_artifacts(artifact_uri=found, dst_path=folder)
 
-    def run(self, run: Run, experiment: str, tags: dict | None = None) -> str:
+    def run(self, run: Run, experiment: str, tags: dict[str, Any] | None = None) -> str:
         """A copy of `run` in `experiment`: tags (`tags` win), params, metrics, times, status."""
         tags = {**run.data.tags, **(tags or {})}
-        run_id = self.target.create_run(experiment, run.info.start_time, tags).info.run_id
+        run_id: str = self.target.create_run(experiment, run.info.start_time, tags).info.run_id
         params = [Param(key, value) for key, value in run.data.params.items()]
         metrics = [
             Metric(point.key, point.value, point.timestamp, point.step)
@@ -119,7 +120,9 @@ class _Copy:
         self.runs[run.info.run_id] = run_id
         return run_id
 
-    def log(self, run_id: str, params: list | None = None, metrics: list | None = None) -> None:
+    def log(
+        self, run_id: str, params: list[Param] | None = None, metrics: list[Metric] | None = None
+    ) -> None:
         """Log params and metrics to a target run, in batches MLflow accepts."""
         params, metrics = params or [], metrics or []
         for start in range(0, max(len(params), len(metrics)), BATCH):
@@ -156,7 +159,8 @@ class _Copy:
         # The run's metrics, linked to the model again (the run keeps one copy of each).
         self.log(run_id, metrics=[
             Metric(m.key, m.value, m.timestamp, m.step, model_id=new.model_id)
-            for m in logged.metrics or [] if self.runs.get(m.run_id) == run_id
+            for m in logged.metrics or []
+            if m.run_id is not None and self.runs.get(m.run_id) == run_id
         ])  # fmt: skip
         self.target.finalize_logged_model(new.model_id, LoggedModelStatus.READY)
         self.models[model_id] = new.model_id
@@ -164,8 +168,8 @@ class _Copy:
 
     def version(self, version: ModelVersion, experiment: str) -> str:
         """The version, its run and its logged model registered anew; the new number."""
-        run_id = self.training_run(version.run_id, experiment)
-        old_id = version.model_id or version.source.removeprefix("models:/")
+        run_id = self.training_run(registry.training_run(version), experiment)
+        old_id = registry.logged_model_id(version)
         model_id = self.logged_model(old_id, run_id, experiment)
         copy = self.target.create_model_version(
             PROJECT, f"models:/{model_id}", run_id, version.tags,

@@ -18,6 +18,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
@@ -77,7 +78,9 @@ def _version_key(tag: str) -> str:
     return version
 
 
-def publish(paths: Paths, tag: str, archive: Path, model_version: str, rows: pd.DataFrame) -> dict:
+def publish(
+    paths: Paths, tag: str, archive: Path, model_version: str, rows: pd.DataFrame
+) -> dict[str, Any]:
     """Log the bento archive and its smoke rows under the model version; tag the digest."""
     client = registry.client(paths)
     version = client.get_model_version(PROJECT, str(model_version))
@@ -128,7 +131,7 @@ def _download(paths: Paths, version: ModelVersion, artifact: str, folder: Path) 
     import mlflow
 
     registry.configure(paths)
-    uri = registry.run_artifact(paths, version.run_id, artifact)
+    uri = registry.run_artifact(paths, registry.training_run(version), artifact)
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(folder)))
 
 

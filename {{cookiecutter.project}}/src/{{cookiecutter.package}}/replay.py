@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -76,7 +77,7 @@ def send(
 
 def replay(
     params: Params, paths: Paths, url: str, rows: int, shift: float, seed: int, labels: Path
-) -> dict:
+) -> dict[str, Any]:
     """Send a (shifted) window to `url`; write its labels to `labels`."""
     spec = model_spec(paths)
     window = shifted(params, paths, spec, rows, shift, seed)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from .config import Paths
 
@@ -31,7 +32,7 @@ def latest_monitor_result(paths: Paths) -> Path:
     return found[-1]
 
 
-def read_monitor_result(path: Path) -> dict:
+def read_monitor_result(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"MONITOR_REPORT: {path} does not exist")
     try:

@@ -51,7 +51,8 @@ def request_model(spec: FeatureSpec, max_batch_size: int) -> type[BaseModel]:
     return create_model(
         "PredictRequest",
         __config__=ConfigDict(extra="forbid"),
-        records=(list[record], Field(min_length=1, max_length=max_batch_size)),
+        # A model built at run time: valid for pydantic, not a static type for mypy.
+        records=(list[record], Field(min_length=1, max_length=max_batch_size)),  # type: ignore[valid-type]
     )
 
 
@@ -71,7 +72,7 @@ def response_model(spec: FeatureSpec) -> type[BaseModel]:
     )
 
 
-def records_to_rows(records: list[BaseModel], spec: FeatureSpec) -> list[list]:
+def records_to_rows(records: list[BaseModel], spec: FeatureSpec) -> list[list[Any]]:
     """Validated records as rows of values in training order (`features.to_matrix` input)."""
     fields = [f"f{index}" for index in range(len(spec.features))]
     return [[getattr(record, field) for field in fields] for record in records]

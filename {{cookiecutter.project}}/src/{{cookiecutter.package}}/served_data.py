@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -18,7 +20,7 @@ def log_files(folder: Path) -> list[Path]:
     return sorted((folder / MONITOR_NAME / "data").glob("data.*.log*"))
 
 
-def read_log(folder: Path, names: list[str] = ()) -> pd.DataFrame:
+def read_log(folder: Path, names: Sequence[str] = ()) -> pd.DataFrame:
     """All logged rows, oldest first; features among `names` logged as "<name>_" (a meta
     column's name) renamed back."""
     files = log_files(folder)
@@ -54,7 +56,8 @@ def window(log: pd.DataFrame, model_version: str, rows: int) -> pd.DataFrame:
 def window_id(frame: pd.DataFrame) -> str:
     """A name for the window: the time of its last row, e.g. 20261201T101502.123Z."""
     last = pd.Timestamp(frame["timestamp"].iloc[-1]).tz_convert("UTC")
-    return last.strftime("%Y%m%dT%H%M%S.") + f"{last.microsecond // 1000:03d}Z"
+    stamp: str = last.strftime("%Y%m%dT%H%M%S.")
+    return stamp + f"{last.microsecond // 1000:03d}Z"
 
 
 def read_labels(path: Path, target: str) -> pd.DataFrame:
@@ -74,7 +77,9 @@ def read_labels(path: Path, target: str) -> pd.DataFrame:
     return labels
 
 
-def join_feedback(log: pd.DataFrame, labels: pd.DataFrame, store: Path, target: str) -> dict:
+def join_feedback(
+    log: pd.DataFrame, labels: pd.DataFrame, store: Path, target: str
+) -> dict[str, Any]:
     """Keep the labels whose (request_id, row) the log has, in `store` (a later label for
     the same row replaces an earlier one); report how many matched."""
     known = labels.merge(log[KEY].drop_duplicates(), on=KEY, how="inner")
@@ -96,7 +101,8 @@ def join_feedback(log: pd.DataFrame, labels: pd.DataFrame, store: Path, target: 
 def with_labels(frame: pd.DataFrame, store: Path, target: str) -> pd.DataFrame:
     """`frame` with the target column from the feedback store (NaN where unlabelled)."""
     if not store.exists():
-        return frame.assign(**{target: pd.NA})
+        # pandas-stubs leave out a scalar pd.NA, which assign broadcasts to every row.
+        return frame.assign(**{target: pd.NA})  # type: ignore[arg-type]
     labels = pd.read_parquet(store)
     frame = frame.drop(columns=[target], errors="ignore")
     return frame.merge(labels, on=KEY, how="left")

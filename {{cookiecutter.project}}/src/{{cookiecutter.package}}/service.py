@@ -13,10 +13,12 @@ import json
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 import bentoml
 from bentoml.exceptions import NotFound
 from bentoml.models import BentoModel
+from pydantic import BaseModel
 
 from .config import PROJECT, ServingParams
 from .evaluation_report import EvaluationReport
@@ -45,12 +47,17 @@ def _stored_model() -> bentoml.Model:
 _STORED = _stored_model()
 _CARD = json.loads(Path(_STORED.path_of(CARD_FILE)).read_text())
 SPEC = FeatureSpec.model_validate(_CARD["spec"])
-PredictRequest = request_model(
-    SPEC, int(_STORED.info.metadata.get("max_batch_size", DEFAULT_MAX_BATCH_SIZE))
-)
+
+
+def _saved(key: str, default: Any) -> Any:
+    """A setting `make package` saved in the model's metadata (a JSON value), or `default`."""
+    return _STORED.info.metadata.get(key, default)
+
+
+PredictRequest = request_model(SPEC, int(_saved("max_batch_size", DEFAULT_MAX_BATCH_SIZE)))
 PredictResponse = response_model(SPEC)
 # Saved with the model like max_batch_size; a model saved without it gets params' default.
-MAX_BODY_BYTES = int(_STORED.info.metadata.get("max_body_bytes", ServingParams().max_body_bytes))
+MAX_BODY_BYTES = int(_saved("max_body_bytes", ServingParams().max_body_bytes))
 
 
 # Tuned with the template's `make bench` (see docs/serving.md):
@@ -95,33 +102,36 @@ class ModelService:
         # the periodic 150-200 ms stalls in p99 at a single connection.
         gc.freeze()
 
-    def answer(self, records: list, request_id: str) -> PredictResponse:
+    def answer(self, records: list[BaseModel], request_id: str) -> BaseModel:
         """The model's answer to validated records (PredictFastPath serves it over HTTP),
         logged under `request_id` and counted on /metrics when monitoring is enabled."""
         rows = records_to_rows(records, SPEC)
         outputs = self.model.predict_rows(rows)
-        if self.recorder is not None:
+        if self.recorder is not None and self.metrics is not None:
             self.metrics.observe(outputs["predictions"])
             self.recorder.record(rows, outputs, request_id)
-        return PredictResponse.model_construct(**outputs)
+        return PredictResponse.model_construct(None, **outputs)
 
     # Declared for the OpenAPI schema, BentoML's clients and in-process calls; over HTTP,
     # PredictFastPath answers POST /predict first, with this same schema and answer.
-    @bentoml.api(input_spec=PredictRequest, output_spec=PredictResponse)
-    async def predict(self, records: list) -> PredictResponse:
+    # The schema is PredictRequest and PredictResponse, models built at run time from the
+    # spec; BentoML's SDK has no type information, so its decorator leaves `predict` untyped.
+    @bentoml.api(input_spec=PredictRequest, output_spec=PredictResponse)  # type: ignore[untyped-decorator]
+    async def predict(self, records: list[BaseModel]) -> BaseModel:
         """Predictions (labels or values) and, for classification, class probabilities."""
         return self.answer(records, uuid.uuid4().hex)
 
-    @bentoml.api
-    def metadata(self) -> dict:
+    @bentoml.api  # type: ignore[untyped-decorator]
+    def metadata(self) -> dict[str, Any]:
         """What is serving: model, bento, commit, data fingerprint and evaluation metrics."""
         return {**self.info, "bento_tag": _bento_tag() or self.info["model_tag"]}
 
 
 # Added first, so it is the outer of the two: a wrong Content-Type never reaches the fast path.
 # Both refuse bodies over MAX_BODY_BYTES: the first guards every POST, BentoML's included.
-ModelService.add_asgi_middleware(JSONBodiesOnly, max_body_bytes=MAX_BODY_BYTES)
-ModelService.add_asgi_middleware(
+# (@bentoml.service made ModelService a bentoml.Service; mypy keeps the class's own type.)
+ModelService.add_asgi_middleware(JSONBodiesOnly, max_body_bytes=MAX_BODY_BYTES)  # type: ignore[attr-defined]
+ModelService.add_asgi_middleware(  # type: ignore[attr-defined]
     PredictFastPath, request_model=PredictRequest, max_body_bytes=MAX_BODY_BYTES, path="/predict"
 )
 
@@ -133,7 +143,7 @@ def _monitoring(model_version: str) -> tuple[Recorder | None, PredictionMetrics 
     $PROJECT_ROOT (the project's commands set it), else from the server's working folder.
     MONITORING_ENABLED=false turns both off where a bento runs, without building it again.
     """
-    settings = dict(_STORED.info.metadata.get("monitoring") or {})
+    settings = dict(_saved("monitoring", None) or {})
     switch = os.environ.get("MONITORING_ENABLED", "").strip().lower()
     if switch in {"0", "false", "no", "off"}:
         settings["enabled"] = False

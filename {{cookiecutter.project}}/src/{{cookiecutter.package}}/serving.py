@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 import httpx
 import psutil
@@ -85,7 +86,8 @@ def clear_state(paths: Paths, environment: str) -> None:
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def listening(port: int) -> bool:
@@ -108,7 +110,7 @@ def alive(pid: int) -> bool:
         return True
 
 
-def healthy(server: Server | None) -> bool:
+def healthy(server: Server | None) -> TypeGuard[Server]:
     if server is None or not alive(server.pid):
         return False
     try:
@@ -195,7 +197,7 @@ def _log_text(server: Server) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
-def wait_ready(server: Server, process: subprocess.Popen, timeout: float) -> None:
+def wait_ready(server: Server, process: subprocess.Popen[bytes], timeout: float) -> None:
     """Return once the server answers; fail at once, in one line, if it exits or its
     service fails to start (the log keeps the whole traceback)."""
     deadline = time.monotonic() + timeout
@@ -257,7 +259,7 @@ def _bentoml_listeners(port: int) -> set[psutil.Process]:
     for connection in psutil.net_connections("tcp"):
         if connection.status != psutil.CONN_LISTEN or not connection.pid:
             continue
-        if connection.laddr.port != port:
+        if not connection.laddr or connection.laddr.port != port:
             continue
         with contextlib.suppress(psutil.Error):
             process = psutil.Process(connection.pid)

@@ -5,7 +5,7 @@ in this process (the one just trained, or the registered version the bento says 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import numpy as np
@@ -25,8 +25,10 @@ def held_out_rows(params: Params, paths: Paths) -> pd.DataFrame:
 def to_records(frame: pd.DataFrame, names: list[str]) -> list[dict[str, Any]]:
     """Feature values as JSON-ready records (missing values as null)."""
     values = frame[names].astype(object)
-    records: list[dict[str, Any]] = values.where(values.notna(), None).to_dict(orient="records")
-    return records
+    # Keyed by the columns, `names`: strings.
+    return cast(
+        "list[dict[str, Any]]", values.where(values.notna(), None).to_dict(orient="records")
+    )
 
 
 class SmokeResult(BaseModel):

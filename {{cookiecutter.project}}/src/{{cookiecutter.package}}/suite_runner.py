@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from great_expectations.expectations.expectation import Expectation
+
 
 SUITE_NAME = "raw"
 
 
-def _expectations(suite: dict) -> list:
+def _expectations(suite: dict[str, Any]) -> list[Expectation]:
     """Build every expectation, failing loudly: GX would silently drop a malformed one."""
     from great_expectations.expectations.expectation_configuration import (
         ExpectationConfiguration,
@@ -28,10 +33,11 @@ def _expectations(suite: dict) -> list:
     return built
 
 
-def run_suite(suite: dict, frame: pd.DataFrame, docs: Path) -> dict:
+def run_suite(suite: dict[str, Any], frame: pd.DataFrame, docs: Path) -> dict[str, Any]:
     """Validate `frame` with a throwaway GX context; build its Data Docs site into `docs`."""
     # Imported here: GX takes seconds to import and only this stage needs it.
     import great_expectations as gx
+    from great_expectations.checkpoint.actions import UpdateDataDocsAction
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
@@ -67,7 +73,7 @@ def run_suite(suite: dict, frame: pd.DataFrame, docs: Path) -> dict:
         gx.Checkpoint(
             name=SUITE_NAME,
             validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data docs")],
+            actions=[UpdateDataDocsAction(name="data docs")],
             result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
         )
     )
@@ -90,11 +96,11 @@ def run_suite(suite: dict, frame: pd.DataFrame, docs: Path) -> dict:
     }
 
 
-def _key(kind: str, kwargs: dict) -> str:
+def _key(kind: str, kwargs: dict[str, Any]) -> str:
     return json.dumps([kind, kwargs], sort_keys=True, default=str)
 
 
-def _summarise(result: dict) -> dict:
+def _summarise(result: dict[str, Any]) -> dict[str, Any]:
     """A GX expectation result reduced to what a person needs to act on it."""
     config = result["expectation_config"]
     kwargs = {key: value for key, value in config["kwargs"].items() if key != "batch_id"}
@@ -114,7 +120,7 @@ def _summarise(result: dict) -> dict:
     return record
 
 
-def _observed(record: dict, details: dict, errors: list[str]) -> str:
+def _observed(record: dict[str, Any], details: dict[str, Any], errors: list[str]) -> str:
     """What the data showed, in words: the text of the report's `observed` column."""
     mismatched = (details.get("details") or {}).get("mismatched") or {}
     if errors:
@@ -143,7 +149,7 @@ def _observed(record: dict, details: dict, errors: list[str]) -> str:
     return text + (f", e.g. {examples}" if count and not record["success"] else "")
 
 
-def _errors(info: dict) -> list[str]:
+def _errors(info: dict[str, Any]) -> list[str]:
     """GX puts one exception at the top level, or several keyed by metric."""
     if "raised_exception" in info:
         entries = [info]
@@ -152,7 +158,7 @@ def _errors(info: dict) -> list[str]:
     return [entry["exception_message"] for entry in entries if entry.get("raised_exception")]
 
 
-def _distinct(values: list) -> list:
+def _distinct(values: list[Any]) -> list[Any]:
     return list(dict.fromkeys(values))
 
 

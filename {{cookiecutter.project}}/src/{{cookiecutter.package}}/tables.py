@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -23,7 +24,7 @@ def file_format(path: Path, option: str) -> str:
         ) from None
 
 
-def read(path: Path, option: str, csv_dtype: dict | None = None) -> pd.DataFrame:
+def read(path: Path, option: str, csv_dtype: dict[str, Any] | None = None) -> pd.DataFrame:
     """The table in `path` (CSV columns typed by `csv_dtype` where given)."""
     if not path.exists():
         raise FileNotFoundError(f"{option}: {path} does not exist")

@@ -19,6 +19,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 STATE = ".cruft.json"
 # A template that does not answer within this is reported as unreachable, not waited for.
@@ -52,7 +53,7 @@ class Updated:
 
 def git(
     root: Path, *args: str, check: bool = True, timeout: float = 120
-) -> subprocess.CompletedProcess:
+) -> subprocess.CompletedProcess[str]:
     """Run git in `root`; never prompts for credentials (CI has no one to answer)."""
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
     return subprocess.run(
@@ -61,7 +62,7 @@ def git(
     )  # fmt: skip
 
 
-def load_state(root: Path) -> dict:
+def load_state(root: Path) -> dict[str, Any]:
     """cruft's state; TemplateError when the project is not linked to a template."""
     path = root / STATE
     if not path.exists():
@@ -69,7 +70,7 @@ def load_state(root: Path) -> dict:
             f"no {STATE}: the project is not linked to its template; restore the file from git "
             "or link it with `uv run cruft link <template URL>`, then " + LINK
         )
-    state = json.loads(path.read_text(encoding="utf-8"))
+    state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     if not state.get("template") or not state.get("commit"):
         raise TemplateError(
             f"{STATE} names no template or commit (the template was not a git checkout when "
@@ -96,7 +97,7 @@ def latest_commit(template: str, checkout: str | None = None) -> str:
         raise Unreachable(f"cannot reach the template {template} ({reason})")
     pairs = (line.split("\t") for line in done.stdout.splitlines() if "\t" in line)
     refs = {name: commit for commit, name in pairs}
-    commit = refs.get(ref) or next(iter(refs.values()), None)
+    commit: str | None = refs.get(ref) or next(iter(refs.values()), None)
     if commit is None and re.fullmatch(r"[0-9a-f]{7,40}", ref):
         return ref  # a commit, which ls-remote does not list
     if commit is None:

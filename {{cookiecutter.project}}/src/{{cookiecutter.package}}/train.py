@@ -6,6 +6,7 @@ import json
 import tempfile
 from datetime import UTC, datetime
 from importlib.metadata import version
+from typing import Any
 
 import lightgbm as lgb
 import mlflow
@@ -29,7 +30,8 @@ PIP_REQUIREMENTS = [f"{name}=={version(name)}" for name in ("lightgbm", "numpy",
 
 def estimator(params: Params) -> lgb.LGBMModel:
     """An unfitted LightGBM estimator for the task, with params.yaml's settings and seed."""
-    settings = {**params.model, **FIXED, "random_state": params.seed}
+    # params.yaml's model settings: LightGBM's keyword arguments, each of its own type.
+    settings: dict[str, Any] = {**params.model, **FIXED, "random_state": params.seed}
     settings["objective"] = OBJECTIVES[params.task]
     if params.task == "regression":
         return lgb.LGBMRegressor(**settings)
@@ -67,7 +69,7 @@ def monitoring_reference(
     return frame.reset_index(drop=True)
 
 
-def train(params: Params, paths: Paths, tags: dict[str, str] | None = None) -> dict:
+def train(params: Params, paths: Paths, tags: dict[str, str] | None = None) -> dict[str, Any]:
     """Train, save models/model.txt and the model card, log and register in MLflow.
 
     `tags` go on the run and on the version it registers (`make retrain` says why it ran).
@@ -85,7 +87,8 @@ def train(params: Params, paths: Paths, tags: dict[str, str] | None = None) -> d
     booster = model.booster_
 
     x_train = features.to_features(train_df, spec)
-    raw = booster.predict(x_train)
+    raw = np.asarray(booster.predict(x_train))
+
     train_metrics = compute_metrics(spec, features.encode_target(train_df, spec), raw)
 
     paths.models.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ import json
 import math
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -30,14 +31,14 @@ def _significant(value: float, digits: int = 6) -> float:
     return float(f"{value:.{digits}g}")
 
 
-def _expectation(kind: str, notes: str | None = None, **kwargs: object) -> dict:
-    entry: dict = {"type": kind, "kwargs": kwargs}
+def _expectation(kind: str, notes: str | None = None, **kwargs: object) -> dict[str, Any]:
+    entry: dict[str, Any] = {"type": kind, "kwargs": kwargs}
     if notes:
         entry["notes"] = notes
     return entry
 
 
-def _range(column: str, values: pd.Series) -> dict:
+def _range(column: str, values: pd.Series) -> dict[str, Any]:
     low, high = float(values.min()), float(values.max())
     margin = RANGE_MARGIN * ((high - low) or abs(high) or 1.0)
     floor = low - margin if low - margin >= 0 or low < 0 else 0.0  # never negative: keep 0 as floor
@@ -49,7 +50,7 @@ def _range(column: str, values: pd.Series) -> dict:
     )
 
 
-def _column_expectations(column: str, values: pd.Series, params: Params) -> list[dict]:
+def _column_expectations(column: str, values: pd.Series, params: Params) -> list[dict[str, Any]]:
     """Existence, type, nulls, and a range or a value set for one column."""
     found = [_expectation("expect_column_to_exist", column=column)]
     if column in params.data.categorical:
@@ -79,7 +80,7 @@ def _column_expectations(column: str, values: pd.Series, params: Params) -> list
     return found
 
 
-def _target_expectations(target: pd.Series, params: Params) -> list[dict]:
+def _target_expectations(target: pd.Series, params: Params) -> list[dict[str, Any]]:
     """Classification: known classes, each within a band of today's share. Regression: mean."""
     column = params.data.target
     if params.task == "regression":
@@ -96,7 +97,7 @@ def _target_expectations(target: pd.Series, params: Params) -> list[dict]:
     shares = target.value_counts(normalize=True).sort_index()
     classes = [value.item() if hasattr(value, "item") else value for value in shares.index]
     found = [_expectation("expect_column_values_to_be_in_set", column=column, value_set=classes)]
-    for label, share in zip(classes, shares.to_numpy(), strict=True):
+    for label, share in zip(classes, map(float, shares.to_numpy()), strict=True):
         band = max(0.05, 0.25 * float(share))
         low, high = max(0.0, share - band), min(1.0, share + band)
         note = f"class {label!r} is {share:.1%} of rows today; allowed {low:.1%} to {high:.1%}"
@@ -123,7 +124,7 @@ def _target_expectations(target: pd.Series, params: Params) -> list[dict]:
     return found
 
 
-def build_suite(frame: pd.DataFrame, params: Params) -> dict:
+def build_suite(frame: pd.DataFrame, params: Params) -> dict[str, Any]:
     """A suite (as a JSON-ready dict) describing `frame` with margins for normal variation."""
     expectations = [
         _expectation(
@@ -178,16 +179,17 @@ def read_data_file(path: Path, params: Params, option: str = "--data") -> pd.Dat
     return frame.reset_index(drop=True)
 
 
-def load_suite(paths: Paths) -> dict:
+def load_suite(paths: Paths) -> dict[str, Any]:
     if not paths.suite.exists():
         raise FileNotFoundError(
             f"{paths.suite} is missing: run `make profile` to write a starting suite, "
             "review it, and commit it"
         )
-    return json.loads(paths.suite.read_text(encoding="utf-8"))
+    suite: dict[str, Any] = json.loads(paths.suite.read_text(encoding="utf-8"))
+    return suite
 
 
-def validate(params: Params, paths: Paths, data_file: Path | None = None) -> dict:
+def validate(params: Params, paths: Paths, data_file: Path | None = None) -> dict[str, Any]:
     """Run the suite, write result.json and Data Docs; bad data gives success False, no error."""
     suite = load_suite(paths)
     frame = data.load_raw(paths) if data_file is None else read_data_file(data_file, params)
@@ -197,8 +199,8 @@ def validate(params: Params, paths: Paths, data_file: Path | None = None) -> dic
 
 
 def check_frame(
-    suite: dict, frame: pd.DataFrame, report_dir: Path, data_name: str, suite_name: str
-) -> dict:
+    suite: dict[str, Any], frame: pd.DataFrame, report_dir: Path, data_name: str, suite_name: str
+) -> dict[str, Any]:
     """Run `suite` on `frame`; write result.json and Data Docs into `report_dir`.
 
     `data_name` and `suite_name` say in the report which data and which suite were checked.
@@ -214,11 +216,11 @@ def check_frame(
     return outcome
 
 
-def _where(check: dict) -> str:
+def _where(check: dict[str, Any]) -> str:
     return f"column {check['column']!r}" if check.get("column") else "table"
 
 
-def format_table(outcome: dict) -> str:
+def format_table(outcome: dict[str, Any]) -> str:
     """One row per expectation: status, column, expectation, observed."""
     rows = [("status", "column", "expectation", "observed")]
     for check in outcome["results"]:
@@ -239,7 +241,7 @@ def format_table(outcome: dict) -> str:
     return "\n".join(lines)
 
 
-def format_failures(outcome: dict) -> str:
+def format_failures(outcome: dict[str, Any]) -> str:
     """One line per failing expectation, naming the column, the expectation and what was seen."""
     lines = [
         f"{_where(check)}: {check['expectation']} failed ({check['observed']})"

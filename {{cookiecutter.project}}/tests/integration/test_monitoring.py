@@ -196,7 +196,9 @@ def test_each_local_environment_and_candidate_logs_its_own_traffic_which_monitor
         # Side by side: each start waits seconds for its own `bentoml serve` to be ready.
         with ThreadPoolExecutor(len(names)) as starting:
             started = {
-                name: starting.submit(serving.start, paths, bento["tag"], port, name, record_as=name)
+                name: starting.submit(
+                    serving.start, paths, bento["tag"], port, name, record_as=name
+                )
                 for name, port in zip(names, ports, strict=True)
             }
         servers = {n: f.result() for n, f in started.items() if f.exception() is None}

@@ -61,6 +61,7 @@ INTEGRATION = layer("integration", "-n auto --dist loadfile")  # on every core: 
 CHECK_CHAIN = [
     "pre-commit run --all-files --show-diff-on-failure",
     "lint-imports --no-cache",
+    "mypy",
     layer("unit"),
     "data", "validate", layer("data"),
     "train", "evaluate",

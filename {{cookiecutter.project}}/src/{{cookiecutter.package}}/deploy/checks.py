@@ -8,18 +8,22 @@ tampered card, a stale booster, a wrong feature order) answers differently and i
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
+import pandas as pd
 
 from .. import loadtest, smoke
+from ..config import Params, Paths
 from ..evaluation_report import EvaluationReport
-from ..model import EVALUATION_FILE
+from ..model import EVALUATION_FILE, Model
+from .environments import Environment
 
 
 class CheckFailed(RuntimeError):
     """A check failed; `checks` holds what was measured up to and including it."""
 
-    def __init__(self, message: str, checks: dict) -> None:
+    def __init__(self, message: str, checks: dict[str, Any]) -> None:
         super().__init__(message)
         self.checks = checks
 
@@ -30,7 +34,8 @@ def bento_metrics(tag: str) -> dict[str, float]:
 
     for packed in bentoml.get(tag).info.all_models:
         stored = bentoml.models.get(packed.tag)
-        metrics = (stored.info.metadata or {}).get("metrics")
+        # Saved by `make package` as {metric: value}, in the model's JSON metadata.
+        metrics = cast("dict[str, float] | None", (stored.info.metadata or {}).get("metrics"))
         if metrics is None and (Path(stored.path) / EVALUATION_FILE).exists():
             metrics = EvaluationReport.read(Path(stored.path) / EVALUATION_FILE).metrics
         if metrics:
@@ -38,7 +43,7 @@ def bento_metrics(tag: str) -> dict[str, float]:
     raise ValueError(f"bento {tag} packs no model with evaluation metrics: run `make package`")
 
 
-def metric_gate_failures(environment, metrics: dict[str, float]) -> list[str]:
+def metric_gate_failures(environment: Environment, metrics: dict[str, float]) -> list[str]:
     """The environment's `gates.metrics` the metrics miss: minimums, or maximums for errors."""
     from ..evaluate import threshold_gates
 
@@ -46,7 +51,7 @@ def metric_gate_failures(environment, metrics: dict[str, float]) -> list[str]:
     return [gate.message or "" for gate in gates if not gate.passed]
 
 
-def health(url: str) -> dict:
+def health(url: str) -> dict[str, Any]:
     try:
         status = httpx.get(f"{url}/readyz", timeout=10).status_code
     except httpx.HTTPError as error:
@@ -56,12 +61,21 @@ def health(url: str) -> dict:
     return {"passed": status == 200, "detail": detail}
 
 
-def verify(params, paths, environment, url, bento, model, rows, load_test: bool) -> dict:
+def verify(
+    params: Params,
+    paths: Paths,
+    environment: Environment,
+    url: str,
+    bento: str,
+    model: Model,
+    rows: pd.DataFrame,
+    load_test: bool,
+) -> dict[str, Any]:
     """Run the checks in order; raise CheckFailed naming the first that fails.
 
     `rows` are the held-out rows published with the bento (release_store.smoke_rows).
     """
-    results: dict = {}
+    results: dict[str, Any] = {}
     results["health"] = health(url)
     if not results["health"]["passed"]:
         raise CheckFailed(f"health: {results['health']['detail']} at {url}", results)

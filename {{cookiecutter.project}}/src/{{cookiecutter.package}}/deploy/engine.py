@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -58,7 +59,7 @@ def abort_on_signals() -> None:
     """Turn SIGTERM and SIGINT into Aborted, so an interrupted deploy stops its candidate,
     puts back what served, and records its attempt as failed."""
 
-    def abort(signum: int, _frame) -> None:
+    def abort(signum: int, _frame: FrameType | None) -> None:
         raise Aborted(f"aborted by {signal.Signals(signum).name}")
 
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -102,7 +103,9 @@ def _require_space(paths: Paths, environment: Environment) -> None:
             )
 
 
-def _require_verified(paths: Paths, environments: dict, environment: Environment, bento: str):
+def _require_verified(
+    paths: Paths, environments: dict[str, Any], environment: Environment, bento: str
+) -> None:
     required = environment.requires
     if required is None or records.verified(paths, required, bento):
         return

@@ -33,14 +33,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from .. import infra, lock
 from ..config import Paths
 from ..serving import READY_TIMEOUT, STARTUP_FAILED, STOP_TIMEOUT, error_cause, free_port, listening
+from .environments import Environment, HostDeploy
 
 COLOURS = ("blue", "green")
 PROXY = "proxy"
@@ -90,8 +93,14 @@ class Layout:
         return self.logs / f"{program}.log"
 
 
-def layout(environment) -> Layout:
-    root = Path(environment.deploy.state_dir).expanduser()
+def _host(environment: Environment) -> HostDeploy:
+    if not isinstance(environment.deploy, HostDeploy):
+        raise ValueError(f"environments/{environment.name}.yaml: deploy.target is not host")
+    return environment.deploy
+
+
+def layout(environment: Environment) -> Layout:
+    root = Path(_host(environment).state_dir).expanduser()
     if len(str(root / "supervisor.sock")) > MAX_SOCKET_PATH:
         raise ValueError(
             f"environments/{environment.name}.yaml: deploy.state_dir {root} is too long for "
@@ -116,7 +125,7 @@ def nginx() -> str:
 # ---------------------------------------------------------------- supervisor
 
 
-def _ctl(where: Layout, *args: str) -> subprocess.CompletedProcess:
+def _ctl(where: Layout, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(where.root / "supervisor" / "bin" / "supervisorctl"), "-c", str(where.conf), *args],
         capture_output=True,
@@ -153,7 +162,8 @@ files = {where.programs}/*.conf
 def supervisor_running(where: Layout) -> bool:
     if not (where.root / "supervisor" / "bin" / "supervisorctl").exists():
         return False
-    return _ctl(where, "pid").stdout.strip().isdigit()
+    pid: str = _ctl(where, "pid").stdout
+    return pid.strip().isdigit()
 
 
 def ensure_supervisor(paths: Paths, where: Layout) -> None:
@@ -264,9 +274,9 @@ http {
 """
 
 
-def _nginx_conf(where: Layout, environment) -> str:
+def _nginx_conf(where: Layout, environment: Environment) -> str:
     filled = {
-        "@LISTEN@": f"{environment.deploy.address}:{environment.port}",
+        "@LISTEN@": f"{_host(environment).address}:{environment.port}",
         "@STATE@": str(where.root),
         "@DRAIN@": str(DRAIN_SECONDS),
         "@UPSTREAM@": str(where.upstream),
@@ -290,7 +300,7 @@ def _point_at(where: Layout, port: int | None) -> None:
     _write(where.upstream, f"# The live colour; rewritten by each deploy's switch.\n{line}\n")
 
 
-def ensure_proxy(where: Layout, environment) -> None:
+def ensure_proxy(where: Layout, environment: Environment) -> None:
     """nginx on the environment's port under supervisor, its upstream the live colour."""
     for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (where.root / "nginx-temp" / name).mkdir(parents=True, exist_ok=True)
@@ -343,7 +353,7 @@ def _reload(where: Layout) -> None:
 # ---------------------------------------------------------------- bentos and colours
 
 
-def read_live(where: Layout) -> dict | None:
+def read_live(where: Layout) -> dict[str, Any] | None:
     """{"colour", "bento", "port"} of what serves, if anything."""
     with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
         found = json.loads(where.live.read_text())
@@ -418,7 +428,7 @@ os.execv(sys.argv[1], sys.argv[1:])
 """
 
 
-def _start_colour(where: Layout, colour: str, bento: str, python: Path) -> dict:
+def _start_colour(where: Layout, colour: str, bento: str, python: Path) -> dict[str, Any]:
     port = free_port()
     log = where.program_log(colour)
     log.unlink(missing_ok=True)
@@ -459,7 +469,12 @@ def _start_colour(where: Layout, colour: str, bento: str, python: Path) -> dict:
         time.sleep(0.5)
 
 
-def replace(paths: Paths, environment, bento: str, verify) -> dict:
+def replace(
+    paths: Paths,
+    environment: Environment,
+    bento: str,
+    verify: Callable[[str, bool], dict[str, Any]],
+) -> dict[str, Any]:
     """Serve `bento` in `environment` blue-green, only if it passes `verify(url, full)`."""
     where = layout(environment)
     ensure_supervisor(paths, where)
@@ -494,13 +509,13 @@ def replace(paths: Paths, environment, bento: str, verify) -> dict:
     return checks
 
 
-def front(environment) -> str:
+def front(environment: Environment) -> str:
     """Where the deploy job, on the host, reaches the environment's nginx."""
-    address = environment.deploy.address
+    address = _host(environment).address
     return f"http://{'127.0.0.1' if address in ('0.0.0.0', '::') else address}:{environment.port}"
 
 
-def serving(environment) -> str | None:
+def serving(environment: Environment) -> str | None:
     """The bento the environment serves, if its front door answers."""
     live = read_live(layout(environment))
     try:
@@ -510,7 +525,7 @@ def serving(environment) -> str | None:
     return live["bento"] if live and answered else None
 
 
-def down(environment) -> bool:
+def down(environment: Environment) -> bool:
     """Stop the environment's supervisord and everything under it; True if it ran."""
     where = layout(environment)
     if not supervisor_running(where):

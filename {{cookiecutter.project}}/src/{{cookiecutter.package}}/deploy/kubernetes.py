@@ -268,7 +268,7 @@ def plan_undo(environment: Environment) -> DryRun:
     )
 
 
-def _reported(deployment: str) -> dict:
+def _reported(deployment: str) -> dict[str, Any]:
     """The bento and image the Deployment's pod template names (`kubectl get -o json`)."""
     try:
         template = json.loads(deployment)["spec"]["template"]
@@ -295,9 +295,9 @@ def restore(
 
 def undo(
     environment: Environment,
-    check: Callable[[str], dict] = health,
+    check: Callable[[str], dict[str, Any]] = health,
     runner: Runner = run,
-) -> dict:
+) -> dict[str, Any]:
     """Roll the Deployment back to the revision before its current one, as the cluster
     remembers it: for when the release store holds no earlier record to redeploy.
 
@@ -306,11 +306,11 @@ def undo(
     pods now run, as the cluster reports it, and whether the URL answers /readyz.
     """
     undo_step, status_step, get_step = undo_commands(environment)
-    state: dict = {
+    state: dict[str, Any] = {
         "commands": [shlex.join(step) for step in (undo_step, status_step, get_step)],
         "serving": "what it served before (the undo failed)",
     }
-    results: dict = {"kubernetes": state}
+    results: dict[str, Any] = {"kubernetes": state}
     try:
         runner(undo_step)
         state["serving"] = "an unknown state (the undone rollout did not finish)"

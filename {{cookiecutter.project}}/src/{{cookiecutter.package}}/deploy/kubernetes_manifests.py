@@ -70,7 +70,7 @@ def pinned(environment: Environment, digest: str) -> str:
     return f"{settings(environment).image}@{digest}"
 
 
-def _hardened(**fields) -> dict:
+def _hardened(**fields: Any) -> dict[str, Any]:
     """A securityContext: a non-root user by number, the runtime's default seccomp profile."""
     return {
         "runAsNonRoot": True,
@@ -81,7 +81,7 @@ def _hardened(**fields) -> dict:
     }
 
 
-def _container(config: KubernetesDeploy, image_ref: str) -> dict:
+def _container(config: KubernetesDeploy, image_ref: str) -> dict[str, Any]:
     resources = {"cpu": config.resources.cpu, "memory": config.resources.memory}
     return {
         "name": "bento",
@@ -111,7 +111,9 @@ def _container(config: KubernetesDeploy, image_ref: str) -> dict:
     }
 
 
-def render(environment: Environment, labels: dict, digest: str | None = None) -> list[dict]:
+def render(
+    environment: Environment, labels: dict[str, Any], digest: str | None = None
+) -> list[dict[str, Any]]:
     """Deployment, Service and HorizontalPodAutoscaler for the bento `labels` describes.
 
     The Deployment names the image by `digest` when given (every real deploy), else by tag.
@@ -190,7 +192,7 @@ def render(environment: Environment, labels: dict, digest: str | None = None) ->
     return [deployment, service, autoscaler]
 
 
-def validate(manifests: list[dict]) -> None:
+def validate(manifests: list[dict[str, Any]]) -> None:
     """Check each manifest against the bundled Kubernetes schemas; no network, no cluster."""
     from kubernetes_validate import ValidationError, validate
 
@@ -205,7 +207,9 @@ def validate(manifests: list[dict]) -> None:
             ) from None
 
 
-def write(environment: Environment, labels: dict, folder: Path, digest: str | None = None) -> Path:
+def write(
+    environment: Environment, labels: dict[str, Any], folder: Path, digest: str | None = None
+) -> Path:
     """Render, validate and write the manifests to `folder`, one file each."""
     manifests = render(environment, labels, digest)
     validate(manifests)

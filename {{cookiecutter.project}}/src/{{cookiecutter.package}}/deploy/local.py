@@ -4,6 +4,9 @@ serving.py), replaced by a checked candidate, or put back as it was.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from ..config import Paths
 from ..serving import clear_state, free_port, healthy, listening, read_state, start, stop
 
@@ -19,7 +22,13 @@ def stop_candidate(paths: Paths, environment: str) -> None:
     clear_state(paths, candidate(environment))
 
 
-def replace(paths: Paths, environment: str, port: int, bento: str, verify) -> dict:
+def replace(
+    paths: Paths,
+    environment: str,
+    port: int,
+    bento: str,
+    verify: Callable[[str, bool], dict[str, Any]],
+) -> dict[str, Any]:
     """Serve `bento` on `port` in place of what serves there, only if it passes `verify`.
 
     `verify(url, full)` raises when a check fails. The candidate is checked fully on a
@@ -30,8 +39,8 @@ def replace(paths: Paths, environment: str, port: int, bento: str, verify) -> di
     """
     stop_candidate(paths, environment)
     old = read_state(paths, environment)
-    old_serving = healthy(old)
-    if listening(port) and not (old_serving and old.port == port):
+    old_serving = old if healthy(old) else None
+    if listening(port) and not (old_serving and old_serving.port == port):
         raise RuntimeError(
             f"port {port} on 127.0.0.1 is in use by a process this project did not start "
             f"for {environment}: stop it or change deploy.port in environments/{environment}.yaml"
@@ -52,7 +61,7 @@ def replace(paths: Paths, environment: str, port: int, bento: str, verify) -> di
             stop(new)
             raise
     except BaseException:
-        put_back(paths, environment, port, old.bento if old_serving else None)
+        put_back(paths, environment, port, old_serving.bento if old_serving else None)
         raise
     return checks
 

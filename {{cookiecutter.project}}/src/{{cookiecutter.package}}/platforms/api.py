@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -134,14 +135,17 @@ class Api:
     def url(self, path: str) -> str:
         return f"{self.settings.api}{path}"
 
-    def lookup(self, path: str, params: dict | None = None, missing_ok: bool = False):
+    # Any: the platforms' JSON answers, objects or lists by endpoint.
+    def lookup(
+        self, path: str, params: dict[str, Any] | None = None, missing_ok: bool = False
+    ) -> Any:
         """GET `path`: JSON, None if absent and `missing_ok`; in a dry run, not sent: None."""
         if self.dry_run:
             self.echo(f"  GET {self.url(path)}  (lookup: not sent in a dry run)")
             return None
         return self._send("GET", path, None, params, missing_ok)
 
-    def lookup_pages(self, path: str, key: str) -> list[dict] | None:
+    def lookup_pages(self, path: str, key: str) -> list[dict[str, Any]] | None:
         """Every item of a paginated GitHub list (`key` holds the items), following Link.
 
         At most MAX_PAGES pages, and only within the API's origin: the client sends the
@@ -150,9 +154,9 @@ class Api:
         if self.dry_run:
             self.echo(f"  GET {self.url(path)}  (lookup: not sent in a dry run)")
             return None
-        items: list[dict] = []
-        url: str | None = path
-        params: dict | None = {"per_page": 100}
+        items: list[dict[str, Any]] = []
+        url = path
+        params: dict[str, Any] | None = {"per_page": 100}
         for _ in range(MAX_PAGES):
             response = self._request("GET", url, None, params)
             items.extend(response.json()[key])
@@ -174,7 +178,7 @@ class Api:
             )
         return str(url)
 
-    def write(self, method: str, path: str, body: dict | None = None):
+    def write(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """PUT/POST/DELETE `path`; in a dry run, printed with its body and not sent."""
         shown = f" {json.dumps(body, sort_keys=True)}" if body is not None else ""
         if self.dry_run:
@@ -184,13 +188,27 @@ class Api:
         self.echo(f"  {method} {self.url(path)}{shown} -> done")
         return result
 
-    def _send(self, method, path, body, params=None, missing_ok=False):
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        params: dict[str, Any] | None = None,
+        missing_ok: bool = False,
+    ) -> Any:
         response = self._request(method, path, body, params, missing_ok)
         if response.status_code == 404 and missing_ok:
             return None
         return response.json() if response.content else None
 
-    def _request(self, method, path, body, params=None, missing_ok=False) -> httpx.Response:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        params: dict[str, Any] | None = None,
+        missing_ok: bool = False,
+    ) -> httpx.Response:
         assert self.http is not None
         shown = urlsplit(path if "://" in path else self.url(path)).path
         try:

@@ -6,6 +6,7 @@ deployment branch policies under it are then made to match `branches` exactly.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 from ..deploy.environments import Environment
@@ -35,9 +36,10 @@ class _Ids:
     """User and team ids by login and slug, looked up once per sync."""
 
     def __init__(self, api: Api, owner: str):
-        self.api, self.owner, self.known = api, owner, {}
+        self.api, self.owner = api, owner
+        self.known: dict[tuple[str, str], int | str] = {}
 
-    def reviewer(self, kind: str, name: str) -> dict:
+    def reviewer(self, kind: str, name: str) -> dict[str, Any]:
         if (kind, name) not in self.known:
             path = (
                 f"/users/{quote(name)}"
@@ -49,7 +51,7 @@ class _Ids:
         return {"type": kind, "id": self.known[kind, name]}
 
 
-def environment_body(environment: Environment, ids: _Ids) -> dict:
+def environment_body(environment: Environment, ids: _Ids) -> dict[str, Any]:
     """The PUT body: every rule set explicitly, so removing one from the file removes it."""
     approval = environment.approval
     if approval is None:

@@ -14,6 +14,7 @@ there; it is removed when production leaves the host (GitHub's schedule is in mo
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 from ..deploy.environments import Environment
@@ -22,7 +23,7 @@ from .api import Api, SyncFailed
 MAINTAINERS = 40
 
 
-def _key(entry: dict) -> tuple:
+def _key(entry: dict[str, Any]) -> tuple[Any, ...]:
     """What a deploy access level or approval rule grants, ignoring its id."""
     if entry.get("user_id"):
         who = ("user", entry["user_id"])
@@ -37,7 +38,8 @@ class _Ids:
     """User and group ids by username and path, looked up once per sync."""
 
     def __init__(self, api: Api):
-        self.api, self.known = api, {}
+        self.api = api
+        self.known: dict[tuple[str, str], int | str] = {}
 
     def user(self, name: str) -> int | str:
         if ("user", name) not in self.known:
@@ -56,12 +58,14 @@ class _Ids:
         return self.known["group", path]
 
 
-def wanted(environment: Environment, ids: _Ids) -> tuple[list[dict], list[dict]]:
+def wanted(
+    environment: Environment, ids: _Ids
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Deploy access levels and approval rules the environment file asks for."""
     approval = environment.approval
     assert approval is not None
     levels = [{"access_level": MAINTAINERS}]
-    rules: list[dict] = []
+    rules: list[dict[str, Any]] = []
     # Semi-auto: the manual job's click, by a Maintainer, is the one step (GitHub has no
     # manual job, so there `reviewers` is what holds it).
     if approval.reviewers and environment.promotion == "manual":
@@ -75,7 +79,7 @@ def wanted(environment: Environment, ids: _Ids) -> tuple[list[dict], list[dict]]
     return levels, rules
 
 
-def _changes(existing: list[dict], wanted: list[dict]) -> list[dict]:
+def _changes(existing: list[dict[str, Any]], wanted: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Entries to add, and existing ones to destroy (`_destroy`), to turn one into the other."""
     have = {_key(entry) for entry in existing}
     want = {_key(entry) for entry in wanted}
@@ -85,7 +89,10 @@ def _changes(existing: list[dict], wanted: list[dict]) -> list[dict]:
 
 
 def sync_environment(
-    api: Api, project_path: str, environment: Environment, access: tuple | None
+    api: Api,
+    project_path: str,
+    environment: Environment,
+    access: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None,
 ) -> None:
     """Protect, update or unprotect one environment; `access` is what `wanted` returned."""
     path = f"{project_path}/protected_environments"
@@ -152,7 +159,7 @@ def sync_project(api: Api, project_path: str, environments: list[Environment]) -
 SCHEDULE_DESCRIPTION = "monitoring and continuous training (environments sync)"
 
 
-def sync_schedule(api: Api, project_path: str, wanted: dict | None) -> None:
+def sync_schedule(api: Api, project_path: str, wanted: dict[str, Any] | None) -> None:
     """Create, update or remove the monitoring schedule; `wanted` is its fields, or None
     when production is on no host (nothing monitors it on a schedule)."""
     api.environment = "(pipeline schedule)"
@@ -175,7 +182,7 @@ def sync_schedule(api: Api, project_path: str, wanted: dict | None) -> None:
         api.echo("  unchanged")
 
 
-def schedule(environments: list[Environment], cron: str, branch: str) -> dict | None:
+def schedule(environments: list[Environment], cron: str, branch: str) -> dict[str, Any] | None:
     """The schedule's fields when the last environment (production) is on a lasting host,
     as cicd.monitored decides for the CI files; else None."""
     if not environments or environments[-1].deploy.target != "host":
