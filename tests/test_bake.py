@@ -132,6 +132,7 @@ COMMON_FILES = [
     "tests/model/test_reproducibility.py",
     "tests/service/test_bad_requests.py",
     "tests/service/test_request_properties.py",
+    "tests/unit/deploy_targets.py",
     "tests/unit/test_challenge_decision.py",
     "tests/unit/test_cli_adapters.py",
     "tests/unit/test_cli_errors.py",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from deploy_targets import CLUSTER, HOST
 
 from {{ cookiecutter.package }} import cicd
 
@@ -92,15 +93,7 @@ def test_a_new_environment_gets_a_deploy_job_on_both_platforms(project: Path):
 
 def test_cluster_credentials_reach_only_that_environments_deploy_jobs(project: Path):
     production = yaml.safe_load((project / "environments" / "production.yaml").read_text())
-    production["deploy"] = {
-        "target": "kubernetes",
-        "namespace": "ml-prod",
-        "replicas": 2,
-        "image": "registry.example.com/churn-model",
-        "url": "https://churn.example.com",
-        "resources": {"cpu": "500m", "memory": "1Gi"},
-        "autoscaling": {"min_replicas": 2, "max_replicas": 6, "cpu_percent": 70},
-    }
+    production["deploy"] = CLUSTER
     (project / "environments" / "production.yaml").write_text(yaml.safe_dump(production))
     files = cicd.render(project, ["github"])
     assert "secrets." not in files[".github/workflows/ci.yml"]
@@ -124,15 +117,6 @@ def test_a_local_environment_claims_no_url_and_says_it_is_only_verified_on_the_r
     assert jobs["deploy-test"]["name"].endswith("(auto; verified on the runner, then stopped)")
     assert gitlab["deploy-test"]["environment"] == {"name": "test"}
     assert "127.0.0.1" not in files[".github/workflows/cd.yml"] + files[".gitlab-ci.yml"]
-
-
-HOST = {
-    "target": "host",
-    "runner": ["self-hosted", "ml-production"],
-    "port": 8080,
-    "url": "https://churn.example.com",
-    "state_dir": "/srv/churn-model/production",
-}
 
 
 def test_a_lasting_host_gets_its_runner_and_url_on_both_platforms(project: Path):

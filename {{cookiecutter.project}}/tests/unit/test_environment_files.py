@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from deploy_targets import CLUSTER, HOST
 
 from {{ cookiecutter.package }} import cicd
 from {{ cookiecutter.package }}.config import Paths
@@ -27,22 +28,6 @@ pytestmark = pytest.mark.unit
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 GATES = {"latency_p99_ms": 800, "min_rps": 10, "load_test": {"users": 2, "seconds": 5}}
-HOST = {
-    "target": "host",
-    "runner": ["self-hosted", "ml-production"],
-    "port": 8080,
-    "url": "https://churn.example.com",
-    "state_dir": "/srv/churn-model/production",
-}
-CLUSTER = {
-    "target": "kubernetes",
-    "namespace": "ml-prod",
-    "replicas": 2,
-    "image": "registry.example.com/churn-model",
-    "url": "https://churn.example.com",
-    "resources": {"cpu": "500m", "memory": "1Gi"},
-    "autoscaling": {"min_replicas": 2, "max_replicas": 6, "cpu_percent": 70},
-}
 
 
 def environment(name: str, requires: str | None, **fields: object) -> dict[str, object]:
