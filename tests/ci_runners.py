@@ -40,6 +40,7 @@ STOOD_IN = {
     "astral-sh/setup-uv": "setup-uv",
     "actions/upload-artifact": "upload-artifact",
     "actions/download-artifact": "download-artifact",
+    "actions/cache": "cache",  # its restore/ and save/ actions
 }
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 GITLAB_RESULT = re.compile(r"^ (PASS|FAIL|WARN) +(\S.*?)\s*$", re.M)
@@ -175,14 +176,17 @@ def used_actions(repo: Path) -> set[str]:
 
 
 def stand_in_options(repo: Path) -> list[str]:
-    """--local-repository for each used action that needs GitHub's services."""
-    options = []
+    """--local-repository for each used action that needs GitHub's services (for an action
+    in a repository's subfolder, like actions/cache/restore, that whole repository)."""
+    options: list[str] = []
     for action in sorted(used_actions(repo)):
-        name = action.split("@")[0]
+        path, ref = action.split("@")
+        name = "/".join(path.split("/")[:2])
         if name == "actions/checkout":
             continue
         assert name in STOOD_IN, f"{action} has no local stand-in in {STAND_INS}"
-        options += ["--local-repository", f"{action}={STAND_INS / STOOD_IN[name]}"]
+        option = f"{name}@{ref}={STAND_INS / STOOD_IN[name]}"
+        options += [] if option in options else ["--local-repository", option]
     return options
 
 
@@ -426,3 +430,50 @@ def workflow_jobs(repo: Path, workflow: str, event: str) -> set[str]:
 
 def github_repository(payload: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "repository": {"full_name": "ml-team/churn-model", "default_branch": "main"}}
+
+
+# Every push to main runs the whole check chain in its build job (make build: lint, each test
+# layer, the stages between). The pull-request runs (tests/test_ci_check_runs.py) run every
+# layer in full; the runs on main (tests/test_ci_runs.py, and the data-stop run), which push
+# again and again, keep one module of each layer the stages do not already cover, so they
+# prove the chain's order and gating without running the project's suite once per push.
+KEPT_MODULES = {
+    "unit": "test_config.py",
+    "model": "test_gates.py",
+    "integration": "test_environment_sync.py",
+    "service": "test_bad_requests.py",
+}
+
+
+def keep_one_module_per_layer(repo: Path) -> None:
+    for layer, kept in KEPT_MODULES.items():
+        for module in sorted((repo / "tests" / layer).glob("test_*.py")):
+            if module.name != kept:
+                git(repo, "rm", "-q", str(module.relative_to(repo)))
+    git(repo, "commit", "-q", "-m", "Keep one test module per layer (pull requests run them all)")
+
+
+def drop_a_suite_column(repo: Path) -> str:
+    """Commit data that lacks a column the suite expects, read through params.yaml."""
+    suite = json.loads((repo / "expectations" / "raw.json").read_text())
+    column: str = next(
+        e["kwargs"]["column"]
+        for e in suite["expectations"]
+        if e["type"] == "expect_column_to_exist"
+    )
+    project = json.loads((repo / ".cruft.json").read_text())["context"]["cookiecutter"]["project"]
+    # The project's own `data` stage reads the bundled dataset; drop the column from its output.
+    for command in (
+        ["uv", "run", "--quiet", project, "data"],
+        ["uv", "run", "--quiet", "python", "-c",
+         "import pandas as pd, sys; pd.read_parquet('data/raw/data.parquet')"
+         ".drop(columns=[sys.argv[1]]).to_csv('incoming.csv', index=False)", column],
+    ):  # fmt: skip
+        output, code = execute(command, repo, repo.parent / "drop-column.log", timeout=600)
+        assert code == 0, output
+    params = repo / "params.yaml"
+    text = params.read_text()
+    params.write_text(re.sub(r"(?m)^  source: .*$", "  source: incoming.csv", text, count=1))
+    git(repo, "add", "incoming.csv", "params.yaml")
+    git(repo, "commit", "-q", "-m", f"New data export (without {column})")
+    return column

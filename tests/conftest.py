@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -151,11 +151,21 @@ def ci_project(cookies_session: Any) -> Path:
     return repo
 
 
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Any]:
+    """A fresh release store (MLflow server, PostgreSQL, S3) that outlives every run."""
+    from release_store import running_release_store  # it imports this module
+
+    with running_release_store(tmp_path / "release-store") as started:
+        yield started
+
+
 # `make test` runs two xdist workers, each taking whole modules (--dist loadfile: a module's
 # shared bakes stay on one worker; --no-loadscope-reorder: in this order). The long lanes go
-# out first: the CI runs that deploy on ports 3001-3003 (one at a time, in their module) to
-# one worker; the check-only CI runs, then the end-to-end pipelines, to the other (a worker
-# takes its next module once it has two tests left); the short modules fill in.
+# out first: the promotion runs that deploy on ports 3001-3003 (one at a time, in their
+# module) to one worker; the CI runs that deploy nothing (pull and merge requests, the
+# data-stop runs), then the end-to-end pipelines, to the other (a worker takes its next
+# module once it has two tests left); the short modules fill in.
 LANES = ("test_ci_runs.py", "test_ci_check_runs.py", "test_end_to_end.py")
 
 

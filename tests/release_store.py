@@ -135,6 +135,23 @@ def start_release_store(folder: Path) -> ReleaseStore:
     return store
 
 
+def deploys(store: ReleaseStore, project: str = "churn-model") -> list[tuple[str, str, str, str]]:
+    """(environment, action, bento, run status) of every deploy attempt `project`'s CD
+    recorded in `store`, oldest first."""
+    from mlflow import MlflowClient  # slow to import: only where a test reads the records
+
+    client = MlflowClient(store.uri)
+    experiment = client.get_experiment_by_name(f"{project}-deployments")
+    if experiment is None:
+        return []
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    runs.sort(key=lambda run: run.data.tags["time"])
+    return [
+        (tags["environment"], tags["action"], tags["bento"], run.info.status)
+        for run, tags in ((run, run.data.tags) for run in runs)
+    ]
+
+
 # PostgreSQL ---------------------------------------------------------------------------------
 
 

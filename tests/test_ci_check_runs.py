@@ -1,9 +1,11 @@
-"""The generated CI files' check-only runs, for real: the merge-request pipeline under
-gitlab-ci-local and the pull-request workflow under act, on one ci_project default project.
+"""The generated CI files' runs that deploy nothing, for real, on one ci_project default
+project: the merge-request pipeline under gitlab-ci-local and the pull-request workflow under
+act, and GitLab's merge-request and main pipelines stopping at data that lost a column.
 
-Slow (minutes each): every job installs the project and runs its test layers. They deploy
-nothing, so they run beside tests/test_ci_runs.py (which deploys on 3001-3003): `make test`
-hands each module to its own xdist worker (--dist loadfile; tests/conftest.py orders them).
+Slow (minutes each): every job installs the project and runs its test layers. Nothing here
+serves on 3001-3003, so these run beside tests/test_ci_runs.py (which deploys there): `make
+test` hands each module to its own xdist worker (--dist loadfile; tests/conftest.py orders
+them). Each run checks it left no server behind.
 """
 
 from __future__ import annotations
@@ -15,18 +17,22 @@ from ci_runners import (
     LAYERS,
     assert_no_servers_left,
     assert_passed,
+    drop_a_suite_column,
     git,
     github_repository,
     gitlab_artifacts,
     gitlab_deploy_reports,
     gitlab_jobs,
     gitlab_merge_request,
+    gitlab_options,
     junit_results,
+    keep_one_module_per_layer,
     pipeline_clone,
     run_act,
     run_gitlab,
     workflow_jobs,
 )
+from release_store import deploys
 
 pytestmark = [pytest.mark.slow, pytest.mark.ci_run]
 
@@ -72,4 +78,34 @@ def test_github_pull_request_workflow_runs_every_check(ci_project, tmp_path):
     assert set(results) >= LAYERS, f"JUnit files: {sorted(results)}"
     assert all(tests and not bad for tests, bad in results.values()), results
     assert list((artifacts / "1").rglob("loadtest/test/result.json")), "no load-test report"
+    assert_no_servers_left(tmp_path)
+
+
+@pytest.mark.parametrize("pipeline", ["merge_request", "default_branch"])
+def test_gitlab_pipeline_stops_at_the_data_when_a_column_is_dropped(
+    ci_project, tmp_path, pipeline, request
+):
+    repo = pipeline_clone(ci_project, tmp_path, GITLAB_REMOTE)
+    if pipeline == "merge_request":
+        options = gitlab_merge_request(repo)
+        stopping_job = "data"
+    else:
+        keep_one_module_per_layer(repo)
+        store = request.getfixturevalue("store")
+        options, stopping_job = gitlab_options({"MLFLOW_TRACKING_URI": store.uri}), "build"
+    column = drop_a_suite_column(repo)
+    planned = [job["name"] for job in gitlab_jobs(repo, options)]
+    manual = [job["name"] for job in gitlab_jobs(repo, options) if job["when"] == "manual"]
+
+    run = run_gitlab(repo, options, manual=manual)
+
+    assert run.returncode != 0, run.tail()
+    before = planned[: planned.index(stopping_job)]
+    assert run.jobs == {**dict.fromkeys(before, "passed"), stopping_job: "failed"}, run.tail()
+    failure = run.output[run.output.index(f"{stopping_job} ") :]
+    assert column in failure and "expect_" in failure, run.tail()
+    assert gitlab_deploy_reports(repo) == [], "a deploy was reported"
+    if pipeline == "default_branch":
+        assert deploys(store) == [], "a deploy was recorded"
+        assert not [k for k in store.objects() if "/bentos/" in k], "a bento was released"
     assert_no_servers_left(tmp_path)

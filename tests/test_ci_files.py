@@ -25,9 +25,11 @@ ALLOWED_ACTIONS = {
     "astral-sh/setup-uv",
     "actions/upload-artifact",
     "actions/download-artifact",
+    "actions/cache/restore",
+    "actions/cache/save",
 }
-PINNED = re.compile(r"^(?P<action>[\w.-]+/[\w.-]+)@[0-9a-f]{40}$")
-PINNED_LINE = re.compile(r"uses: [\w.-]+/[\w.-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
+PINNED = re.compile(r"^(?P<action>[\w.-]+/[\w.-]+(?:/[\w.-]+)?)@[0-9a-f]{40}$")
+PINNED_LINE = re.compile(r"uses: [\w.-]+/[\w.-]+(?:/[\w.-]+)?@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
 CHECK_TARGETS = [
     "lint",
     "ci-unit",

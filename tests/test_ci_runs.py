@@ -4,8 +4,9 @@ under act, both on this machine, on one baked default project (ci=github+gitlab)
 Slow (minutes per pipeline): every job installs the project and the jobs train, package,
 serve and deploy a real model. The deploy jobs serve on the environments' ports 3001-3003,
 so this module's pipelines run one at a time (`make test` gives a module to one xdist
-worker), and each checks nothing is left listening there. The check-only runs, which
-deploy nothing, are in tests/test_ci_check_runs.py and run beside them.
+worker), and each checks nothing is left listening there. The runs that deploy nothing
+(pull and merge requests, the data-stop runs) are in tests/test_ci_check_runs.py and run
+beside them.
 """
 
 from __future__ import annotations
@@ -41,10 +42,9 @@ from ci_runners import (
     git,
     github_repository,
     gitlab_artifacts,
-    gitlab_deploy_reports,
     gitlab_jobs,
-    gitlab_merge_request,
     gitlab_options,
+    keep_one_module_per_layer,
     pipeline_clone,
     run_act,
     run_gitlab,
@@ -57,7 +57,7 @@ from ci_runners import (
 )
 from conftest import project_renderer
 from mlflow import MlflowClient
-from release_store import ReleaseStore, running_release_store
+from release_store import ReleaseStore, deploys
 
 # Part of `make test`; `make test-ci-runs` runs only these.
 pytestmark = [pytest.mark.slow, pytest.mark.ci_run]
@@ -75,7 +75,7 @@ WORSE_MODEL = {"n_estimators: 200": "n_estimators: 2", "learning_rate: 0.05": "l
 @pytest.fixture
 def deploy_ports_stay_free(tmp_path):
     """Refuse to start while another process serves on 3001-3003; stop what a run left.
-    Every test that may deploy uses it and runs in the xdist group "deploy-ports"."""
+    Every test that deploys there uses it (this module runs on one xdist worker)."""
     busy = servers_on(DEPLOY_PORTS)
     assert not busy, f"ports already in use (port: pid): {busy}; stop those servers first"
     yield
@@ -85,13 +85,6 @@ def deploy_ports_stay_free(tmp_path):
 def checkout_branch(repo: Path, branch: str) -> None:
     git(repo, "switch", "-q", "-c", branch)
     git(repo, "commit", "-q", "--allow-empty", "-m", "Retrain")
-
-
-@pytest.fixture
-def store(tmp_path) -> Iterator[ReleaseStore]:
-    """A fresh release store (MLflow server, PostgreSQL, S3) that outlives every run."""
-    with running_release_store(tmp_path / "release-store") as started:
-        yield started
 
 
 @dataclass
@@ -158,20 +151,6 @@ def platform_api(ci_project) -> Iterator[PlatformApi]:
         yield PlatformApi(github, gitlab, on_github.url, on_gitlab.url, fakes.TOKEN)
 
 
-def deploys(store: ReleaseStore) -> list[tuple[str, str, str, str]]:
-    """(environment, action, bento, run status) of every deploy attempt, oldest first."""
-    client = MlflowClient(store.uri)
-    experiment = client.get_experiment_by_name(f"{PROJECT}-deployments")
-    if experiment is None:
-        return []
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    runs.sort(key=lambda run: run.data.tags["time"])
-    return [
-        (tags["environment"], tags["action"], tags["bento"], run.info.status)
-        for run, tags in ((run, run.data.tags) for run in runs)
-    ]
-
-
 def aliases(store: ReleaseStore) -> dict[str, str]:
     """Environment -> the model version aliased after it."""
     model = MlflowClient(store.uri).get_registered_model(PROJECT)
@@ -208,63 +187,6 @@ def commit_worse_model(repo: Path) -> None:
 
 def revert_last_commit(repo: Path) -> None:
     git(repo, "revert", "--no-edit", "HEAD")
-
-
-def drop_a_suite_column(repo: Path) -> str:
-    """Commit data that lacks a column the suite expects, read through params.yaml."""
-    suite = json.loads((repo / "expectations" / "raw.json").read_text())
-    column = next(
-        e["kwargs"]["column"]
-        for e in suite["expectations"]
-        if e["type"] == "expect_column_to_exist"
-    )
-    project = json.loads((repo / ".cruft.json").read_text())["context"]["cookiecutter"]["project"]
-    # The project's own `data` stage reads the bundled dataset; drop the column from its output.
-    for command in (
-        ["uv", "run", "--quiet", project, "data"],
-        ["uv", "run", "--quiet", "python", "-c",
-         "import pandas as pd, sys; pd.read_parquet('data/raw/data.parquet')"
-         ".drop(columns=[sys.argv[1]]).to_csv('incoming.csv', index=False)", column],
-    ):  # fmt: skip
-        output, code = execute(command, repo, repo.parent / "drop-column.log", timeout=600)
-        assert code == 0, output
-    params = repo / "params.yaml"
-    text = params.read_text()
-    params.write_text(re.sub(r"(?m)^  source: .*$", "  source: incoming.csv", text, count=1))
-    git(repo, "add", "incoming.csv", "params.yaml")
-    git(repo, "commit", "-q", "-m", f"New data export (without {column})")
-    return column
-
-
-@pytest.mark.usefixtures("deploy_ports_stay_free")
-@pytest.mark.parametrize("pipeline", ["merge_request", "default_branch"])
-def test_gitlab_pipeline_stops_at_the_data_when_a_column_is_dropped(
-    ci_project, tmp_path, pipeline, request
-):
-    repo = pipeline_clone(ci_project, tmp_path, GITLAB_REMOTE)
-    if pipeline == "merge_request":
-        options = gitlab_merge_request(repo)
-        stopping_job = "data"
-    else:
-        keep_one_module_per_layer(repo)
-        store = request.getfixturevalue("store")
-        options, stopping_job = gitlab_options({"MLFLOW_TRACKING_URI": store.uri}), "build"
-    column = drop_a_suite_column(repo)
-    planned = [job["name"] for job in gitlab_jobs(repo, options)]
-    manual = [job["name"] for job in gitlab_jobs(repo, options) if job["when"] == "manual"]
-
-    run = run_gitlab(repo, options, manual=manual)
-
-    assert run.returncode != 0, run.tail()
-    before = planned[: planned.index(stopping_job)]
-    assert run.jobs == {**dict.fromkeys(before, "passed"), stopping_job: "failed"}, run.tail()
-    failure = run.output[run.output.index(f"{stopping_job} ") :]
-    assert column in failure and "expect_" in failure, run.tail()
-    assert gitlab_deploy_reports(repo) == [], "a deploy was reported"
-    if pipeline == "default_branch":
-        assert deploys(store) == [], "a deploy was recorded"
-        assert not [k for k in store.objects() if "/bentos/" in k], "a bento was released"
-    assert_no_servers_left(tmp_path)
 
 
 @pytest.mark.usefixtures("deploy_ports_stay_free")
@@ -310,6 +232,8 @@ def test_gitlab_promotion_across_pushes_lives_in_the_release_store(
         run.output,
     ), run.tail()
     assert len(deploys(store)) == 3 and aliases(store) == dict.fromkeys(ENVIRONMENTS, version_a)
+    # Its lint re-checked with the mypy cache push 1's build left (the job's `cache:`).
+    assert re.search(r"^build imported cache '\d+_mypy-", run.output, re.M), run.tail()
 
     # Push 3, the worse model reverted: bento B reaches test; preprod waits for its click.
     revert_last_commit(repo)
@@ -391,27 +315,6 @@ def lasting_host():
     stop_host(folder)
     shutil.rmtree(folder, ignore_errors=True)
     assert not servers_on((HOST_PORT,)), "the lasting host's nginx outlived its supervisord"
-
-
-# Every push to main runs the whole check chain in its build job (make build: lint, each test
-# layer, the stages between). The pull-request runs (tests/test_ci_check_runs.py) run every
-# layer in full; these runs, which push to main again and again, keep one module of each
-# layer the stages do not already cover, so they prove the chain's order and gating without
-# running the project's suite once per push.
-KEPT_MODULES = {
-    "unit": "test_config.py",
-    "model": "test_gates.py",
-    "integration": "test_environment_sync.py",
-    "service": "test_bad_requests.py",
-}
-
-
-def keep_one_module_per_layer(repo: Path) -> None:
-    for layer, kept in KEPT_MODULES.items():
-        for module in sorted((repo / "tests" / layer).glob("test_*.py")):
-            if module.name != kept:
-                git(repo, "rm", "-q", str(module.relative_to(repo)))
-    git(repo, "commit", "-q", "-m", "Keep one test module per layer (pull requests run them all)")
 
 
 def move_production_to_a_host(repo: Path, state_dir: Path) -> None:
@@ -611,6 +514,8 @@ def test_github_promotion_across_pushes_lives_in_the_release_store(
     assert "make environments-sync PLATFORM=github" in run.output, run.tail()
     b = built_bento(artifacts / "2" / "release-build")
     assert b != a
+    # Its lint re-checked with the mypy cache push 1's build saved (actions/cache).
+    assert re.search(r"Cache restored from key: mypy-[0-9a-f]+-[0-9a-f]{40}$", run.output, re.M)
     version_b = assert_released(store, b)
     assert deploys(store)[3:] == [("test", "deploy", b, "FINISHED")]
     platform_api.github.environments["preprod"] = preprod
