@@ -7,10 +7,11 @@ requirements.txt`, serves the bento on 127.0.0.1 and must answer like the regist
 model version it packs. Those requirements are uv.lock's pins of the `bento` group with
 everything it pulls in (package.py), so the venv holds exactly the locked versions.
 
-Packages come from uv's cache first (`uv pip install --offline`): the project venv was
-installed from it, so every pin is normally there and the check needs no network. Only
-when that fails, and $INFRA_CHECK_OFFLINE is not "1" (the tests set it), is the install
-retried online, so a fresh CI runner with a cold cache still works.
+Packages come from uv's cache first: the project venv was installed from it, so every pin
+is normally there and the check needs no network. The pins are installed as uv.lock names
+their files (`lock.locked_files`, no index to resolve against), else from the requirements
+file offline; only when both fail, and $INFRA_CHECK_OFFLINE is not "1" (the tests set it),
+is the requirements file installed online, so a fresh CI runner with a cold cache works.
 """
 
 from __future__ import annotations
@@ -97,7 +98,9 @@ def make_venv(paths: Paths, folder: Path, requirements: Path) -> Path:
     wheels = requirements.parent / "wheels"
     if wheels.is_dir():
         install += ["--find-links", str(wheels)]
-    done = _run([*install, "--offline"], paths, folder.parent)
+    done = None if wheels.is_dir() else _install_locked(paths, python, checked, folder)
+    if done is None or done.returncode != 0:
+        done = _run([*install, "--offline"], paths, folder.parent)
     if done.returncode != 0 and os.environ.get(OFFLINE_VARIABLE) != "1":
         done = _run(install, paths, folder.parent)
     if done.returncode != 0:
@@ -105,6 +108,23 @@ def make_venv(paths: Paths, folder: Path, requirements: Path) -> Path:
             f"installing the bento's requirements ({requirements}) failed: {done.stderr.strip()}"
         )
     return python
+
+
+def _install_locked(
+    paths: Paths, python: Path, requirements: Path, folder: Path
+) -> subprocess.CompletedProcess[str] | None:
+    """Install hash-checked `requirements` offline as uv.lock names their files; None when
+    uv.lock cannot say (an entry it does not hold, or a lock out of date with pyproject.toml)."""
+    entries = lock.entries(requirements.read_text())
+    hashed = [entry for entry in entries if lock.hashes_of(entry)]
+    try:
+        locked = lock.locked_files(hashed, folder)
+    except (OSError, RuntimeError, subprocess.SubprocessError):
+        return None
+    if locked is None:
+        return None
+    install = [lock.uv(), "pip", "install", "--quiet", "--python", str(python), "--offline"]
+    return _run([*install, "-r", str(locked)], paths, folder.parent)
 
 
 class InfraResult(BaseModel):

@@ -11,6 +11,7 @@ replaced on the index, or by a mirror, fails the install instead of running).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -35,13 +36,17 @@ def export(group: str, project: Path = PROJECT_DIR, hashes: bool = True) -> list
     one entry each: `name==version[ ; marker]`, followed, with `hashes`, by its `--hash`
     options on continuation lines (requirements.txt syntax). Fails when the lock is missing
     or no longer matches pyproject.toml."""
+    options = ([] if hashes else ["--no-hashes"]) + ["--no-header", "--no-annotate"]
+    return entries(_export(group, project, [*options, "--format", "requirements.txt"]))
+
+
+def _export(group: str, project: Path, options: list[str]) -> str:
+    """What `uv export` of `group` writes with `options`, or one line saying why it failed."""
     if not (project / "uv.lock").exists():
         raise FileNotFoundError(
             f"{project / 'uv.lock'} is missing: run `make install` to create it, and commit it"
         )
-    command = [uv(), "export", "--locked", "--only-group", group, "--no-emit-project"]
-    command += [] if hashes else ["--no-hashes"]
-    command += ["--no-header", "--no-annotate", "--format", "requirements.txt"]
+    command = [uv(), "export", "--locked", "--only-group", group, "--no-emit-project", *options]
     done = subprocess.run(
         command, cwd=project, capture_output=True, text=True, timeout=EXPORT_TIMEOUT
     )
@@ -54,7 +59,46 @@ def export(group: str, project: Path = PROJECT_DIR, hashes: bool = True) -> list
             f"uv export of group {group!r} from {project}/uv.lock failed: {cause} "
             "(after changing pyproject.toml, `make lock` updates uv.lock; commit both)"
         )
-    return entries(done.stdout)
+    return done.stdout
+
+
+def locked_files(
+    entries: list[str], target: Path, group: str = BENTO_GROUP, project: Path = PROJECT_DIR
+) -> Path | None:
+    """Exported requirement `entries` (a bento's, hashes included) as a PEP 751 lock file in
+    `target`, taken from uv.lock's `group` (its markers are that group's, as the entries'):
+    the same packages, versions and sha256 digests.
+
+    uv installs such a file without resolving against an index, so from its cache alone
+    when `uv sync` fetched those files before: a fresh machine's cache holds the wheels but
+    not the index pages a requirements file is resolved against. None when an entry is not
+    in the group as such (another version or other files: a bento built from another lock).
+    """
+    wanted = {_requirement_identity(entry) for entry in entries}
+    header, *blocks = _export(group, project, ["--format", "pylock.toml"]).split(_TABLE)
+    kept = [block for block in blocks if _identity(block) in wanted]
+    if {_identity(block) for block in kept} != wanted:
+        return None
+    file = target / f"pylock.{group}.toml"  # PEP 751 names: pylock.toml or pylock.<name>.toml
+    file.write_text(_TABLE.join([header, *kept]))
+    return file
+
+
+_TABLE = "\n[[packages]]\n"
+
+
+def _identity(block: str) -> tuple[str, str, frozenset[str]]:
+    """Name, version and file digests of one [[packages]] table as uv writes it."""
+    fields = dict(re.findall(r'^(name|version) = "([^"]*)"$', block, re.M))
+    digests = frozenset(f"sha256:{d}" for d in re.findall(r'sha256 = "([0-9a-f]{64})"', block))
+    return name_of(fields.get("name", "")), fields.get("version", ""), digests
+
+
+def _requirement_identity(entry: str) -> tuple[str, str, frozenset[str]]:
+    """Name, version and allowed digests of one exported requirement entry."""
+    pin = requirement_of(entry)
+    version = pin.split("==", 1)[1].split(";", 1)[0].strip() if "==" in pin else ""
+    return name_of(pin), version, frozenset(hashes_of(entry))
 
 
 def entries(text: str) -> list[str]:

@@ -1,7 +1,8 @@
 """Infrastructure check: the bento served from a venv of only its own requirements.
 
-Each check builds a fresh venv from uv's cache (offline: no network in tests) and starts
-a real `bentoml serve` with it, so this module costs two server starts.
+Each check builds a fresh venv from uv's cache (offline: no network in tests; and no
+index page in the cache, as on a fresh machine) and starts a real `bentoml serve` with it,
+so this module costs two server starts.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package }} import infra, package
+from {{ cookiecutter.package }} import infra, lock, package
 
 pytestmark = pytest.mark.integration
 # name -> version of every distribution installed in the venv running it.
@@ -23,8 +24,17 @@ INSTALLED = (
 
 
 @pytest.fixture(autouse=True)
-def offline(monkeypatch):
+def offline(monkeypatch, tmp_path_factory):
+    """No network, and uv's cache as a fresh machine holds it after `make install`: the
+    files `uv sync` fetched by their uv.lock URLs, but no index page (`uv pip install -r
+    requirements.txt` resolves against those; the check must install without them)."""
     monkeypatch.setenv(infra.OFFLINE_VARIABLE, "1")
+    found = subprocess.run([lock.uv(), "cache", "dir"], capture_output=True, text=True, check=True)
+    cold = tmp_path_factory.mktemp("uv-cache")
+    for bucket in Path(found.stdout.strip()).iterdir():
+        if bucket.is_dir() and not bucket.name.startswith("simple-"):
+            (cold / bucket.name).symlink_to(bucket)
+    monkeypatch.setenv("UV_CACHE_DIR", str(cold))
 
 
 def test_the_built_bento_served_from_its_own_requirements_answers_like_the_model(
