@@ -98,6 +98,33 @@ def test_a_requirement_without_a_hash_is_refused_before_anything_installs(paths,
     assert not (venv / "bin" / "supervisord").exists()
 
 
+def test_the_bentos_entries_become_a_lock_file_of_exactly_those_packages(tmp_path):
+    entries = lock.export(lock.BENTO_GROUP)[:3]
+
+    file = lock.locked_files(entries, tmp_path)
+
+    assert file is not None and file.name == "pylock.bento.toml"
+    text = file.read_text()
+    assert text.count("[[packages]]") == 3
+    for entry in entries:
+        name, version = lock.requirement_of(entry).split(" ;")[0].split("==")
+        assert f'name = "{name}"\nversion = "{version}"' in text, entry
+        assert all(f'sha256 = "{digest[7:]}"' in text for digest in lock.hashes_of(entry))
+
+
+@pytest.mark.parametrize("change", ["another version", "another digest"])
+def test_an_entry_uv_lock_does_not_hold_as_such_gets_no_lock_file(tmp_path, change):
+    [entry, *rest] = lock.export(lock.BENTO_GROUP)
+    digest = lock.hashes_of(entry)[0]
+    if change == "another version":
+        changed = re.sub(r"==[^ ;\\]+", "==0.0.1", entry, count=1)
+    else:
+        changed = entry.replace(digest, "sha256:" + "0" * 64)
+
+    assert lock.locked_files([changed, *rest], tmp_path) is None
+    assert not list(tmp_path.iterdir())
+
+
 def test_bentomls_own_unhashed_pin_is_covered_by_the_hashed_entry_of_that_version():
     hashed = "bentoml==1.4.40 \\\n    --hash=sha256:" + "a" * 64
     assert lock.unhashed(f"{hashed}\nbentoml==1.4.40\n") == []
