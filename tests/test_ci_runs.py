@@ -233,7 +233,7 @@ def test_gitlab_promotion_across_pushes_lives_in_the_release_store(
     ), run.tail()
     assert len(deploys(store)) == 3 and aliases(store) == dict.fromkeys(ENVIRONMENTS, version_a)
     # Its lint re-checked with the mypy cache push 1's build left (the job's `cache:`).
-    assert re.search(r"^build imported cache '\d+_mypy-", run.output, re.M), run.tail()
+    assert re.search(r"^build +imported cache '\d+_mypy-", run.output, re.M), run.tail()
 
     # Push 3, the worse model reverted: bento B reaches test; preprod waits for its click.
     revert_last_commit(repo)
