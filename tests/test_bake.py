@@ -167,7 +167,7 @@ CI_FILES = {
 }
 # Jinja left in a file means a template bug; GitHub's own ${{ }} expressions are legitimate.
 JINJA_LEFTOVER = re.compile(r"(?<!\$)\{\{|\{%|\{#")
-PINNED_ACTION = re.compile(r"^[\w.-]+/[\w.-]+@[0-9a-f]{40}$")
+PINNED_ACTION = re.compile(r"^[\w.-]+/[\w.-]+(?:/[\w.-]+)?@[0-9a-f]{40}$")
 
 
 def expected_files(ci: str, package: str) -> set[str]:
