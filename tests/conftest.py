@@ -164,9 +164,11 @@ def store(tmp_path: Path) -> Iterator[Any]:
 # shared bakes stay on one worker; --no-loadscope-reorder: in this order). The long lanes go
 # out first: the promotion runs that deploy on ports 3001-3003 (one at a time, in their
 # module) to one worker; the CI runs that deploy nothing (pull and merge requests, the
-# data-stop runs), then the end-to-end pipelines, to the other (a worker takes its next
-# module once it has two tests left); the short modules fill in.
-LANES = ("test_ci_runs.py", "test_ci_check_runs.py", "test_end_to_end.py")
+# data-stop runs) to the other. xdist hands a worker its next module whenever it has two
+# tests or fewer pending: the promotion module has two, so the third module queues behind
+# them at once, and a short one (the docs checks) takes that place; the end-to-end pipelines
+# then go to the other worker once two of its runs are done. The short modules fill in.
+LANES = ("test_ci_runs.py", "test_ci_check_runs.py", "test_docs.py", "test_end_to_end.py")
 
 
 def _lane(item: pytest.Item) -> int:
