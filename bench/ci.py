@@ -17,7 +17,7 @@ ratio to the serial sum (one runner, jobs one after another) is what the graph s
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import os
 import platform
 import shutil
@@ -55,15 +55,11 @@ def timed(project: Path, *targets: str) -> float:
 
 
 def load_cicd(project: Path):
-    """The baked project's own cicd.py: the checks and their graph, as its CI files have them."""
+    """The baked project's own cicd.py: the checks and their graph, as its CI files have them.
+    Imported as part of its package (it reads the environments through the package's schema)."""
     [path] = project.glob("src/*/cicd.py")
-    spec = importlib.util.spec_from_file_location("bench_cicd", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    sys.path.insert(0, str(path.parent.parent))
+    return importlib.import_module(f"{path.parent.name}.cicd")
 
 
 def critical_path(jobs: dict[str, float], needs: dict[str, list[str]]) -> tuple[float, list]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -131,3 +132,16 @@ def test_the_ci_report_marks_the_path_and_its_ratio_to_one_runner(ci_bench):
     assert lines[-2] == "critical path (*): data -> train = 60.0 s (1.0 min)"
     assert lines[-1] == "serial, one runner: 75.0 s; critical path / serial = 0.80"
     assert [line[0] for line in lines if line.startswith(("*", "  lint"))] == ["*", "*", " "]
+
+
+def test_the_ci_bench_reads_the_check_graph_from_a_baked_project(ci_bench, ci_project, monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))  # it puts the project's src/ first
+    try:
+        cicd = ci_bench.load_cicd(ci_project)
+        names = [job.name for job in cicd.CHECKS]
+        train = cicd.CHECKS[names.index("train")]
+        assert names[0] == "lint" and "integration" in names and "service" in names
+        assert [name for name, _ in cicd.check_needs(train)] == ["data"]
+    finally:  # the project's package leaves with the test
+        for name in [name for name in sys.modules if name.partition(".")[0] == "churn_model"]:
+            del sys.modules[name]
