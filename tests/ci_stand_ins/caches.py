@@ -16,9 +16,8 @@ import shutil
 import sys
 from pathlib import Path
 
-
-def inputs(name: str) -> str:
-    return os.environ.get(f"INPUT_{name.upper().replace('-', '_')}", "").strip()
+# The artifact stand-ins' input and output helpers (this folder is on sys.path: a script's).
+from artifacts import inputs, output
 
 
 def lines(name: str) -> list[str]:
@@ -37,12 +36,6 @@ def paths() -> list[str]:
     if any(set(path) & set("*?[") or Path(path).is_absolute() for path in found):
         sys.exit(f"::error::the stand-in caches relative files and folders only: {found}")
     return found
-
-
-def output(**values: str) -> None:
-    with open(os.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as handle:
-        for key, value in values.items():
-            handle.write(f"{key}={value}\n")
 
 
 def copy(source: Path, target: Path) -> None:
