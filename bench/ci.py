@@ -6,10 +6,12 @@ built nothing yet), installs it, then times, one command at a time:
 1. each stage of the pipeline (`make data`, `validate`, `train`, `evaluate`, `package`);
 2. `make ci-install` into a new venv from a warm cache (what every CI job pays first);
 3. each pull-request check job's target (`cicd.CHECKS`, the project's own description of
-   the graph), as the job runs it.
+   the graph), as the job runs it; a check split over parallel jobs (`shards`), each of
+   them in turn, with its CI_NODE_INDEX and CI_NODE_TOTAL.
 The critical path is the longest chain of the graph (`cicd.check_needs`), each job costing
-its install plus its target: the wall time of a pull request with a runner per job. Its
-ratio to the serial sum (one runner, jobs one after another) is what the graph saves.
+its install plus its target (a split check: its slowest part): the wall time of a pull
+request with a runner per job. Its ratio to the serial sum (one runner, every job one after
+another) is what the graph saves.
 
     uv run python bench/ci.py [--keep]
 """
@@ -40,18 +42,30 @@ def project_env() -> dict[str, str]:
     return env
 
 
-def timed(project: Path, *targets: str) -> float:
-    """Seconds `make <targets>` took in `project`; stops the benchmark if it fails."""
+def timed(project: Path, *targets: str, env: dict[str, str] | None = None) -> float:
+    """Seconds `make <targets>` took in `project` (with `env` added to a user's shell);
+    stops the benchmark if it fails."""
     started = time.perf_counter()
     done = subprocess.run(
-        ["make", "--no-print-directory", *targets], cwd=project, env=project_env(),
+        ["make", "--no-print-directory", *targets], cwd=project, env=project_env() | (env or {}),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     seconds = time.perf_counter() - started
+    command = " ".join([*(f"{k}={v}" for k, v in (env or {}).items()), "make", *targets])
     if done.returncode != 0:
-        sys.exit(f"make {' '.join(targets)} failed in {project}:\n{done.stderr[-3000:]}")
-    print(f"  make {' '.join(targets):<28} {seconds:7.1f} s", flush=True)
+        sys.exit(f"{command} failed in {project}:\n{done.stderr[-3000:]}")
+    print(f"  {command:<33} {seconds:7.1f} s", flush=True)
     return seconds
+
+
+def timed_job(project: Path, job) -> list[float]:
+    """Seconds of a check job's target; of each of its parallel jobs for a split check."""
+    if job.shards == 1:
+        return [timed(project, job.target)]
+    return [
+        timed(project, job.target, env={"CI_NODE_INDEX": str(k), "CI_NODE_TOTAL": str(job.shards)})
+        for k in range(1, job.shards + 1)
+    ]
 
 
 def load_cicd(project: Path):
@@ -79,10 +93,11 @@ def critical_path(jobs: dict[str, float], needs: dict[str, list[str]]) -> tuple[
     return finish[end], path[::-1]
 
 
-def report(stages: dict, install: float, jobs: dict, needs: dict) -> list[str]:
-    per_job = {name: install + seconds for name, seconds in jobs.items()}
+def report(stages: dict, install: float, jobs: dict[str, list[float]], needs: dict) -> list[str]:
+    """`jobs`: each check's target seconds, one figure per parallel job it runs as."""
+    per_job = {name: install + max(parts) for name, parts in jobs.items()}
     longest, path = critical_path(per_job, needs)
-    serial = sum(per_job.values())
+    serial = sum(install + part for parts in jobs.values() for part in parts)
     lines = [
         f"CI timings, default project ({os.cpu_count()} CPUs, "
         f"{platform.processor() or platform.machine()}, load {os.getloadavg()[0]:.1f})",
@@ -92,10 +107,14 @@ def report(stages: dict, install: float, jobs: dict, needs: dict) -> list[str]:
         f"pull-request jobs (warm `make ci-install` {install:.1f} s each, then the target):",
         f"  {'job':<12} {'target s':>8} {'job s':>7}  needs",
     ]
-    for name, seconds in jobs.items():
+    for name, parts in jobs.items():
         mark = "*" if name in path else " "
         waits = ", ".join(needs[name]) or "-"
-        lines.append(f"{mark} {name:<12} {seconds:8.1f} {per_job[name]:7.1f}  {waits}")
+        split = f"  (parallel jobs: {' / '.join(f'{part:.1f}' for part in parts)})"
+        lines.append(
+            f"{mark} {name:<12} {max(parts):8.1f} {per_job[name]:7.1f}  {waits}"
+            + (split if len(parts) > 1 else "")
+        )
     lines += [
         f"critical path (*): {' -> '.join(path)} = {longest:.1f} s ({longest / 60:.1f} min)",
         f"serial, one runner: {serial:.1f} s; critical path / serial = {longest / serial:.2f}",
@@ -126,7 +145,7 @@ def main() -> int:
         print("pipeline stages:", flush=True)
         stages = {stage: timed(project, stage) for stage in STAGES}
         print("pull-request jobs:", flush=True)
-        jobs = {job.name: timed(project, job.target) for job in cicd.CHECKS}
+        jobs = {job.name: timed_job(project, job) for job in cicd.CHECKS}
         needs = {job.name: [name for name, _ in cicd.check_needs(job)] for job in cicd.CHECKS}
     finally:
         subprocess.run(["make", "-C", str(project), "down"], env=project_env(),

@@ -220,8 +220,11 @@ def run_act(
         *[f"--env={name}={value}" for name, value in (env or {}).items()],
     ]  # fmt: skip
     output, code = execute(command, repo, artifacts.parent / f"act-{run_id}.log")
-    results = ACT_RESULT.findall(output)
-    jobs = {job: ("passed" if word == "succeeded" else "failed") for job, word in results}
+    jobs: dict[str, str] = {}
+    # A matrix job's runs share its id in the log: one failed run fails the job.
+    for job, word in ACT_RESULT.findall(output):
+        failed = word == "failed" or jobs.get(job) == "failed"
+        jobs[job] = "failed" if failed else "passed"
     return Run(output, code, jobs)
 
 
@@ -390,6 +393,21 @@ def junit_results(folder: Path) -> dict[str, tuple[int, int]]:
         bad = sum(int(suite.get("failures", 0)) + int(suite.get("errors", 0)) for suite in suites)
         results[file.stem] = (tests, bad)
     return results
+
+
+def assert_integration_split(folder: Path, repo: Path, jobs: int = 2) -> None:
+    """The integration layer ran as `jobs` parallel jobs (one JUnit file each below `folder`),
+    each whole modules, together every module of the project once, all passing."""
+    modules = []
+    for file in sorted(folder.rglob("integration.xml")):
+        cases = list(ET.parse(file).getroot().iter("testcase"))
+        assert cases and not any(c.find("failure") is not None or c.find("error") is not None
+                                 for c in cases), file  # fmt: skip
+        modules.append({case.get("classname", "").split(".")[2] for case in cases})
+    assert len(modules) == jobs, f"{len(modules)} integration JUnit files below {folder}"
+    assert not set.intersection(*modules), "a module ran in two jobs"
+    expected = {module.stem for module in (repo / "tests" / "integration").glob("test_*.py")}
+    assert set.union(*modules) == expected
 
 
 def assert_passed(run: Run, expected: set[str]) -> None:

@@ -123,7 +123,7 @@ def test_the_critical_path_is_the_longest_chain_of_the_graph(ci_bench):
 
 def test_the_ci_report_marks_the_path_and_its_ratio_to_one_runner(ci_bench):
     stages = {"data": 3.0, "train": 9.0}
-    jobs = {"data": 30.0, "train": 20.0, "lint": 10.0}
+    jobs = {"data": [30.0], "train": [20.0], "lint": [10.0]}
     needs = {"data": [], "train": ["data"], "lint": []}
 
     lines = ci_bench.report(stages, 5.0, jobs, needs)
@@ -134,6 +134,20 @@ def test_the_ci_report_marks_the_path_and_its_ratio_to_one_runner(ci_bench):
     assert [line[0] for line in lines if line.startswith(("*", "  lint"))] == ["*", "*", " "]
 
 
+def test_a_check_split_over_parallel_jobs_costs_its_slowest_part_on_the_path(ci_bench):
+    jobs = {"package": [10.0], "integration": [40.0, 55.0], "service": [30.0]}
+    needs = {"package": [], "integration": ["package"], "service": ["package"]}
+
+    lines = ci_bench.report({"data": 1.0}, 5.0, jobs, needs)
+
+    # package 15 + the slower integration part 60; one runner pays every part's install.
+    assert lines[-2] == "critical path (*): package -> integration = 75.0 s (1.2 min)"
+    assert lines[-1] == "serial, one runner: 155.0 s; critical path / serial = 0.48"
+    [integration] = [line for line in lines if line.startswith("* integration")]
+    assert integration.endswith("package  (parallel jobs: 40.0 / 55.0)")
+    assert "    55.0    60.0" in integration
+
+
 def test_the_ci_bench_reads_the_check_graph_from_a_baked_project(ci_bench, ci_project, monkeypatch):
     monkeypatch.setattr(sys, "path", list(sys.path))  # it puts the project's src/ first
     try:
@@ -142,6 +156,7 @@ def test_the_ci_bench_reads_the_check_graph_from_a_baked_project(ci_bench, ci_pr
         train = cicd.CHECKS[names.index("train")]
         assert names[0] == "lint" and "integration" in names and "service" in names
         assert [name for name, _ in cicd.check_needs(train)] == ["data"]
+        assert {job.name: job.shards for job in cicd.CHECKS if job.shards > 1} == {"integration": 2}
     finally:  # the project's package leaves with the test
         for name in [name for name in sys.modules if name.partition(".")[0] == "churn_model"]:
             del sys.modules[name]

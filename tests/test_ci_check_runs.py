@@ -15,6 +15,7 @@ from ci_runners import (
     GITHUB_REMOTE,
     GITLAB_REMOTE,
     LAYERS,
+    assert_integration_split,
     assert_no_servers_left,
     assert_passed,
     drop_a_suite_column,
@@ -50,6 +51,10 @@ def test_gitlab_merge_request_pipeline_runs_every_check_and_deploys_nothing(ci_p
     results = junit_results(local)
     assert set(results) >= LAYERS, f"JUnit files: {sorted(results)}"
     assert all(tests and not bad for tests, bad in results.values()), results
+    assert [job["name"] for job in planned if job["stage"] == "integration"] == [
+        "integration: [1/2]", "integration: [2/2]"
+    ]  # fmt: skip
+    assert_integration_split(local, repo)
     # The service job load-tested the bento the package job built, received as an artifact.
     assert list(gitlab_artifacts(repo, "package").glob("dist/*.bento")), run.tail()
     assert list(gitlab_artifacts(repo, "service").glob("reports/loadtest/test/result.json"))
@@ -77,6 +82,8 @@ def test_github_pull_request_workflow_runs_every_check(ci_project, tmp_path):
     results = junit_results(artifacts / "1")
     assert set(results) >= LAYERS, f"JUnit files: {sorted(results)}"
     assert all(tests and not bad for tests, bad in results.values()), results
+    assert run.output.count("[integration] 🏁  Job succeeded") == 2, run.tail()
+    assert_integration_split(artifacts / "1", repo)
     assert list((artifacts / "1").rglob("loadtest/test/result.json")), "no load-test report"
     assert_no_servers_left(tmp_path)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import shards
 
 from {{ cookiecutter.package }}.config import Paths, load_params
 from {{ cookiecutter.package }}.evaluation_report import EvaluationReport
@@ -30,6 +31,48 @@ for _variable in (
     "MLFLOW_TRACKING_TOKEN", "MLFLOW_S3_ENDPOINT_URL",
 ):  # fmt: skip
     os.environ.pop(_variable, None)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--store-durations", action="store_true",
+        help="record each module's seconds in tests/durations.json (CI's parallel jobs split by it)",
+    )  # fmt: skip
+
+
+@pytest.hookimpl(trylast=True)  # after -m has deselected the other layers
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In one of a layer's parallel CI jobs (CI_NODE_INDEX of CI_NODE_TOTAL), keep only the
+    modules shards.assign gives it."""
+    try:
+        index, total = shards.position(os.environ)
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
+    if total == 1:
+        return
+    modules = sorted({item.nodeid.split("::")[0] for item in items})
+    mine = set(shards.assign(modules, shards.recorded(), total)[index - 1])
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        (kept if item.nodeid.split("::")[0] in mine else dropped).append(item)
+    config.hook.pytest_deselected(items=dropped)
+    items[:] = kept
+
+
+_measured: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # Setup, call and teardown: a module's fixtures are part of what it costs a job.
+    module = report.nodeid.split("::")[0]
+    _measured[module] = _measured.get(module, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Under xdist the controller sees every worker's reports; the workers write nothing.
+    if session.config.getoption("store_durations") and not hasattr(session.config, "workerinput"):
+        shards.store(_measured, PROJECT_ROOT)
 
 
 def copy_params(root: Path) -> None:

@@ -76,6 +76,9 @@ class Job:
     # Runs mypy (make lint): keeps .mypy_cache/ between pipelines, so a run re-checks only
     # what changed instead of the ~50 s cold analysis of pandas', SciPy's and MLflow's types.
     type_checks: bool = False
+    # Parallel jobs that split its test modules (GitLab `parallel:`, a GitHub matrix), each
+    # told CI_NODE_INDEX of CI_NODE_TOTAL; tests/shards.py balances them by recorded time.
+    shards: int = 1
 
 
 # The pull/merge-request checks: a graph, the same on both platforms. Lint and unit tests
@@ -96,7 +99,9 @@ CHECKS = (
         ("data", "model"),
         "bento",
     ),
-    Job("integration", "ci-integration", "Integration tests", after=("package",)),
+    # The longest job by far (real deploys, each starting `bentoml serve`): two runners
+    # halve the pull request's critical path.
+    Job("integration", "ci-integration", "Integration tests", after=("package",), shards=2),
     Job("service", "ci-service", "Service performance", ("data", "model", "bento")),
 )
 # Which check makes each artifact.

@@ -48,6 +48,18 @@ def test_the_checks_are_one_graph_on_both_platforms(tmp_path: Path):
         downloads = [s["with"]["name"] for s in job["steps"] if "download" in s.get("uses", "")]
         takes = [need["job"] for need in gitlab[name]["needs"] if need["artifacts"]]
         assert sorted(cicd.PRODUCERS[kind] for kind in downloads) == sorted(takes), name
+    # A check split over parallel jobs is split alike: a GitHub matrix of shards with
+    # CI_NODE_INDEX/CI_NODE_TOTAL set as GitLab's `parallel:` sets them.
+    for check in cicd.CHECKS:
+        github_shards = github[check.name].get("strategy", {}).get("matrix", {}).get("shard", [1])
+        assert github_shards == list(range(1, check.shards + 1)), check.name
+        assert gitlab[check.name].get("parallel", 1) == check.shards, check.name
+        if check.shards > 1:
+            env = github[check.name]["env"]
+            assert env["CI_NODE_TOTAL"] == check.shards and "matrix.shard" in env["CI_NODE_INDEX"]
+    assert {check.name: check.shards for check in cicd.CHECKS if check.shards > 1} == {
+        "integration": 2
+    }
 
 
 @pytest.fixture

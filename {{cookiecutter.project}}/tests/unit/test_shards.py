@@ -1,0 +1,110 @@
+"""CI's parallel integration jobs: each runs whole modules, together every module once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import shards
+
+pytestmark = pytest.mark.unit
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_modules_go_longest_first_to_the_job_with_the_least_work():
+    seconds = {"a": 50.0, "b": 40.0, "c": 30.0, "d": 20.0, "e": 10.0}
+    groups = shards.assign(sorted(seconds), seconds, 2)
+    # a -> 1; b -> 2; c -> 2 (40 < 50); d -> 1 (50 < 70); e -> 1 (70 = 70, the first wins).
+    assert groups == [["a", "d", "e"], ["b", "c"]]
+    assert [sum(seconds[m] for m in group) for group in groups] == [80.0, 70.0]
+
+
+@pytest.mark.parametrize("total", [1, 2, 3, 5])
+def test_every_module_is_in_exactly_one_job(total: int):
+    modules = [f"tests/integration/test_{n}.py" for n in range(7)]
+    groups = shards.assign(modules, {modules[0]: 90.0, modules[3]: 5.0}, total)
+    assert len(groups) == total
+    assert sorted(m for group in groups for m in group) == sorted(modules)
+
+
+def test_a_module_not_recorded_yet_counts_as_the_median_of_those_that_are():
+    seconds = {"long": 100.0, "mid": 30.0, "short": 10.0}
+    # "new" weighs 30: long alone; mid + short + new (70) in the other job.
+    groups = shards.assign(["long", "mid", "new", "short"], seconds, 2)
+    assert groups == [["long"], ["mid", "new", "short"]]
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [({}, (1, 1)), ({"CI_NODE_TOTAL": "1"}, (1, 1)),
+     ({"CI_NODE_INDEX": "2", "CI_NODE_TOTAL": "3"}, (2, 3))],
+)  # fmt: skip
+def test_the_job_reads_its_place_from_ci_node_index_and_total(environ, expected):
+    assert shards.position(environ) == expected
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [({"CI_NODE_INDEX": "3", "CI_NODE_TOTAL": "2"}, "CI_NODE_INDEX=3 is not between 1 and CI_NODE_TOTAL=2"),
+     ({"CI_NODE_INDEX": "0", "CI_NODE_TOTAL": "2"}, "CI_NODE_INDEX=0 is not between"),
+     ({"CI_NODE_INDEX": "one", "CI_NODE_TOTAL": "2"}, "CI_NODE_INDEX='one' and CI_NODE_TOTAL='2' must be whole numbers")],
+)  # fmt: skip
+def test_a_place_outside_the_jobs_is_refused_naming_it(environ, message):
+    with pytest.raises(ValueError, match=message):
+        shards.position(environ)
+
+
+def test_recorded_seconds_merge_round_and_forget_modules_that_are_gone(tmp_path: Path):
+    (tmp_path / "tests").mkdir()
+    for name in ("kept.py", "remeasured.py", "new.py"):
+        (tmp_path / "tests" / name).touch()
+    file = tmp_path / "durations.json"
+    file.write_text(
+        json.dumps({"tests/kept.py": 5.0, "tests/remeasured.py": 9.0, "tests/gone.py": 1.0})
+    )
+    shards.store({"tests/remeasured.py": 12.345, "tests/new.py": 0.04}, tmp_path, file)
+    assert json.loads(file.read_text()) == {
+        "tests/kept.py": 5.0, "tests/new.py": 0.0, "tests/remeasured.py": 12.3,
+    }  # fmt: skip
+
+
+def ci_job(environ: dict[str, str]) -> dict[str, str]:
+    """This environment, placed as a CI job by `environ` alone."""
+    outside = {k: v for k, v in os.environ.items() if k not in ("CI_NODE_INDEX", "CI_NODE_TOTAL")}
+    return {**outside, **environ}
+
+
+def collected(environ: dict[str, str]) -> list[str]:
+    """The integration tests pytest collects with `environ` (as a CI job), by node id."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         "-m", "integration", "tests/integration"],
+        cwd=PROJECT_ROOT, env=ci_job(environ), capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode in (0, 5), done.stdout[-2000:] + done.stderr[-2000:]
+    return [line for line in done.stdout.splitlines() if "::" in line]
+
+
+def test_the_two_integration_jobs_split_the_layer_by_whole_modules():
+    whole = collected({"CI_NODE_TOTAL": "1"})
+    first = collected({"CI_NODE_INDEX": "1", "CI_NODE_TOTAL": "2"})
+    second = collected({"CI_NODE_INDEX": "2", "CI_NODE_TOTAL": "2"})
+    assert first and second
+    assert sorted(first + second) == sorted(whole)
+    modules = [{test.split("::")[0] for test in job} for job in (first, second)]
+    assert not modules[0] & modules[1]
+
+
+def test_a_job_placed_outside_the_parallel_jobs_stops_before_running_anything():
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "integration"],
+        cwd=PROJECT_ROOT, env=ci_job({"CI_NODE_INDEX": "3", "CI_NODE_TOTAL": "2"}),
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 4, done.stdout[-2000:]
+    assert "CI_NODE_INDEX=3 is not between 1 and CI_NODE_TOTAL=2" in done.stderr
