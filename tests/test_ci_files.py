@@ -6,6 +6,7 @@ environments/*.yaml. Offline: check-jsonschema's vendored schemas, actionlint, z
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -605,3 +606,13 @@ def test_the_templates_own_workflow_is_valid_pinned_and_clean():
             if "uses:" in line:
                 assert PINNED_LINE.search(line), line
     assert zizmor_findings(folder) == ""
+
+
+def test_the_shipped_durations_cover_exactly_the_integration_modules():
+    """CI's integration jobs split the modules by tests/durations.json: every module the
+    template ships is measured there (else it would count as a median guess), none is stale."""
+    tests = TEMPLATE / "{{cookiecutter.project}}" / "tests"
+    recorded = json.loads((tests / "durations.json").read_text())
+    modules = {f"tests/integration/{m.name}" for m in (tests / "integration").glob("test_*.py")}
+    assert set(recorded) == modules, "run `make test-durations` in a bake and copy the file back"
+    assert all(seconds > 0 for seconds in recorded.values()), recorded
