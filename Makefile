@@ -45,8 +45,8 @@ lint: install ## run pre-commit on the template's own files
 # Two workers, whole modules each: the long lanes (tests/conftest.py) side by side, one per core.
 PARALLEL := -n 2 --dist loadfile --no-loadscope-reorder
 
-test: install ## run every template test: bakes, CI files run for real, end-to-end pipelines
-	$(RUN) pytest $(PARALLEL) --durations=15
+test: install ## run every template test: bakes, CI files run for real, end-to-end pipelines (MARK= a marker expression for a part)
+	$(RUN) pytest $(PARALLEL) --durations=15 $(if $(MARK),-m "$(MARK)",)
 
 test-ci-runs: install ## only the baked CI files run for real with gitlab-ci-local and act
 	$(RUN) pytest -m ci_run --durations=10

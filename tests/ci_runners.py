@@ -69,8 +69,6 @@ def shared_cache(variable: str, default: str) -> str:
 def tool_env() -> dict[str, Any]:
     """The host environment for the CI tools: no venv of this repo leaks into the jobs."""
     env = clean_env()
-    # Jobs start many Python processes; without bytecode caching each recompiles MLflow.
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
     venv = str(TEMPLATE / ".venv")
     env["PATH"] = os.pathsep.join(
         entry for entry in env["PATH"].split(os.pathsep) if not entry.startswith(venv)

@@ -99,9 +99,11 @@ def clean_env() -> dict[str, Any]:
         *("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "PYTHONPATH", "PROJECT_ROOT"),
         *("MLFLOW_TRACKING_URI", "BENTOML_HOME", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"),
     )
-    for name in inherited:
+    # Bytecode caching on, as on a user's machine: a baked project's make targets start many
+    # Python processes, and without it each one recompiles MLflow, pandas and BentoML.
+    for name in (*inherited, "PYTHONDONTWRITEBYTECODE"):
         env.pop(name, None)
-    env.update({"BENTOML_DO_NOT_TRACK": "true", "PYTHONDONTWRITEBYTECODE": "1"})
+    env["BENTOML_DO_NOT_TRACK"] = "true"
     return env
 
 

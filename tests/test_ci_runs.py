@@ -60,7 +60,7 @@ from mlflow import MlflowClient
 from release_store import ReleaseStore, deploys
 
 # Part of `make test`; `make test-ci-runs` runs only these.
-pytestmark = [pytest.mark.slow, pytest.mark.ci_run]
+pytestmark = [pytest.mark.slow, pytest.mark.ci_run, pytest.mark.release_store]
 
 ENVIRONMENTS = ["test", "preprod", "production"]
 PROJECT = "churn-model"

@@ -22,7 +22,7 @@ from release_store import (
 
 # About 20 s to start a store, most of it `mlflow server` importing MLflow (twice: its CLI,
 # then uvicorn's worker) and creating its tables in PostgreSQL.
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.release_store]
 
 MODEL = "churn-model"
 PAYLOAD = b"release notes \xe2\x9c\x93\n\x00binary tail"
