@@ -45,19 +45,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """In one of a layer's parallel CI jobs (CI_NODE_INDEX of CI_NODE_TOTAL), keep only the
     modules shards.assign gives it."""
     try:
-        index, total = shards.position(os.environ)
+        mine = shards.kept([item.nodeid for item in items], os.environ, shards.recorded())
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
-    if total == 1:
+    if mine is None:
         return
-    modules = sorted({item.nodeid.split("::")[0] for item in items})
-    mine = set(shards.assign(modules, shards.recorded(), total)[index - 1])
-    kept: list[pytest.Item] = []
-    dropped: list[pytest.Item] = []
-    for item in items:
-        (kept if item.nodeid.split("::")[0] in mine else dropped).append(item)
-    config.hook.pytest_deselected(items=dropped)
-    items[:] = kept
+    keep = set(mine)
+    config.hook.pytest_deselected(items=[item for item in items if item.nodeid not in keep])
+    items[:] = [item for item in items if item.nodeid in keep]
 
 
 _measured: dict[str, float] = {}
@@ -65,7 +60,7 @@ _measured: dict[str, float] = {}
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     # Setup, call and teardown: a module's fixtures are part of what it costs a job.
-    module = report.nodeid.split("::")[0]
+    module = shards.module_of(report.nodeid)
     _measured[module] = _measured.get(module, 0.0) + report.duration
 
 

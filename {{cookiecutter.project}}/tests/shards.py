@@ -33,6 +33,23 @@ def position(environ: Mapping[str, str]) -> tuple[int, int]:
     return index, total
 
 
+def module_of(nodeid: str) -> str:
+    return nodeid.split("::")[0]
+
+
+def kept(
+    nodeids: list[str], environ: Mapping[str, str], seconds: Mapping[str, float]
+) -> list[str] | None:
+    """The node ids this job runs: those of the modules `assign` gives it; None outside a
+    split layer (every test runs)."""
+    index, total = position(environ)
+    if total == 1:
+        return None
+    modules = sorted({module_of(nodeid) for nodeid in nodeids})
+    mine = set(assign(modules, seconds, total)[index - 1])
+    return [nodeid for nodeid in nodeids if module_of(nodeid) in mine]
+
+
 def recorded(file: Path = DURATIONS) -> dict[str, float]:
     """Seconds per module (its path from the project root), as last measured."""
     if not file.exists():

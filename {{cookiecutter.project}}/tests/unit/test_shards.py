@@ -73,38 +73,44 @@ def test_recorded_seconds_merge_round_and_forget_modules_that_are_gone(tmp_path:
     }  # fmt: skip
 
 
-def ci_job(environ: dict[str, str]) -> dict[str, str]:
-    """This environment, placed as a CI job by `environ` alone."""
-    outside = {k: v for k, v in os.environ.items() if k not in ("CI_NODE_INDEX", "CI_NODE_TOTAL")}
-    return {**outside, **environ}
-
-
-def collected(environ: dict[str, str]) -> list[str]:
-    """The integration tests pytest collects with `environ` (as a CI job), by node id."""
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-         "-m", "integration", "tests/integration"],
-        cwd=PROJECT_ROOT, env=ci_job(environ), capture_output=True, text=True,
-    )  # fmt: skip
-    assert done.returncode in (0, 5), done.stdout[-2000:] + done.stderr[-2000:]
-    return [line for line in done.stdout.splitlines() if "::" in line]
+def integration_tests() -> list[str]:
+    """Node ids standing for every integration module of the project (one test each)."""
+    return [
+        f"tests/integration/{module.name}::test_one"
+        for module in sorted((PROJECT_ROOT / "tests" / "integration").glob("test_*.py"))
+    ]
 
 
 def test_the_two_integration_jobs_split_the_layer_by_whole_modules():
-    whole = collected({"CI_NODE_TOTAL": "1"})
-    first = collected({"CI_NODE_INDEX": "1", "CI_NODE_TOTAL": "2"})
-    second = collected({"CI_NODE_INDEX": "2", "CI_NODE_TOTAL": "2"})
-    assert first and second
-    assert sorted(first + second) == sorted(whole)
-    modules = [{test.split("::")[0] for test in job} for job in (first, second)]
-    assert not modules[0] & modules[1]
+    nodeids = integration_tests()
+    jobs = [
+        shards.kept(nodeids, {"CI_NODE_INDEX": str(k), "CI_NODE_TOTAL": "2"}, shards.recorded())
+        for k in (1, 2)
+    ]
+    assert all(jobs) and shards.kept(nodeids, {}, shards.recorded()) is None
+    assert sorted((jobs[0] or []) + (jobs[1] or [])) == sorted(nodeids)
+    # Balanced by the recorded seconds: neither job has more than the longest module over.
+    seconds = shards.recorded()
+    loads = [sum(seconds.get(shards.module_of(n), 0.0) for n in job or []) for job in jobs]
+    assert abs(loads[0] - loads[1]) <= max(seconds.values(), default=0.0)
 
 
-def test_a_job_placed_outside_the_parallel_jobs_stops_before_running_anything():
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "integration"],
-        cwd=PROJECT_ROOT, env=ci_job({"CI_NODE_INDEX": "3", "CI_NODE_TOTAL": "2"}),
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert done.returncode == 4, done.stdout[-2000:]
-    assert "CI_NODE_INDEX=3 is not between 1 and CI_NODE_TOTAL=2" in done.stderr
+def test_a_ci_job_collects_only_its_share_and_a_wrong_place_stops_it():
+    """The hook as pytest runs it (after -m): what job 2 of 2 collects is its share."""
+    outside = {k: v for k, v in os.environ.items() if k not in ("CI_NODE_INDEX", "CI_NODE_TOTAL")}
+    command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+               "-m", "integration"]  # fmt: skip
+
+    def collect(index: str) -> subprocess.CompletedProcess[str]:
+        env = {**outside, "CI_NODE_INDEX": index, "CI_NODE_TOTAL": "2"}
+        return subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+
+    done = collect("2")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    collected = {shards.module_of(line) for line in done.stdout.splitlines() if "::" in line}
+    second = shards.kept(integration_tests(), {"CI_NODE_INDEX": "2", "CI_NODE_TOTAL": "2"},
+                         shards.recorded())  # fmt: skip
+    assert collected == {shards.module_of(nodeid) for nodeid in second or []}
+    wrong = collect("3")
+    assert wrong.returncode == 4, wrong.stdout[-2000:]
+    assert "CI_NODE_INDEX=3 is not between 1 and CI_NODE_TOTAL=2" in wrong.stderr
