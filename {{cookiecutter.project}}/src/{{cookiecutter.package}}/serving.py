@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -128,6 +129,26 @@ def log_file(paths: Paths, label: str, port: int) -> Path:
     return paths.state / "logs" / f"{label}-{port}.log"
 
 
+def _home_of(log: Path) -> Path:
+    """The BentoML home of the server writing `log` (see `own_home`)."""
+    return log.parent.parent / "homes" / log.stem
+
+
+def own_home(store: Path, home: Path) -> Path:
+    """`home` as one server's BentoML home: the bentos and models of the home `store`,
+    linked in, and its own prometheus_multiproc_dir. `bentoml serve` empties
+    $BENTOML_HOME/prometheus_multiproc_dir as it starts, so servers sharing a home (the
+    local environments, a candidate beside the serving bento) would wipe each other's
+    /metrics counters."""
+    home.mkdir(parents=True, exist_ok=True)
+    for folder in ("bentos", "models"):
+        (store / folder).mkdir(parents=True, exist_ok=True)
+        link = home / folder
+        link.unlink(missing_ok=True)
+        link.symlink_to((store / folder).resolve(), target_is_directory=True)
+    return home
+
+
 def start(
     paths: Paths,
     bento: str,
@@ -151,6 +172,8 @@ def start(
         raise RuntimeError(f"port {port} on 127.0.0.1 is already in use: cannot serve {label}")
     log = log_file(paths, label, port)
     log.parent.mkdir(parents=True, exist_ok=True)
+    env = env or _serving_env(paths, record_as)
+    home = own_home(Path(env["BENTOML_HOME"]), _home_of(log))
     with open(log, "wb") as output:
         process = subprocess.Popen(
             serve_command(bento, port, python),
@@ -158,7 +181,7 @@ def start(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=log.parent,
-            env=env or _serving_env(paths, record_as),
+            env={**env, "BENTOML_HOME": str(home)},
             start_new_session=True,
         )
     server = Server(process.pid, port, bento, str(log), time.time())
@@ -243,6 +266,7 @@ def stop(server: Server | None) -> None:
         while time.monotonic() < deadline and (alive(server.pid) or listening(server.port)):
             time.sleep(0.2)
         if not alive(server.pid) and not listening(server.port):
+            shutil.rmtree(_home_of(Path(server.log)), ignore_errors=True)
             return
 
 

@@ -101,17 +101,22 @@ def test_metrics_count_the_predictions_per_class_or_value_bucket(server, model, 
 
 
 def test_monitoring_enabled_false_where_the_bento_runs_logs_and_counts_nothing(
-    paths, bento, model, splits, tmp_path, monkeypatch
+    server, paths, bento, model, splits, tmp_path, monkeypatch
 ):
     folder = tmp_path / "off"
     monkeypatch.setenv("MONITORING_PATH", str(folder))
     monkeypatch.setenv("MONITORING_ENABLED", "false")
     records = smoke.to_records(splits[1].head(3), model.spec.names)
+    post(server, records)
+    counted = prediction_samples(server)
 
     with serving.running_server(paths, bento["tag"]) as url:
         response = post(url, records, "it-off-1")
         samples = prediction_samples(url)
         time.sleep(1.5)  # two flush intervals of a logging server
+        # Started beside it from the same store, it left the other server's counts alone
+        # (BentoML empties the metrics folder of the home a server starts from).
+        assert prediction_samples(server) == counted != {}
 
     assert response.status_code == 200 and len(response.json()["predictions"]) == 3
     assert samples == {}

@@ -42,7 +42,15 @@ import httpx
 
 from .. import infra, lock
 from ..config import Paths
-from ..serving import READY_TIMEOUT, STARTUP_FAILED, STOP_TIMEOUT, error_cause, free_port, listening
+from ..serving import (
+    READY_TIMEOUT,
+    STARTUP_FAILED,
+    STOP_TIMEOUT,
+    error_cause,
+    free_port,
+    listening,
+    own_home,
+)
 from .environments import Environment, HostDeploy
 
 COLOURS = ("blue", "green")
@@ -437,7 +445,8 @@ def _start_colour(where: Layout, colour: str, bento: str, python: Path) -> dict[
     command = [str(python), str(launcher), str(python), "-m", "bentoml", "serve", bento,
                "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     env = {
-        "BENTOML_HOME": str(where.bentoml_home),
+        # Its own, so starting one colour never empties the other's /metrics counters.
+        "BENTOML_HOME": str(own_home(where.bentoml_home, where.root / "homes" / colour)),
         "BENTOML_DO_NOT_TRACK": "true",
         # The prediction log stays on the host, whichever job started the bento.
         "MONITORING_PATH": str(where.root / "monitoring"),
