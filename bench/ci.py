@@ -146,7 +146,7 @@ def main() -> int:
         stages = {stage: timed(project, stage) for stage in STAGES}
         print("pull-request jobs:", flush=True)
         jobs = {job.name: timed_job(project, job) for job in cicd.CHECKS}
-        needs = {job.name: [name for name, _ in cicd.check_needs(job)] for job in cicd.CHECKS}
+        needs = {job.name: cicd.check_needs(job) for job in cicd.CHECKS}
     finally:
         subprocess.run(["make", "-C", str(project), "down"], env=project_env(),
                        capture_output=True)  # fmt: skip

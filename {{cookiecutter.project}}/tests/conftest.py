@@ -3,16 +3,24 @@
 The copy has its own data/, models/, MLflow SQLite store and BentoML home, so tests
 never touch the developer's stores and always exercise real MLflow, GX, LightGBM
 and BentoML. Test modules must import bentoml lazily: BENTOML_HOME is set here.
+
+With TESTS_REUSE_OUTPUTS=1 (CI's data, model, package, integration and service jobs: their
+make targets set it) the copy takes the stage outputs the jobs before handed over (data/,
+models/, the MLflow store, reports/, dist/) instead of building them again: the tests then
+check the very data, model and bento that CD releases. A developer's `make test` builds
+every stage afresh, since outputs lying in a working copy may be older than its code.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import sqlite3
 import stat
 import tomllib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import mlflow
@@ -24,6 +32,7 @@ from {{ cookiecutter.package }}.evaluation_report import EvaluationReport
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SWITCHED = ("PROJECT_ROOT", "MLFLOW_TRACKING_URI")
+REUSE_OUTPUTS = os.environ.get("TESTS_REUSE_OUTPUTS") == "1"
 # CD's build job runs these tests with the team's release store configured: no test may
 # reach it. Without these, a project root's store is its own mlruns.db (config.Paths).
 for _variable in (
@@ -106,21 +115,80 @@ def params(paths: Paths):
     return load_params(paths.params)
 
 
+def handed_over(path: str, stage: str) -> Path:
+    """An output of `make <stage>` in the project root, which CI handed to this job."""
+    found = PROJECT_ROOT / path
+    if not found.exists():
+        raise pytest.UsageError(
+            f"TESTS_REUSE_OUTPUTS=1 but {path} is missing: run `make {stage}` first, or unset "
+            "it to build every stage in the tests (CI hands it over from an earlier job)"
+        )
+    return found
+
+
+def take_store(root: Path) -> None:
+    """The project's MLflow SQLite store and artifacts, moved to `root`.
+
+    MLflow records absolute artifact locations (the train job's folder); they are rewritten
+    to the copy's mlruns/, so what the tests log or register lands there, never in the
+    project's. The columns are those of MLflow's schema that hold a location.
+    """
+    shutil.copy(handed_over("mlruns.db", "train"), root / "mlruns.db")
+    shutil.copytree(handed_over("mlruns", "train"), root / "mlruns")
+    new = (root / "mlruns").resolve().as_uri()
+    with closing(sqlite3.connect(root / "mlruns.db")) as store, store:
+        # A working copy's store that has seen deploys holds aliases and deploy records the
+        # tests do not expect; CI's comes straight from the train job.
+        if deployed := [a for (a,) in store.execute("SELECT alias FROM registered_model_aliases")]:
+            raise pytest.UsageError(
+                f"TESTS_REUSE_OUTPUTS=1 but mlruns.db has seen deploys (aliases: "
+                f"{', '.join(deployed)}); the tests take it only as `make train` leaves it: "
+                "unset it (`make test MARK=...` builds every stage in the tests)"
+            )
+        recorded = store.execute("SELECT DISTINCT artifact_location FROM experiments")
+        # Shortest first: a location below another one is moved with it.
+        for old in sorted((location for (location,) in recorded), key=len):
+            if not old.startswith("file://") or old == new:
+                continue
+            for table, column in (
+                ("experiments", "artifact_location"), ("runs", "artifact_uri"),
+                ("logged_models", "artifact_location"), ("model_versions", "storage_location"),
+            ):  # fmt: skip
+                store.execute(
+                    f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                    f"WHERE substr({column}, 1, ?) = ?",
+                    (new, len(old) + 1, len(old), old),
+                )
+
+
 @pytest.fixture(scope="session")
 def raw_data(paths: Paths, params):
     """`make data`: the materialised dataset."""
     from {{ cookiecutter.package }} import data
 
-    data.materialise(params, paths)
+    if REUSE_OUTPUTS:
+        shutil.copytree(handed_over("data", "data"), paths.root / "data", dirs_exist_ok=True)
+    else:
+        data.materialise(params, paths)
     return data.load_raw(paths)
 
 
 @pytest.fixture(scope="session")
 def trained(paths: Paths, params, raw_data) -> dict:
     """`make train`: the model card of a freshly trained, registered model."""
-    from {{ cookiecutter.package }} import train
+    from {{ cookiecutter.package }} import data, train
 
-    return train.train(params, paths)
+    if not REUSE_OUTPUTS:
+        return train.train(params, paths)
+    shutil.copytree(handed_over("models", "train"), paths.models)
+    take_store(paths.root)
+    card: dict = json.loads(paths.model_card.read_text())
+    if card["data_sha256"] != data.load_fingerprint(paths)["sha256"]:
+        raise pytest.UsageError(
+            "TESTS_REUSE_OUTPUTS=1 but models/ was trained on other data than data/ holds: "
+            "run `make data train` again"
+        )
+    return card
 
 
 @pytest.fixture(scope="session")
@@ -128,7 +196,16 @@ def evaluated(paths: Paths, params, trained) -> EvaluationReport:
     """`make evaluate`: the evaluation report."""
     from {{ cookiecutter.package }} import evaluate
 
-    return evaluate.evaluate(params, paths)
+    if not REUSE_OUTPUTS:
+        return evaluate.evaluate(params, paths)
+    shutil.copytree(handed_over("reports", "evaluate"), paths.reports, dirs_exist_ok=True)
+    report = EvaluationReport.read(handed_over("reports/evaluation.json", "evaluate"))
+    if report.model_version != trained["model_version"]:
+        raise pytest.UsageError(
+            f"TESTS_REUSE_OUTPUTS=1 but reports/evaluation.json is of model version "
+            f"{report.model_version}, models/ of {trained['model_version']}: run `make evaluate`"
+        )
+    return report
 
 
 @pytest.fixture(scope="session")
@@ -143,7 +220,20 @@ def bento(paths: Paths, params, evaluated) -> dict:
     """`make package`: the built bento and its exported archive."""
     from {{ cookiecutter.package }} import package
 
-    return package.build(params, paths)
+    if not REUSE_OUTPUTS:
+        return package.build(params, paths)
+    built = json.loads(handed_over("dist/bento.json", "package").read_text())
+    shutil.copytree(PROJECT_ROOT / "dist", paths.dist)
+    archive = paths.dist / Path(built["archive"]).name
+    if not archive.exists() or built["model_version"] != evaluated.model_version:
+        raise pytest.UsageError(
+            f"TESTS_REUSE_OUTPUTS=1 but dist/ holds no archive of {built['tag']} built from "
+            f"model version {evaluated.model_version}: run `make package`"
+        )
+    package.import_archives(paths)
+    built["archive"] = str(archive)
+    (paths.dist / "bento.json").write_text(json.dumps(built, indent=2) + "\n")
+    return built
 
 
 def _locked_pins(group: str, lock_file: Path = PROJECT_ROOT / "uv.lock") -> dict[str, str]:

@@ -70,7 +70,6 @@ class Job:
     needs_artifacts: tuple[str, ...] = ()
     makes: str | None = None
     reports: bool = True  # writes reports/ (JUnit XML at least) to keep and summarise
-    after: tuple[str, ...] = ()  # jobs it waits for besides those whose artifacts it takes
     # Targets run after `target` that only report (a warning), never failing the job.
     reporting: tuple[str, ...] = ()
     # Runs mypy (make lint): keeps .mypy_cache/ between pipelines, so a run re-checks only
@@ -91,7 +90,7 @@ CHECKS = (
     Job("unit", "ci-unit", "Unit tests"),
     Job("data", "ci-data", "Data: validate + data tests", makes="data"),
     Job("train", "ci-train", "Train + evaluate", ("data",), makes="model"),
-    Job("model", "ci-model", "Model tests", after=("train",)),
+    Job("model", "ci-model", "Model tests", ("data", "model")),
     Job(
         "package",
         "ci-package",
@@ -101,19 +100,25 @@ CHECKS = (
     ),
     # The longest job by far (real deploys, each starting `bentoml serve`): two runners
     # halve the pull request's critical path.
-    Job("integration", "ci-integration", "Integration tests", after=("package",), shards=2),
+    Job(
+        "integration",
+        "ci-integration",
+        "Integration tests",
+        ("data", "model", "bento"),
+        shards=2,
+    ),
     Job("service", "ci-service", "Service performance", ("data", "model", "bento")),
 )
 # Which check makes each artifact.
 PRODUCERS = {job.makes: job.name for job in CHECKS if job.makes}
 
 
-def check_needs(job: Job) -> list[tuple[str, bool]]:
-    """The checks `job` waits for, in CHECKS order, each with whether it takes artifacts
-    from it: what GitHub's `needs` and GitLab's `needs` (with `artifacts`) both say."""
+def check_needs(job: Job) -> list[str]:
+    """The checks `job` waits for, in CHECKS order: those whose artifacts it takes (a job
+    tests what the jobs before it made, never a rebuilt twin). What GitHub's `needs` and
+    GitLab's `needs` (with their artifacts) both say."""
     taken = {PRODUCERS[kind] for kind in job.needs_artifacts}
-    waits = taken | set(job.after)
-    return [(other.name, other.name in taken) for other in CHECKS if other.name in waits]
+    return [other.name for other in CHECKS if other.name in taken]
 
 
 # On the default branch: every check above on the commit itself, in the same order, then

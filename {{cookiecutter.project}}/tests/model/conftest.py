@@ -30,7 +30,9 @@ class Isolated:
 
 @pytest.fixture(scope="session")
 def isolated(tmp_path_factory, paths: Paths, params, evaluated, stores_of) -> Isolated:
-    """The default model trained again in a fresh store (the session's is built first)."""
+    """The default model trained again in a fresh store (the session's is built first, or
+    handed over by CI's train job). It must be trained here: reproducibility is a second
+    training giving the same model, and the destructive tests need a store of their own."""
     other = Paths(tmp_path_factory.mktemp("isolated"))
     shutil.copy(paths.params, other.params)
     shutil.copytree(paths.raw_dir, other.raw_dir)

@@ -38,9 +38,10 @@ def test_the_checks_are_one_graph_on_both_platforms(tmp_path: Path):
     assert github_graph == gitlab_graph
     # Not a chain: lint, unit tests and the data-to-bento chain start together; model tests
     # and packaging both wait for training only; integration and service tests for packaging.
+    # Each takes the outputs of the stages it tests (data, model, bento) from their jobs.
     assert github_graph == {
-        "lint": [], "unit": [], "data": [], "train": ["data"], "model": ["train"],
-        "package": ["data", "train"], "integration": ["package"],
+        "lint": [], "unit": [], "data": [], "train": ["data"], "model": ["data", "train"],
+        "package": ["data", "train"], "integration": ["data", "train", "package"],
         "service": ["data", "train", "package"],
     }  # fmt: skip
     # What a job downloads on GitHub is what it takes from the jobs it needs on GitLab.
