@@ -45,6 +45,9 @@ STOOD_IN = {
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 GITLAB_RESULT = re.compile(r"^ (PASS|FAIL|WARN) +(\S.*?)\s*$", re.M)
 # "[<job id>] 🏁  Job succeeded" (--log-prefix-job-id; without it "[<workflow>/<job name>]").
+# The generated conftest's pytest header in a job's log: gitlab-ci-local prefixes a line with
+# the padded job name and " > ", act with "[job]   | ".
+STAGE_OUTPUTS = re.compile(r"^(?:\[([^\]]+)\]\s+\||(\S.*?)\s+>) stage outputs: (.*?)\s*$", re.M)
 ACT_RESULT = re.compile(r"^\[(?:[^/\]]+/)?([^\]]+?)\s*\] 🏁  Job (succeeded|failed)", re.M)
 PIPELINE_TIMEOUT = 3600
 
@@ -406,6 +409,23 @@ def assert_integration_split(folder: Path, repo: Path, jobs: int = 2) -> None:
     assert not set.intersection(*modules), "a module ran in two jobs"
     expected = {module.stem for module in (repo / "tests" / "integration").glob("test_*.py")}
     assert set.union(*modules) == expected
+
+
+def assert_outputs_handed_over(output: str, bento: str) -> None:
+    """Every test job after a stage tested the outputs the jobs before it handed over (the
+    package, integration and service jobs the package job's `bento`), not ones rebuilt in
+    its tests; the unit job, which needs none, built its own."""
+    found = [((act or gitlab).split(":")[0], what) for act, gitlab, what in
+             STAGE_OUTPUTS.findall(ANSI.sub("", output))]  # fmt: skip
+    assert sorted(job for job, _ in found) == sorted(
+        ["unit", "data", "model", "package", "integration", "integration", "service"]
+    ), found
+    for job, what in found:
+        if job == "unit":
+            assert what == "built by the tests", what
+        else:
+            handed = "none" if job in ("data", "model") else bento
+            assert what == f"handed over (TESTS_REUSE_OUTPUTS=1), bento {handed}", (job, what)
 
 
 def assert_passed(run: Run, expected: set[str]) -> None:

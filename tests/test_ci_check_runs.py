@@ -10,6 +10,8 @@ them). Each run checks it left no server behind.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from ci_runners import (
     GITHUB_REMOTE,
@@ -17,6 +19,7 @@ from ci_runners import (
     LAYERS,
     assert_integration_split,
     assert_no_servers_left,
+    assert_outputs_handed_over,
     assert_passed,
     drop_a_suite_column,
     git,
@@ -55,8 +58,11 @@ def test_gitlab_merge_request_pipeline_runs_every_check_and_deploys_nothing(ci_p
         "integration: [1/2]", "integration: [2/2]"
     ]  # fmt: skip
     assert_integration_split(local, repo)
-    # The service job load-tested the bento the package job built, received as an artifact.
+    # The service job load-tested the bento the package job built, received as an artifact;
+    # the model, integration and service tests tested it and the train job's model.
     assert list(gitlab_artifacts(repo, "package").glob("dist/*.bento")), run.tail()
+    built = json.loads((gitlab_artifacts(repo, "package") / "dist" / "bento.json").read_text())
+    assert_outputs_handed_over(run.output, built["tag"])
     assert list(gitlab_artifacts(repo, "service").glob("reports/loadtest/test/result.json"))
     assert gitlab_deploy_reports(repo) == []
     assert_no_servers_left(tmp_path)
@@ -85,6 +91,8 @@ def test_github_pull_request_workflow_runs_every_check(ci_project, tmp_path):
     assert run.output.count("[integration] 🏁  Job succeeded") == 2, run.tail()
     assert_integration_split(artifacts / "1", repo)
     assert list((artifacts / "1").rglob("loadtest/test/result.json")), "no load-test report"
+    [built] = (artifacts / "1").rglob("bento.json")
+    assert_outputs_handed_over(run.output, json.loads(built.read_text())["tag"])
     assert_no_servers_left(tmp_path)
 
 

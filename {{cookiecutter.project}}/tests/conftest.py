@@ -49,6 +49,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )  # fmt: skip
 
 
+def pytest_report_header() -> str:
+    """Whether this run tests the outputs handed over or builds them (the job log's head)."""
+    if not REUSE_OUTPUTS:
+        return "stage outputs: built by the tests"
+    built = PROJECT_ROOT / "dist" / "bento.json"
+    bento = json.loads(built.read_text())["tag"] if built.exists() else "none"
+    return f"stage outputs: handed over (TESTS_REUSE_OUTPUTS=1), bento {bento}"
+
+
 @pytest.hookimpl(trylast=True)  # after -m has deselected the other layers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """In one of a layer's parallel CI jobs (CI_NODE_INDEX of CI_NODE_TOTAL), keep only the
@@ -233,6 +242,9 @@ def bento(paths: Paths, params, evaluated) -> dict:
     package.import_archives(paths)
     built["archive"] = str(archive)
     (paths.dist / "bento.json").write_text(json.dumps(built, indent=2) + "\n")
+    # Released, as `make package` releases it: CI hands over the train job's store, which
+    # the package job released the bento to only in its own copy.
+    package.publish(params, paths)
     return built
 
 
