@@ -83,6 +83,20 @@ def test_the_registered_model_has_the_version_in_the_card(client, trained):
     assert version.run_id == trained["run_id"]
 
 
+def test_the_run_and_version_keep_their_files_below_the_stores_own_mlruns(client, trained, paths):
+    # Also when CI handed the store over from the train job's folder (tests/conftest.py):
+    # what the tests log then lands in their copy, never in the project's mlruns/.
+    here = paths.mlflow_artifacts.resolve().as_uri()
+    run = client.get_run(trained["run_id"])
+    version = client.get_model_version(PROJECT, trained["model_version"])
+    experiment = client.get_experiment(trained["experiment_id"])
+    logged = client.get_logged_model(version.source.removeprefix("models:/"))
+    for location in (experiment.artifact_location, run.info.artifact_uri, logged.artifact_location):
+        assert location == here or location.startswith(here + "/"), location
+    spec = f"{run.info.artifact_uri}/{registry.SPEC_ARTIFACT}"
+    assert Path(mlflow.artifacts.download_artifacts(spec)).is_file()
+
+
 def test_evaluation_wrote_its_report_and_non_empty_plots(paths, params, evaluated):
     assert EvaluationReport.read(paths.evaluation_report) == evaluated
     written = {Path(plot).name: paths.root / plot for plot in evaluated.plots}
