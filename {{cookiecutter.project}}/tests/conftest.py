@@ -207,8 +207,9 @@ def evaluated(paths: Paths, params, trained) -> EvaluationReport:
 
     if not REUSE_OUTPUTS:
         return evaluate.evaluate(params, paths)
-    shutil.copytree(handed_over("reports", "evaluate"), paths.reports, dirs_exist_ok=True)
-    report = EvaluationReport.read(handed_over("reports/evaluation.json", "evaluate"))
+    handed_over("reports/evaluation.json", "evaluate")
+    shutil.copytree(PROJECT_ROOT / "reports", paths.reports, dirs_exist_ok=True)
+    report = EvaluationReport.read(paths.evaluation_report)
     if report.model_version != trained["model_version"]:
         raise pytest.UsageError(
             f"TESTS_REUSE_OUTPUTS=1 but reports/evaluation.json is of model version "

@@ -92,11 +92,8 @@ def test_every_requirement_names_the_sha256_of_the_files_uv_lock_allows(stored_b
 def test_the_bento_holds_only_the_package_source(bento):
     # The exported archive is what ships; the store's copy gains __pycache__/ once served.
     with tarfile.open(bento["archive"]) as tar:
-        source = [
-            Path(member).relative_to("src").parts
-            for member in (Path(name.removeprefix("./")) for name in tar.getnames())
-            if member.parts[:1] == ("src",) and len(member.parts) > 1
-        ]
+        names = [name.removeprefix("./") for name in tar.getnames()]
+    source = [Path(name).parts[1:] for name in names if name.startswith("src/")]
 
     assert {parts[0] for parts in source} == {PACKAGE, "bentofile.yaml"}
     assert (PACKAGE, "service.py") in source
