@@ -72,6 +72,7 @@ COMMON_FILES = [
     "src/{package}/locustfile.py",
     "src/{package}/middleware.py",
     "src/{package}/model.py",
+    "src/{package}/model_card.py",
     "src/{package}/monitor.py",
     "src/{package}/monitor_report.py",
     "src/{package}/package.py",

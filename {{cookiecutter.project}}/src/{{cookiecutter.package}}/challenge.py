@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from mlflow.entities.model_registry import ModelVersion
 
-    from .features import FeatureSpec
     from .model import Model
+    from .model_card import FeatureSpec
 
 LABELS = {"held_out": "held-out split", "labelled": "labelled window"}
 RETRAIN_TAGS = ("retrain.reason", "retrain.window", "retrain.monitor_run_id")

@@ -19,8 +19,8 @@ from sklearn.dummy import DummyClassifier, DummyRegressor
 from . import data, features, plots, registry
 from .config import LOWER_IS_BETTER, PROJECT, Params, Paths
 from .evaluation_report import Baseline, EvaluationReport, Gate, GateName, ProductionScore
-from .features import FeatureSpec
 from .model import Model, class_indices
+from .model_card import FeatureSpec
 
 # The metric each comparison (baseline, production) is made on.
 PRIMARY = {"binary": "roc_auc", "multiclass": "f1_macro", "regression": "rmse"}

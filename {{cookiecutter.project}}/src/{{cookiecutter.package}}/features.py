@@ -2,41 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel
 
 from .config import Params
-
-
-class Feature(BaseModel):
-    name: str
-    kind: Literal["numeric", "categorical"]
-    categories: list[str] | None = None  # categorical only, in training order
-    nullable: bool = False
-
-
-class FeatureSpec(BaseModel):
-    """What the model expects: written to models/model.json and packed into the bento."""
-
-    task: Literal["binary", "multiclass", "regression"]
-    target: str
-    features: list[Feature]
-    classes: list[int | str] | None = None  # classification labels, index = class id
-    id_columns: list[str] = []
-
-    @property
-    def names(self) -> list[str]:
-        return [feature.name for feature in self.features]
-
-    @property
-    def class_labels(self) -> list[int | str]:
-        """`classes`, for code that only runs for classifiers."""
-        if self.classes is None:
-            raise ValueError(f"spec.classes: a {self.task} model has no class labels")
-        return self.classes
+from .model_card import Feature, FeatureSpec
 
 
 def derive_spec(frame: pd.DataFrame, params: Params) -> FeatureSpec:

@@ -13,11 +13,9 @@ import numpy as np
 import pandas as pd
 
 from . import single_row
-from .features import FeatureSpec, to_features, to_matrix
+from .features import to_features, to_matrix
+from .model_card import CARD_FILE, MODEL_FILE, FeatureSpec
 
-# The files of a packaged model, inside its BentoML model folder (package.save_model writes
-# them; the service, batch scoring and the deploy checks read them).
-MODEL_FILE, CARD_FILE, EVALUATION_FILE = "model.txt", "model.json", "evaluation.json"
 # The keys of a prediction response: labels (or values), and class probabilities.
 PREDICTIONS, PROBABILITIES = "predictions", "probabilities"
 

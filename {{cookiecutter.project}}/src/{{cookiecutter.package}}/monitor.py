@@ -26,7 +26,7 @@ from mlflow.entities.model_registry import ModelVersion
 from . import drift, features, registry, served_data
 from .config import LOWER_IS_BETTER, PROJECT, Params, Paths
 from .evaluate import PRIMARY, compute_metrics, threshold_gates
-from .features import FeatureSpec
+from .model_card import FeatureSpec
 
 EXPERIMENT = f"{PROJECT}-monitoring"
 

@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from .features import FeatureSpec  # noqa: E402
+from .model_card import FeatureSpec  # noqa: E402
 
 COLUMNS_PER_ROW = 5
 STYLE = "body { font-family: sans-serif; margin: 2em } td, th { padding: 2px 8px } " + (

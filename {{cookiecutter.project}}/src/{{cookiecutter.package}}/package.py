@@ -17,7 +17,7 @@ from typing import Any
 from . import lock, release_store
 from .config import PACKAGE, PROJECT, Params, Paths
 from .evaluation_report import EvaluationReport
-from .model import CARD_FILE, EVALUATION_FILE, MODEL_FILE
+from .model_card import CARD_FILE, EVALUATION_FILE, MODEL_FILE
 from .smoke import held_out_rows
 
 SERVICE = f"{PACKAGE}.service:ModelService"

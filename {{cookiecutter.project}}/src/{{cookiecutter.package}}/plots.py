@@ -14,8 +14,8 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay  # noqa: E402
 
-from .features import FeatureSpec  # noqa: E402
 from .model import class_indices  # noqa: E402
+from .model_card import FeatureSpec  # noqa: E402
 
 TOP_FEATURES = 20
 

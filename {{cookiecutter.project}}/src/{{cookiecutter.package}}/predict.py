@@ -21,8 +21,8 @@ import pandas as pd
 from . import validation
 from .config import Params, Paths
 from .data import clean_column_name
-from .features import FeatureSpec
 from .model import Model, classified
+from .model_card import FeatureSpec
 from .tables import file_format
 
 # Output columns added to the batch: the label (or value) and one probability per class.

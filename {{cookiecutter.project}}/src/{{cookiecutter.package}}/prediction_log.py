@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from bentoml.monitoring import MonitorBase
 
 if TYPE_CHECKING:
-    from .features import FeatureSpec
+    from .model_card import FeatureSpec
 
 
 MONITOR_NAME = "predictions"

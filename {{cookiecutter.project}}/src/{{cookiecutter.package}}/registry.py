@@ -12,7 +12,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from .config import PROJECT, Paths
-from .features import FeatureSpec
+from .model_card import FeatureSpec
 
 PRODUCTION = "production"
 # Each training run logs its FeatureSpec here, so any registered version can be rescored.

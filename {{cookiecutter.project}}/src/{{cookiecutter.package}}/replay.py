@@ -19,7 +19,7 @@ import pandas as pd
 
 from . import data, features, served_data
 from .config import Params, Paths
-from .features import FeatureSpec
+from .model_card import FeatureSpec
 from .smoke import to_records
 
 

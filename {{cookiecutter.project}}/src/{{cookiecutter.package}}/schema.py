@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from .features import Feature, FeatureSpec
+from .model_card import Feature, FeatureSpec
 
 # Numbers arrive as JSON numbers: strict refuses "1.5" strings and booleans, accepts ints.
 FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]

@@ -1,9 +1,12 @@
 """The BentoML service: named-feature records in, the model's predictions out.
 
 Import chain kept light on purpose (no mlflow, great_expectations or matplotlib): this
-module is what the bento imports when it starts. The model (booster + card) comes from
-the BentoML model store: the project store at build time, the bento's own store when
-served, so the bento serves exactly the model packed into it.
+module is what the bento imports when it starts. `bentoml serve` imports it twice: in its
+arbiter process, only for the service's definition, and in the worker that predicts. So
+the model's libraries (LightGBM, pandas) load in the worker alone, in
+`ModelService.__init__`, and a server is ready sooner (docs/serving.md). The model
+(booster + card) comes from the BentoML model store: the project store at build time, the
+bento's own store when served, so the bento serves exactly the model packed into it.
 """
 
 from __future__ import annotations
@@ -22,9 +25,8 @@ from pydantic import BaseModel
 
 from .config import PROJECT, ServingParams
 from .evaluation_report import EvaluationReport
-from .features import FeatureSpec
 from .middleware import JSONBodiesOnly, PredictFastPath
-from .model import CARD_FILE, EVALUATION_FILE, Model
+from .model_card import CARD_FILE, EVALUATION_FILE, FeatureSpec
 from .prediction_log import PredictionMetrics, Recorder
 from .schema import records_to_rows, request_model, response_model
 
@@ -78,6 +80,8 @@ class ModelService:
     bento_model = BentoModel(_STORED.tag)
 
     def __init__(self) -> None:
+        from .model import Model  # LightGBM and pandas: the worker's, not the arbiter's
+
         folder = Path(self.bento_model.path)
         self.model = Model.load_packaged(folder)
         evaluation_file = folder / EVALUATION_FILE

@@ -34,6 +34,9 @@ PASSING_READY_TIMEOUT = 120.0
 # seconds rather than exit, so only the log tells that waiting is pointless.
 STARTUP_FAILED = "Application startup failed"
 STOP_TIMEOUT = 15.0
+# Between looks at a starting or stopping server: each tenth of a second waited past the
+# moment it is ready (or gone) is added to every deploy's switch.
+POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -235,9 +238,10 @@ def wait_ready(server: Server, process: subprocess.Popen[bytes], timeout: float)
                 f"bentoml serve {server.bento} failed to start: {error_cause(log)} "
                 f"(log: {server.log})"
             )
-        if healthy(server):
+        # Connecting costs far less than a /readyz request: ask only once the port listens.
+        if listening(server.port) and healthy(server):
             return
-        time.sleep(0.5)
+        time.sleep(POLL_SECONDS)
     raise TimeoutError(
         f"bentoml serve {server.bento} not ready at {server.url} after {timeout:.0f}s:\n"
         + _tail(server.log)
@@ -264,7 +268,7 @@ def stop(server: Server | None) -> None:
                 process.send_signal(sig)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and (alive(server.pid) or listening(server.port)):
-            time.sleep(0.2)
+            time.sleep(POLL_SECONDS)
         if not alive(server.pid) and not listening(server.port):
             shutil.rmtree(_home_of(Path(server.log)), ignore_errors=True)
             return

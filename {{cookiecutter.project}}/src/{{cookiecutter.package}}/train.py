@@ -18,6 +18,7 @@ from . import data, features, registry
 from .config import PROJECT, Params, Paths
 from .evaluate import compute_metrics
 from .model import outputs_from_raw
+from .model_card import FeatureSpec
 
 OBJECTIVES = {"binary": "binary", "multiclass": "multiclass", "regression": "regression"}
 # Fixed so every run gives the same trees on the same data and params.
@@ -38,7 +39,7 @@ def estimator(params: Params) -> lgb.LGBMModel:
     return lgb.LGBMClassifier(**settings)
 
 
-def fit(params: Params, train_df: pd.DataFrame, spec: features.FeatureSpec) -> lgb.LGBMModel:
+def fit(params: Params, train_df: pd.DataFrame, spec: FeatureSpec) -> lgb.LGBMModel:
     """Fit on the training split; deterministic for the same data, params and seed."""
     model = estimator(params)
     model.fit(features.to_features(train_df, spec), features.encode_target(train_df, spec))
@@ -58,7 +59,7 @@ def logged_params(params: Params, fingerprint: str) -> dict[str, object]:
 
 
 def monitoring_reference(
-    train_df: pd.DataFrame, spec: features.FeatureSpec, raw: np.ndarray, seed: int
+    train_df: pd.DataFrame, spec: FeatureSpec, raw: np.ndarray, seed: int
 ) -> pd.DataFrame:
     """What `make monitor` compares served data with: the training rows (features and
     target) and the model's predictions on them, at most REFERENCE_ROWS of them."""

@@ -108,7 +108,14 @@ def test_the_bento_leaves_out_the_ci_files_platform_sync_and_cd_engine(stored_be
     for left_out in (*left_outs, "template_update.py"):
         assert not any(h == left_out or h.startswith(f"{left_out}/") for h in held), left_out
     # What the service imports is all there.
-    for served in ("service.py", "model.py", "single_row.py", "features.py", "config.py"):
+    for served in (
+        "service.py",
+        "model_card.py",
+        "model.py",
+        "single_row.py",
+        "features.py",
+        "config.py",
+    ):
         assert served in held, served
 
 

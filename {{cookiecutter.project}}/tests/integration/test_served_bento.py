@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import httpx
 import numpy as np
 import pytest
@@ -9,6 +12,12 @@ import pytest
 from {{ cookiecutter.package }} import features, smoke
 
 pytestmark = pytest.mark.integration
+# What `bentoml serve` runs in its arbiter process: the service module, imported only for
+# the service's definition. The model's libraries belong in the worker that predicts.
+DEFINITION_ONLY = (
+    "import sys, {{ cookiecutter.package }}.service; "
+    "print(sorted(m for m in ('lightgbm', 'pandas', 'sklearn') if m in sys.modules))"
+)
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +91,12 @@ def test_metrics_count_prediction_requests(server, model, held_out):
     metrics = httpx.get(f"{server}/metrics", timeout=30).text
 
     assert 'endpoint="/predict"' in metrics
+
+
+def test_the_service_definition_loads_no_model_library(bento):
+    done = subprocess.run(
+        [sys.executable, "-c", DEFINITION_ONLY], capture_output=True, text=True, timeout=120
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "[]"

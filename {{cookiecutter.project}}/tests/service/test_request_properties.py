@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from {{ cookiecutter.package }}.features import Feature
+from {{ cookiecutter.package }}.model_card import Feature
 
 pytestmark = pytest.mark.service
 

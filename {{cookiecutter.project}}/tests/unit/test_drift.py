@@ -98,7 +98,7 @@ def test_the_p_value_is_split_over_the_columns(samples):
 def test_the_prediction_log_rotates_and_keeps_at_most_backups_plus_one_files(paths, tmp_path):
     """The real logger behind bentoml.monitor, with a tiny size limit (`paths` first: it
     points BENTOML_HOME at the session's store before bentoml is imported)."""
-    from {{ cookiecutter.package }}.features import Feature, FeatureSpec
+    from {{ cookiecutter.package }}.model_card import Feature, FeatureSpec
     from {{ cookiecutter.package }}.prediction_log import Recorder
 
     spec = FeatureSpec(
@@ -127,7 +127,7 @@ def test_the_prediction_log_rotates_and_keeps_at_most_backups_plus_one_files(pat
 def test_every_logged_row_reads_back_as_the_values_served(paths, tmp_path):
     """Rows of numbers take a one-call format, others a value-by-value path: both must be
     JSON that gives back exactly what was predicted on (floats to the last bit)."""
-    from {{ cookiecutter.package }}.features import Feature, FeatureSpec
+    from {{ cookiecutter.package }}.model_card import Feature, FeatureSpec
     from {{ cookiecutter.package }}.prediction_log import Recorder
 
     numbers = [0.1 + 0.2, 1e-300, 1.7976931348623157e308, -0.0, 12345678901234567, 5e-324]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from {{ cookiecutter.package }}.features import Feature, FeatureSpec
 from {{ cookiecutter.package }}.model import outputs_from_raw
+from {{ cookiecutter.package }}.model_card import Feature, FeatureSpec
 from {{ cookiecutter.package }}.predict import feature_suite, prediction_columns
 from {{ cookiecutter.package }}.tables import file_format
 

@@ -12,8 +12,8 @@ import pytest
 from {{ cookiecutter.package }}.challenge import read_labelled
 from {{ cookiecutter.package }}.evaluate import compute_metrics
 from {{ cookiecutter.package }}.evaluation_report import Baseline, EvaluationReport, Gate
-from {{ cookiecutter.package }}.features import Feature, FeatureSpec
 from {{ cookiecutter.package }}.model import PREDICTIONS, outputs_from_raw
+from {{ cookiecutter.package }}.model_card import Feature, FeatureSpec
 from {{ cookiecutter.package }}.smoke import SmokeResult
 
 pytestmark = pytest.mark.unit

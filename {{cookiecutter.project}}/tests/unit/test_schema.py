@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from {{ cookiecutter.package }} import schema
-from {{ cookiecutter.package }}.features import Feature, FeatureSpec
+from {{ cookiecutter.package }}.model_card import Feature, FeatureSpec
 from {{ cookiecutter.package }}.schema import record_model, request_model
 
 pytestmark = pytest.mark.unit

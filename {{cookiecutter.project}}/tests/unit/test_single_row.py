@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from {{ cookiecutter.package }} import single_row
-from {{ cookiecutter.package }}.features import Feature, FeatureSpec
 from {{ cookiecutter.package }}.model import Model
+from {{ cookiecutter.package }}.model_card import Feature, FeatureSpec
 
 pytestmark = pytest.mark.unit
 

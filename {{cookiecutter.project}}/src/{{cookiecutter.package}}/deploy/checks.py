@@ -16,7 +16,8 @@ import pandas as pd
 from .. import loadtest, smoke
 from ..config import Params, Paths
 from ..evaluation_report import EvaluationReport
-from ..model import EVALUATION_FILE, Model
+from ..model import Model
+from ..model_card import EVALUATION_FILE
 from .environments import Environment
 
 
