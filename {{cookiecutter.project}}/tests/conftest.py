@@ -13,11 +13,14 @@ every stage afresh, since outputs lying in a working copy may be older than its 
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
 import shutil
 import sqlite3
 import stat
+import tempfile
 import tomllib
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -88,6 +91,32 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         shards.store(_measured, PROJECT_ROOT)
 
 
+@functools.cache
+def _migrated_store() -> Path:
+    """An empty MLflow SQLite store, made once per test process."""
+    folder = Path(tempfile.mkdtemp(prefix="mlflow-schema-"))
+    atexit.register(shutil.rmtree, folder, True)
+    store = folder / "mlruns.db"
+    mlflow.MlflowClient(f"sqlite:///{store}").search_experiments()
+    return store
+
+
+def seed_store(root: Path) -> Path:
+    """`root`'s MLflow store, created empty if it has none: as a copy, since MLflow creates
+    a SQLite store by running its schema migrations (~0.8 s) and the tests make dozens."""
+    store = root / "mlruns.db"
+    if not store.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.copy(_migrated_store(), store)
+    return store
+
+
+@pytest.fixture(scope="session")
+def empty_store():
+    """`empty_store(root)`: `root` with an empty MLflow store (seed_store)."""
+    return seed_store
+
+
 def copy_params(root: Path) -> None:
     """params.yaml into another project root, with the data source it names: a relative
     path (your own CSV or Parquet file) is linked there, so the copy reads the same file."""
@@ -113,7 +142,7 @@ def paths(tmp_path_factory: pytest.TempPathFactory) -> Paths:
     for folder in ("expectations", "environments"):
         shutil.copytree(PROJECT_ROOT / folder, root / folder)
     os.environ["PROJECT_ROOT"] = str(root)
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlruns.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{seed_store(root)}"
     os.environ["BENTOML_HOME"] = str(root / ".bentoml")
     os.environ["BENTOML_DO_NOT_TRACK"] = "true"
     return Paths(root)
@@ -357,7 +386,7 @@ def switched_stores(paths: Paths) -> Iterator[Paths]:
     """Point PROJECT_ROOT and MLflow at another project root, then restore them."""
     saved = {name: os.environ.get(name) for name in SWITCHED}
     os.environ["PROJECT_ROOT"] = str(paths.root)
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{paths.root / 'mlruns.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{seed_store(paths.root)}"
     try:
         yield paths
     finally:

@@ -21,6 +21,8 @@ from .config import Params, Paths
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 # How long locust may wait for the service's first answer before the measured seconds start.
 FIRST_ANSWER_TIMEOUT = 30
+# How long requests still in flight when the window ends may take to finish.
+STOP_TIMEOUT = 5
 
 
 def report_dir(paths: Paths, environment: str) -> Path:
@@ -104,7 +106,8 @@ def run(
     command = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
         "--host", url.rstrip("/"), "--users", str(users), "--spawn-rate", str(users),
-        "--run-time", f"{FIRST_ANSWER_TIMEOUT + seconds}s", "--stop-timeout", "5", "--only-summary",
+        "--run-time", f"{FIRST_ANSWER_TIMEOUT + seconds}s", "--stop-timeout", str(STOP_TIMEOUT),
+        "--only-summary",
         "--csv", str(prefix), "--html", str(folder / "report.html"), "--loglevel", "WARNING",
     ]  # fmt: skip
     env = {

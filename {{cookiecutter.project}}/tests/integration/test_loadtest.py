@@ -19,10 +19,18 @@ from {{ cookiecutter.package }}.deploy.environments import Environment
 
 pytestmark = pytest.mark.integration
 
-SECONDS = 2
-# Longer than locust's old whole run (SECONDS of run time and 5 s of stop timeout): a first
+SECONDS = 1
+# Short here (5 s in a deploy): locust waits this long for the requests a silent service
+# never answers.
+STOP_TIMEOUT = 1
+# Longer than locust's old whole run (SECONDS of run time and the stop timeout): a first
 # answer this late left the window without a single measured request.
-FIRST_ANSWER_DELAY = SECONDS + 5 + 2
+FIRST_ANSWER_DELAY = SECONDS + STOP_TIMEOUT + 2
+
+
+@pytest.fixture(autouse=True)
+def short_stop(monkeypatch):
+    monkeypatch.setattr(loadtest, "STOP_TIMEOUT", STOP_TIMEOUT)
 
 
 def environment(name: str = "test") -> Environment:
@@ -85,7 +93,7 @@ def test_the_window_starts_at_the_first_answer_of_a_service_slow_to_start(tmp_pa
 
 
 def test_a_service_that_never_answers_fails_naming_the_requests(tmp_path, monkeypatch):
-    monkeypatch.setattr(loadtest, "FIRST_ANSWER_TIMEOUT", 3)
+    monkeypatch.setattr(loadtest, "FIRST_ANSWER_TIMEOUT", 1)
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections, never answers
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
         result = loadtest.run(None, Paths(tmp_path), url, environment(), {"x": 1.0})

@@ -55,9 +55,9 @@ def test_the_port_offset_shifts_every_environment(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch) -> Paths:
+def store(tmp_path, monkeypatch, empty_store) -> Paths:
     """A project whose release store is a fresh MLflow SQLite file."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{empty_store(tmp_path)}")
     return Paths(tmp_path)
 
 

@@ -544,9 +544,9 @@ def test_a_failed_undo_or_an_unhealthy_url_after_it_fails_naming_what_serves(
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch) -> Paths:
+def store(tmp_path, monkeypatch, empty_store) -> Paths:
     """A project whose release store is a fresh MLflow SQLite file: no deploy records."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{empty_store(tmp_path)}")
     return Paths(tmp_path)
 
 
