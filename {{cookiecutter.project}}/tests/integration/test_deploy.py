@@ -11,7 +11,8 @@ import json
 
 import httpx
 import pytest
-from deploys import bento_at, build_from, reverse_feature_order
+import yaml
+from deploys import bento_at, build_from, environment_file, reverse_feature_order
 
 from {{ cookiecutter.package }} import loadtest, registry, serving, smoke
 from {{ cookiecutter.package }}.config import PROJECT, Paths
@@ -41,11 +42,21 @@ def test_a_disk_short_of_space_refuses_the_deploy_before_anything_changes(
     assert len(records.read(paths, "test")) == attempts
 
 
-def test_promoting_to_preprod_before_anything_is_verified_in_test_names_the_step(
+def test_promoting_before_anything_is_verified_in_the_required_environment_names_the_step(
     params, paths, environments
 ):
-    with pytest.raises(engine.Refused, match="run make deploy ENV=test first"):
-        engine.promote(params, paths, "preprod")
+    # Environments no module deploys to: the session's store keeps every module's records,
+    # and a module that ran earlier on this worker may have verified a bento in test.
+    folder = paths.root / "environments"
+    for name, requires in (("qa", None), ("staging", "qa")):
+        document = environment_file(name, requires, serving.free_port())
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(document))
+    try:
+        with pytest.raises(engine.Refused, match="run make deploy ENV=qa first"):
+            engine.promote(params, paths, "staging")
+    finally:
+        for name in ("qa", "staging"):
+            (folder / f"{name}.yaml").unlink()
 
 
 def test_a_deploy_passes_its_checks_serves_the_bento_and_is_recorded(

@@ -66,36 +66,6 @@ def test_a_deploy_stopped_by_sigterm_stops_its_candidate_and_records_the_abort(
     assert bento_at(environments["test"].url) == bento["tag"]
 
 
-def test_a_deploy_killed_outright_leaves_a_candidate_that_down_finds(
-    params, paths, bento, environments, deployed, second
-):
-    process = start_deploy("test", second)
-    checked = wait_for_candidate(paths, "test", process)
-
-    os.killpg(process.pid, signal.SIGKILL)  # the deploy only: each server has its own group
-    process.communicate(timeout=60)
-
-    assert serving.listening(checked.port), "the candidate died with the deploy"
-    last = records.read(paths, "test")[-1]
-    assert (last.bento, last.status) == (second, "RUNNING")
-    assert bento_at(environments["test"].url) == bento["tag"]
-    # Its `bentoml serve` killed too: the workers, in sessions of their own, keep the port.
-    os.kill(checked.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while serving.alive(checked.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not serving.alive(checked.pid)
-    assert serving.listening(checked.port), "the workers died with their `bentoml serve`"
-    engine.down(paths, "test")
-    settled = records.read(paths, "test")[-1]
-    assert (settled.run_id, settled.status) == (last.run_id, "FAILED")
-    assert settled.error.startswith("interrupted before it recorded its outcome")
-    assert not serving.listening(checked.port)
-    assert not serving.listening(environments["test"].port)
-    # Serving again for the tests after this one.
-    assert engine.deploy(params, paths, "test", bento["tag"]).success
-
-
 def _full_disk(*_args, **_kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
@@ -176,3 +146,33 @@ def test_aliases_that_cannot_be_tagged_are_tagged_by_the_next_command(
         done.run_id,
         bento["tag"],
     )
+
+
+# Last: it ends with `down`, so it leaves test serving nothing (a deploy to put the bento
+# back would cost the module seconds for no check).
+def test_a_deploy_killed_outright_leaves_a_candidate_that_down_finds(
+    paths, bento, environments, deployed, second
+):
+    process = start_deploy("test", second)
+    checked = wait_for_candidate(paths, "test", process)
+
+    os.killpg(process.pid, signal.SIGKILL)  # the deploy only: each server has its own group
+    process.communicate(timeout=60)
+
+    assert serving.listening(checked.port), "the candidate died with the deploy"
+    last = records.read(paths, "test")[-1]
+    assert (last.bento, last.status) == (second, "RUNNING")
+    assert bento_at(environments["test"].url) == bento["tag"]
+    # Its `bentoml serve` killed too: the workers, in sessions of their own, keep the port.
+    os.kill(checked.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while serving.alive(checked.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not serving.alive(checked.pid)
+    assert serving.listening(checked.port), "the workers died with their `bentoml serve`"
+    engine.down(paths, "test")
+    settled = records.read(paths, "test")[-1]
+    assert (settled.run_id, settled.status) == (last.run_id, "FAILED")
+    assert settled.error.startswith("interrupted before it recorded its outcome")
+    assert not serving.listening(checked.port)
+    assert not serving.listening(environments["test"].port)

@@ -5,6 +5,7 @@ serving.py), replaced by a checked candidate, or put back as it was.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..config import Paths
@@ -50,9 +51,14 @@ def replace(
     )
     try:
         checks = verify(checked.url, True)
-    finally:
+    except BaseException:
         stop_candidate(paths, environment)
-    stop(old)
+        raise
+    # The two stops side by side: each mostly waits for BentoML's processes to exit.
+    with ThreadPoolExecutor(1) as background:
+        stopping = background.submit(stop_candidate, paths, environment)
+        stop(old)
+        stopping.result()
     try:
         new = start(paths, bento, port, environment, record_as=environment)
         try:
