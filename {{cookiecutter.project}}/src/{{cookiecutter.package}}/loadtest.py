@@ -1,15 +1,16 @@
 """Load test a running service with locust (headless) against an environment's gates.
 
 Locust runs in a subprocess (it monkey-patches the standard library with gevent) and
-writes CSV and HTML reports; the aggregated CSV row becomes RPS, p50/p95/p99 and errors.
+writes CSV and HTML reports; the locustfile writes the measured window's RPS, p50/p95/p99
+and errors as it exits, and those are what the gates judge.
 The measured seconds start at the service's first answer (locustfile.py says why); a
 service that answers nothing within FIRST_ANSWER_TIMEOUT seconds fails the load test.
 """
 
 from __future__ import annotations
 
-import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -38,30 +39,16 @@ def sample_record(params: Params, paths: Paths) -> dict[str, Any]:
     return to_records(held_out_rows(params, paths).head(1), model.spec.names)[0]
 
 
-def _number(value: str) -> float:
-    try:
-        return float(value)
-    except ValueError:
-        return 0.0
-
-
-def parse_stats(stats_csv: Path) -> dict[str, Any]:
-    """RPS, latency percentiles (ms) and error counts from locust's aggregated row."""
-    with open(stats_csv, newline="", encoding="utf-8") as handle:
-        rows = {row["Name"]: row for row in csv.DictReader(handle)}
-    total = rows.get("Aggregated")
-    if total is None:
-        raise RuntimeError(f"{stats_csv}: no Aggregated row; locust sent no requests")
-    requests = int(_number(total["Request Count"]))
-    errors = int(_number(total["Failure Count"]))
+def read_window(result: Path) -> dict[str, Any]:
+    """Requests, errors, RPS and latency percentiles (ms) of the measured window, as the
+    locustfile wrote them at exit."""
+    figures = json.loads(result.read_text())
+    requests, errors = int(figures["requests"]), int(figures["errors"])
     return {
         "requests": requests,
         "errors": errors,
         "error_rate": errors / requests if requests else 1.0,
-        "rps": _number(total["Requests/s"]),
-        "p50_ms": _number(total["50%"]),
-        "p95_ms": _number(total["95%"]),
-        "p99_ms": _number(total["99%"]),
+        **{key: float(figures[key]) for key in ("rps", "p50_ms", "p95_ms", "p99_ms")},
     }
 
 
@@ -94,19 +81,24 @@ def run(
 ) -> dict[str, Any]:
     """Load `url` with the users and seconds of `environment`'s gates; judge the result.
 
+    The figures are the locustfile's (LOADTEST_RESULT); the CSV and HTML reports stay for
+    people to read.
+
     `record` is the request body's one record (default: a held-out row for models/).
     """
     gates = environment.gates
     folder = report_dir(paths, environment.name)
     folder.mkdir(parents=True, exist_ok=True)
     prefix = folder / "locust"
-    for old in folder.glob("locust*"):
-        old.unlink()
+    window = folder / "window.json"
+    for old in [*folder.glob("locust*"), window]:
+        old.unlink(missing_ok=True)
     users, seconds = gates.load_test.users, gates.load_test.seconds
     command = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
         "--host", url.rstrip("/"), "--users", str(users), "--spawn-rate", str(users),
-        "--run-time", f"{FIRST_ANSWER_TIMEOUT + seconds}s", "--stop-timeout", str(STOP_TIMEOUT),
+        "--run-time", f"{math.ceil(FIRST_ANSWER_TIMEOUT + seconds)}s",
+        "--stop-timeout", str(STOP_TIMEOUT),
         "--only-summary",
         "--csv", str(prefix), "--html", str(folder / "report.html"), "--loglevel", "WARNING",
     ]  # fmt: skip
@@ -114,6 +106,7 @@ def run(
         **os.environ,
         "LOADTEST_RECORD": json.dumps(record or sample_record(params, paths)),
         "LOADTEST_SECONDS": str(seconds),
+        "LOADTEST_RESULT": str(window),
     }
     completed = subprocess.run(
         command,
@@ -122,13 +115,12 @@ def run(
         text=True,
         timeout=FIRST_ANSWER_TIMEOUT + seconds + 120,
     )
-    stats = Path(f"{prefix}_stats.csv")
-    if not stats.exists():
+    if not window.exists():
         raise RuntimeError(
             f"locust wrote no statistics (exit code {completed.returncode}):\n"
             + (completed.stderr or completed.stdout)[-3000:]
         )
-    measured = parse_stats(stats)
+    measured = read_window(window)
     failures = check_gates(measured, gates.latency_p99_ms, gates.min_rps)
     result = {
         "url": url,

@@ -21,9 +21,10 @@ def environment_file(name: str, requires: str | None, port: int) -> dict:
             # Far from what is measured: this scenario is about deploys, not about speed.
             "latency_p99_ms": 10_000,
             "min_rps": 0.1,
-            # One second of load is enough to see the checks run: the window starts at the
-            # service's first answer, however long locust takes to start on a busy machine.
-            "load_test": {"users": 1, "seconds": 1},
+            # A quarter of a second of load is enough to see the checks run (hundreds of
+            # requests): the window starts at the service's first answer, however long locust
+            # takes to start on a busy machine.
+            "load_test": {"users": 1, "seconds": 0.25},
         },
         "deploy": {"target": "local", "port": port},
     }

@@ -12,8 +12,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
+import yaml
 from deploys import bento_at
 
 from {{ cookiecutter.package }} import registry, serving
@@ -35,6 +38,22 @@ def start_deploy(env: str, bento: str) -> subprocess.Popen:
     )
 
 
+@contextmanager
+def checking_long(paths: Paths, env: str) -> Iterator[None]:
+    """`env` with a load test far longer than the test needs to interrupt a deploy: the
+    deploy is surely still checking its candidate when it is stopped, however fast the
+    checks would otherwise be done."""
+    file = paths.root / "environments" / f"{env}.yaml"
+    saved = file.read_text()
+    document = yaml.safe_load(saved)
+    document["gates"]["load_test"]["seconds"] = 600
+    file.write_text(yaml.safe_dump(document))
+    try:
+        yield
+    finally:
+        file.write_text(saved)
+
+
 def wait_for_candidate(paths: Paths, env: str, process: subprocess.Popen) -> serving.Server:
     """The candidate server, once it is recorded and listening (the deploy is checking it)."""
     deadline = time.monotonic() + 300
@@ -50,11 +69,12 @@ def wait_for_candidate(paths: Paths, env: str, process: subprocess.Popen) -> ser
 def test_a_deploy_stopped_by_sigterm_stops_its_candidate_and_records_the_abort(
     params, paths, bento, environments, deployed, second
 ):
-    process = start_deploy("test", second)
-    checked = wait_for_candidate(paths, "test", process)
+    with checking_long(paths, "test"):
+        process = start_deploy("test", second)
+        checked = wait_for_candidate(paths, "test", process)
 
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=120)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=120)
 
     assert process.returncode == 1, output
     assert f"test still serves {bento['tag']}: aborted by SIGTERM" in output
@@ -153,11 +173,12 @@ def test_aliases_that_cannot_be_tagged_are_tagged_by_the_next_command(
 def test_a_deploy_killed_outright_leaves_a_candidate_that_down_finds(
     paths, bento, environments, deployed, second
 ):
-    process = start_deploy("test", second)
-    checked = wait_for_candidate(paths, "test", process)
+    with checking_long(paths, "test"):
+        process = start_deploy("test", second)
+        checked = wait_for_candidate(paths, "test", process)
 
-    os.killpg(process.pid, signal.SIGKILL)  # the deploy only: each server has its own group
-    process.communicate(timeout=60)
+        os.killpg(process.pid, signal.SIGKILL)  # the deploy only: each server has its own group
+        process.communicate(timeout=60)
 
     assert serving.listening(checked.port), "the candidate died with the deploy"
     last = records.read(paths, "test")[-1]

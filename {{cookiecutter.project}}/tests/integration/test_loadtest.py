@@ -70,9 +70,16 @@ class SlowToStart(BaseHTTPRequestHandler):
         pass
 
 
+class AtOnce(SlowToStart):
+    """Answers every POST at once."""
+
+    first = threading.Lock()
+    first.acquire()
+
+
 @contextmanager
-def slow_to_start_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowToStart)
+def slow_to_start_server(handler: type[BaseHTTPRequestHandler] = SlowToStart) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -90,6 +97,21 @@ def test_the_window_starts_at_the_first_answer_of_a_service_slow_to_start(tmp_pa
     assert result["requests"] > 0 and result["errors"] == 0
     # The slow first answer was the warm-up: it is not in the measured latencies.
     assert result["p99_ms"] < FIRST_ANSWER_DELAY * 1000 / 2
+
+
+def test_a_window_shorter_than_a_second_is_measured_whole(tmp_path):
+    # locust refreshes its CSV once a second, not at exit: read from it, this window
+    # measured no request at all.
+    short = environment()
+    short.gates.load_test.seconds = 0.3
+    with slow_to_start_server(AtOnce) as url:
+        result = loadtest.run(None, Paths(tmp_path), url, short, {"x": 1.0})
+
+    assert result["passed"], result["failures"]
+    assert result["requests"] > 0 and result["errors"] == 0
+    assert result["seconds"] == 0.3
+    # The count and the rate describe the same window.
+    assert result["requests"] == pytest.approx(result["rps"] * 0.3, rel=0.5)
 
 
 def test_a_service_that_never_answers_fails_naming_the_requests(tmp_path, monkeypatch):

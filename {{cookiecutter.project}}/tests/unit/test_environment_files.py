@@ -61,6 +61,11 @@ VALID: dict[str, dict[str, dict[str, object]]] = {
         "canary.yaml": without(environment("canary", "production"), "promotion")
     },
     "production-on-a-host": {"production.yaml": shipped("production", deploy=HOST)},
+    "a-fraction-of-a-second-of-load": {
+        "canary.yaml": environment(
+            "canary", "production", gates={**GATES, "load_test": {"users": 1, "seconds": 0.5}}
+        )
+    },
     "production-on-a-cluster": {"production.yaml": shipped("production", deploy=CLUSTER)},
 }
 # (files, the file the message names, the fields it names)

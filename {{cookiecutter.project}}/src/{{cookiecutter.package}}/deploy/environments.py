@@ -58,7 +58,8 @@ class LoadTest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     users: int = Field(gt=0)
-    seconds: int = Field(gt=0)
+    # A fraction of a second is allowed: the window starts at the service's first answer.
+    seconds: int | float = Field(gt=0)
 
 
 class Gates(BaseModel):
