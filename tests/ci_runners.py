@@ -48,6 +48,8 @@ GITLAB_RESULT = re.compile(r"^ (PASS|FAIL|WARN) +(\S.*?)\s*$", re.M)
 # The generated conftest's pytest header in a job's log: gitlab-ci-local prefixes a line with
 # the padded job name and " > ", act with "[job]   | ".
 STAGE_OUTPUTS = re.compile(r"^(?:\[([^\]]+)\]\s+\||(\S.*?)\s+>) stage outputs: (.*?)\s*$", re.M)
+# act's line for a failed step: "[job]   ❌  Failure - Main make ci-integration [2m48s]".
+ACT_FAILURE = "❌  Failure - "
 ACT_RESULT = re.compile(r"^\[(?:[^/\]]+/)?([^\]]+?)\s*\] 🏁  Job (succeeded|failed)", re.M)
 PIPELINE_TIMEOUT = 3600
 
@@ -60,8 +62,27 @@ class Run:
     returncode: int
     jobs: dict[str, str]  # job -> "passed" | "failed" (GitLab: "warned" for allow_failure)
 
-    def tail(self, characters: int = 8000) -> str:
-        return self.output[-characters:]
+    def tail(self, characters: int = 8000, lines: int = 60) -> str:
+        """The end of the log, headed by each failed job's own last lines up to its failure:
+        a failed job's cause sits above its post steps and the other jobs' closing lines."""
+        failures = []
+        for job, result in self.jobs.items():
+            if result == "failed":
+                own = job_lines(self.output, job)
+                ends = [at for at, line in enumerate(own) if ACT_FAILURE in line] or [len(own)]
+                for end in ends:
+                    failures.append(
+                        f"--- {job}, up to its failure:\n"
+                        + "\n".join(own[max(0, end - lines) : end + 1])
+                    )
+        return "\n".join([*failures, "--- the end of the log:", self.output[-characters:]])
+
+
+def job_lines(output: str, job: str) -> list[str]:
+    """A job's own lines of a run's log: act prefixes them "[job]", gitlab-ci-local
+    "job (padded) >"."""
+    own = re.compile(rf"^(?:\[{re.escape(job)}\]|{re.escape(job)} +>)")
+    return [line for line in output.splitlines() if own.match(line)]
 
 
 def shared_cache(variable: str, default: str) -> str:

@@ -114,8 +114,29 @@ def alive(pid: int) -> bool:
         return True
 
 
+def running(server: Server) -> bool:
+    """Whether the server's `bentoml serve` still runs: its pid alive and still its own. A
+    state file outlives its process, and pids are reused (32,768 of them on many Linux
+    hosts): another program with that pid is not the server."""
+    return _serve_process(server) is not None
+
+
+def _serve_process(server: Server) -> psutil.Process | None:
+    return _own(server, server.pid) if alive(server.pid) else None
+
+
+def _own(server: Server, pid: int) -> psutil.Process | None:
+    """Process `pid` if it is one of the server's: it runs with the server's own BentoML
+    home (`own_home`), which nothing else does."""
+    with contextlib.suppress(psutil.Error):
+        process = psutil.Process(pid)
+        if process.environ().get("BENTOML_HOME") == str(_home_of(Path(server.log))):
+            return process
+    return None
+
+
 def healthy(server: Server | None) -> TypeGuard[Server]:
-    if server is None or not alive(server.pid):
+    if server is None or not running(server):
         return False
     try:
         return httpx.get(f"{server.url}/readyz", timeout=3).status_code == 200
@@ -254,45 +275,56 @@ def stop(server: Server | None) -> None:
     BentoML's workers run in sessions of their own: when `bentoml serve` dies before
     them (killed, or stopped while still starting them) they keep the port. So each
     round also signals the processes the server started and the BentoML processes that
-    still listen on its port.
+    still listen on its port. Only the server's own (`_own`): a stale state file's pid or
+    port may by now belong to another program, or to another project's server.
     """
     if server is None:
         return
-    started = _descendants(server.pid)
+    serve = _serve_process(server)
+    started = _descendants(serve)
     for sig, grace in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(server.pid, sig)
-        started |= _descendants(server.pid)
-        for process in started | _bentoml_listeners(server.port):
+        if serve is not None and serve.is_running():  # is_running: still that process
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(server.pid, sig)
+        started |= _descendants(serve)
+        for process in started | _bentoml_listeners(server):
             with contextlib.suppress(psutil.Error):
-                process.send_signal(sig)
+                process.send_signal(sig)  # psutil checks it is still that process
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and (alive(server.pid) or listening(server.port)):
+        while time.monotonic() < deadline and (_up(serve) or _serving(server)):
             time.sleep(POLL_SECONDS)
-        if not alive(server.pid) and not listening(server.port):
+        if not _up(serve) and not _serving(server):
             shutil.rmtree(_home_of(Path(server.log)), ignore_errors=True)
             return
 
 
-def _descendants(pid: int) -> set[psutil.Process]:
-    try:
-        return set(psutil.Process(pid).children(recursive=True))
-    except psutil.Error:
-        return set()
+def _up(process: psutil.Process | None) -> bool:
+    return process is not None and process.is_running() and alive(process.pid)
 
 
-def _bentoml_listeners(port: int) -> set[psutil.Process]:
-    """BentoML processes listening on 127.0.0.1:<port>; never another program there."""
+def _serving(server: Server) -> bool:
+    """Whether the server's port is still held by one of its own processes (the cheap
+    connect first: it is free once the server is gone)."""
+    return listening(server.port) and bool(_bentoml_listeners(server))
+
+
+def _descendants(process: psutil.Process | None) -> set[psutil.Process]:
+    with contextlib.suppress(psutil.Error):
+        if process is not None and process.is_running():
+            return set(process.children(recursive=True))
+    return set()
+
+
+def _bentoml_listeners(server: Server) -> set[psutil.Process]:
+    """The server's own processes listening on its port; never another program there."""
     found = set()
     for connection in psutil.net_connections("tcp"):
         if connection.status != psutil.CONN_LISTEN or not connection.pid:
             continue
-        if not connection.laddr or connection.laddr.port != port:
+        if not connection.laddr or connection.laddr.port != server.port:
             continue
-        with contextlib.suppress(psutil.Error):
-            process = psutil.Process(connection.pid)
-            if any("bentoml" in part for part in process.cmdline()):
-                found.add(process)
+        if (process := _own(server, connection.pid)) is not None:
+            found.add(process)
     return found
 
 

@@ -320,7 +320,7 @@ def status(paths: Paths) -> list[EnvironmentStatus]:
             running = host.serving(environment)
             url, healthy = environment.url, running is not None
         else:
-            running = server.bento if server and serving.alive(server.pid) else None
+            running = server.bento if server and serving.running(server) else None
             url, healthy = server.url if server else environment.url, serving.healthy(server)
         rows.append(
             EnvironmentStatus(
