@@ -157,6 +157,7 @@ COMMON_FILES = [
     "tests/unit/test_release_store_server.py",
     "tests/unit/test_results.py",
     "tests/unit/test_schema.py",
+    "tests/unit/test_server_ownership.py",
     "tests/unit/test_shards.py",
     "tests/unit/test_single_row.py",
     "tests/unit/test_summary.py",

@@ -64,16 +64,20 @@ def pytest_report_header() -> str:
 @pytest.hookimpl(trylast=True)  # after -m has deselected the other layers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """In one of a layer's parallel CI jobs (CI_NODE_INDEX of CI_NODE_TOTAL), keep only the
-    modules shards.assign gives it."""
+    modules shards.assign gives it. Under xdist (whose workers' order the controller hands
+    out, module by module: the Makefile's --no-loadscope-reorder), the longest modules first."""
+    recorded = shards.recorded()
     try:
-        mine = shards.kept([item.nodeid for item in items], os.environ, shards.recorded())
+        mine = shards.kept([item.nodeid for item in items], os.environ, recorded)
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
-    if mine is None:
-        return
-    keep = set(mine)
-    config.hook.pytest_deselected(items=[item for item in items if item.nodeid not in keep])
-    items[:] = [item for item in items if item.nodeid in keep]
+    if mine is not None:
+        keep = set(mine)
+        config.hook.pytest_deselected(items=[item for item in items if item.nodeid not in keep])
+        items[:] = [item for item in items if item.nodeid in keep]
+    if hasattr(config, "workerinput"):
+        by_id = {item.nodeid: item for item in items}
+        items[:] = [by_id[nodeid] for nodeid in shards.longest_first(list(by_id), recorded)]
 
 
 _measured: dict[str, float] = {}

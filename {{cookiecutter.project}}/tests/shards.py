@@ -58,11 +58,24 @@ def recorded(file: Path = DURATIONS) -> dict[str, float]:
     return seconds
 
 
-def assign(modules: list[str], seconds: Mapping[str, float], total: int) -> list[list[str]]:
-    """`modules` in `total` groups of about the same recorded time; every module in one."""
+def costs(modules: list[str], seconds: Mapping[str, float]) -> dict[str, float]:
+    """Each module's recorded seconds; the median of those recorded for one that is not."""
     known = [seconds[module] for module in modules if module in seconds]
     unknown = statistics.median(known) if known else 1.0
-    cost = {module: seconds.get(module, unknown) for module in modules}
+    return {module: seconds.get(module, unknown) for module in modules}
+
+
+def longest_first(nodeids: list[str], seconds: Mapping[str, float]) -> list[str]:
+    """`nodeids` with their modules in order of recorded time, longest first; each module's
+    tests in their own order. Workers that take one module after another (xdist's
+    --dist loadfile) then end close together: no long module is left to run alone last."""
+    cost = costs(sorted({module_of(nodeid) for nodeid in nodeids}), seconds)
+    return sorted(nodeids, key=lambda nodeid: -cost[module_of(nodeid)])  # sort is stable
+
+
+def assign(modules: list[str], seconds: Mapping[str, float], total: int) -> list[list[str]]:
+    """`modules` in `total` groups of about the same recorded time; every module in one."""
+    cost = costs(modules, seconds)
     groups: list[list[str]] = [[] for _ in range(total)]
     loads = [0.0] * total
     # Ties broken by name, so every job (and every xdist worker in it) splits alike.

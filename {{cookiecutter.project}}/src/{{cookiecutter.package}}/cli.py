@@ -642,6 +642,43 @@ def challenge_run(
     typer.echo(f"result: {paths.challenge_report}")
 
 
+@app.command()
+def retrain(
+    reason: Annotated[
+        str, typer.Option(envvar="REASON", help="Why: drift, schedule or manual")
+    ] = "manual",
+    monitor_report: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="MONITOR_REPORT",
+            help="The `monitor` result that decided it (default: the latest)",
+        ),
+    ] = None,
+    labelled: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="LABELLED",
+            help="Labelled served rows (default: reports/monitoring/labelled.parquet, if any)",
+        ),
+    ] = None,
+) -> None:
+    """`make retrain` up to the challenge, in one process (a command per step would import
+    MLflow, LightGBM and pandas again each time): data, validate, train as a retraining,
+    evaluate deferring to the challenge, then the challenge. A loser exits 0."""
+    from . import challenge as stage
+    from . import pipeline, retraining
+
+    params, paths = _setup()
+    why = retraining.why(paths, reason, monitor_report)  # a bad REASON stops it before the data
+    _step(pipeline.data)
+    _step(pipeline.validate, None)
+    _step(pipeline.train, why)
+    _step(pipeline.evaluate, True)
+    result = stage.run(params, paths, labelled)
+    typer.echo(stage.format_result(result))
+    typer.echo(f"result: {paths.challenge_report}")
+
+
 @challenge_app.command("verdict")
 def challenge_verdict() -> None:
     """Print the last challenge as key=value lines (winner=true|false, versions, bento)."""

@@ -48,15 +48,15 @@ def make(project: Path, *args: str, **env: str) -> tuple[subprocess.CompletedPro
     return done, log.read_text().splitlines() if log.exists() else []
 
 
-TRAINING = ["data", "validate", "train --retrain", "evaluate --defer-to-challenge",
-            "challenge run", "challenge verdict"]  # fmt: skip
+TRAINING = ["retrain", "challenge verdict"]
 
 
 def layer(name: str, *extra: str) -> str:
     return " ".join((f"pytest -m {name} --junitxml=reports/junit/{name}.xml", *extra))
 
 
-INTEGRATION = layer("integration", "-n auto --dist loadfile")  # on every core: xdist workers
+# On every core: xdist workers, the longest modules first.
+INTEGRATION = layer("integration", "-n auto --dist loadfile --no-loadscope-reorder")
 # A pull request's checks, job by job (cicd.CHECKS), as `make build` runs them.
 CHECK_CHAIN = [
     "pre-commit run --all-files --show-diff-on-failure",

@@ -24,6 +24,15 @@ def test_modules_go_longest_first_to_the_job_with_the_least_work():
     assert [sum(seconds[m] for m in group) for group in groups] == [80.0, 70.0]
 
 
+def test_the_longest_modules_run_first_each_whole_and_in_its_own_order():
+    nodeids = ["t/a.py::x", "t/a.py::y", "t/b.py::x", "t/c.py::y", "t/c.py::x", "t/new.py::x"]
+    seconds = {"t/a.py": 5.0, "t/b.py": 50.0, "t/c.py": 20.0}
+    # new.py counts as the median (20 s), after c.py, which the collection put first.
+    assert shards.longest_first(nodeids, seconds) == [
+        "t/b.py::x", "t/c.py::y", "t/c.py::x", "t/new.py::x", "t/a.py::x", "t/a.py::y",
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize("total", [1, 2, 3, 5])
 def test_every_module_is_in_exactly_one_job(total: int):
     modules = [f"tests/integration/test_{n}.py" for n in range(7)]
