@@ -89,6 +89,9 @@ def test_github_pull_request_workflow_runs_every_check(ci_project, tmp_path):
     assert set(results) >= LAYERS, f"JUnit files: {sorted(results)}"
     assert all(tests and not bad for tests, bad in results.values()), results
     assert run.output.count("[integration] 🏁  Job succeeded") == 2, run.tail()
+    # No pull-request job monitors: a report there would be a test's, leaked into the job's
+    # own step summary.
+    assert "Summary - ### Monitoring" not in run.output, run.tail()
     assert_integration_split(artifacts / "1", repo)
     assert list((artifacts / "1").rglob("loadtest/test/result.json")), "no load-test report"
     [built] = (artifacts / "1").rglob("bento.json")

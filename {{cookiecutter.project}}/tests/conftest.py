@@ -43,6 +43,11 @@ for _variable in (
     "MLFLOW_TRACKING_TOKEN", "MLFLOW_S3_ENDPOINT_URL",
 ):  # fmt: skip
     os.environ.pop(_variable, None)
+# Run inside a CI job, the tests must not write to that job's step summary or outputs (a
+# test's monitor run would show on the pull request's checks); tests that need them set
+# their own.
+for _variable in ("GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT"):
+    os.environ.pop(_variable, None)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
