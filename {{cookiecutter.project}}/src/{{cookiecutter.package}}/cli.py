@@ -14,6 +14,16 @@ from .config import Params, Paths, load_params, use_project_stores
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 # Make passes BENTO= through the environment, never pasted into a command line.
 BENTO_OPTION = typer.Option(envvar="BENTO", help="Bento tag (default: the latest built)")
+# A retraining's inputs (`train --retrain`, `retrain`, `challenge run`), from Make too.
+REASON_OPTION = typer.Option(envvar="REASON", help="Why it retrains: drift, schedule or manual")
+MONITOR_REPORT_OPTION = typer.Option(
+    envvar="MONITOR_REPORT",
+    help="The `monitor` result that decided a retraining (default: the latest)",
+)
+LABELLED_OPTION = typer.Option(
+    envvar="LABELLED",
+    help="Labelled served rows (default: reports/monitoring/labelled.parquet, if any)",
+)
 # The switch that shows an expected error's traceback: --traceback, or TRACEBACK=1.
 TRACEBACK_VARIABLE = "TRACEBACK"
 _show_traceback = False
@@ -105,16 +115,8 @@ def train(
     retrain: Annotated[
         bool, typer.Option("--retrain", help="A retraining: record why (REASON, MONITOR_REPORT)")
     ] = False,
-    reason: Annotated[
-        str, typer.Option(envvar="REASON", help="With --retrain: drift, schedule or manual")
-    ] = "manual",
-    monitor_report: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="MONITOR_REPORT",
-            help="With --retrain: the `monitor` result that decided it (default: the latest)",
-        ),
-    ] = None,
+    reason: Annotated[str, REASON_OPTION] = "manual",
+    monitor_report: Annotated[Path | None, MONITOR_REPORT_OPTION] = None,
 ) -> None:
     """Train LightGBM (seeded), log it to MLflow and register a new model version."""
     from . import pipeline, retraining
@@ -623,17 +625,13 @@ app.add_typer(challenge_app, name="challenge")
 
 
 @challenge_app.command("run")
-def challenge_run(
-    labelled: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="LABELLED",
-            help="Labelled served rows (default: reports/monitoring/labelled.parquet, if any)",
-        ),
-    ] = None,
-) -> None:
+def challenge_run(labelled: Annotated[Path | None, LABELLED_OPTION] = None) -> None:
     """Score the new version and the production one on the same rows; the new one wins only
     by the margin. A loser exits 0: it is a result, recorded with its reason."""
+    _challenge(labelled)
+
+
+def _challenge(labelled: Path | None) -> None:
     from . import challenge as stage
 
     params, paths = _setup()
@@ -644,39 +642,22 @@ def challenge_run(
 
 @app.command()
 def retrain(
-    reason: Annotated[
-        str, typer.Option(envvar="REASON", help="Why: drift, schedule or manual")
-    ] = "manual",
-    monitor_report: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="MONITOR_REPORT",
-            help="The `monitor` result that decided it (default: the latest)",
-        ),
-    ] = None,
-    labelled: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="LABELLED",
-            help="Labelled served rows (default: reports/monitoring/labelled.parquet, if any)",
-        ),
-    ] = None,
+    reason: Annotated[str, REASON_OPTION] = "manual",
+    monitor_report: Annotated[Path | None, MONITOR_REPORT_OPTION] = None,
+    labelled: Annotated[Path | None, LABELLED_OPTION] = None,
 ) -> None:
     """`make retrain` up to the challenge, in one process (a command per step would import
     MLflow, LightGBM and pandas again each time): data, validate, train as a retraining,
     evaluate deferring to the challenge, then the challenge. A loser exits 0."""
-    from . import challenge as stage
     from . import pipeline, retraining
 
-    params, paths = _setup()
+    _, paths = _setup()
     why = retraining.why(paths, reason, monitor_report)  # a bad REASON stops it before the data
     _step(pipeline.data)
     _step(pipeline.validate, None)
     _step(pipeline.train, why)
     _step(pipeline.evaluate, True)
-    result = stage.run(params, paths, labelled)
-    typer.echo(stage.format_result(result))
-    typer.echo(f"result: {paths.challenge_report}")
+    _challenge(labelled)
 
 
 @challenge_app.command("verdict")
