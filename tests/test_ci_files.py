@@ -608,11 +608,13 @@ def test_the_templates_own_workflow_is_valid_pinned_and_clean():
     assert zizmor_findings(folder) == ""
 
 
-def test_the_shipped_durations_cover_exactly_the_integration_modules():
-    """CI's integration jobs split the modules by tests/durations.json: every module the
-    template ships is measured there (else it would count as a median guess), none is stale."""
+def test_the_shipped_durations_cover_exactly_the_test_modules():
+    """`make test` orders the modules and CI's integration jobs split them by
+    tests/durations.json: every module the template ships is measured there (else it would
+    count as a median guess), none is stale."""
     tests = TEMPLATE / "{{cookiecutter.project}}" / "tests"
     recorded = json.loads((tests / "durations.json").read_text())
-    modules = {f"tests/integration/{m.name}" for m in (tests / "integration").glob("test_*.py")}
+    modules = {f"tests/{m.relative_to(tests).as_posix()}" for m in tests.rglob("test_*.py")}
     assert set(recorded) == modules, "run `make test-durations` in a bake and copy the file back"
-    assert all(seconds > 0 for seconds in recorded.values()), recorded
+    # A fast module may round to 0.0 s; a figure is what matters.
+    assert all(isinstance(s, int | float) and s >= 0 for s in recorded.values()), recorded
