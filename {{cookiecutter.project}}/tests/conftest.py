@@ -36,17 +36,15 @@ from {{ cookiecutter.package }}.evaluation_report import EvaluationReport
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SWITCHED = ("PROJECT_ROOT", "MLFLOW_TRACKING_URI")
 REUSE_OUTPUTS = os.environ.get("TESTS_REUSE_OUTPUTS") == "1"
-# CD's build job runs these tests with the team's release store configured: no test may
-# reach it. Without these, a project root's store is its own mlruns.db (config.Paths).
+# What a CI job sets that no test may use. CD's build job runs these tests with the team's
+# release store configured: no test may reach it (without these, a project root's store is
+# its own mlruns.db, config.Paths). Nor may a test write to the job's step summary or
+# outputs (a test's monitor run would show on the pull request's checks); tests that need
+# them set their own.
 for _variable in (
     "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
-    "MLFLOW_TRACKING_TOKEN", "MLFLOW_S3_ENDPOINT_URL",
+    "MLFLOW_TRACKING_TOKEN", "MLFLOW_S3_ENDPOINT_URL", "GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT",
 ):  # fmt: skip
-    os.environ.pop(_variable, None)
-# Run inside a CI job, the tests must not write to that job's step summary or outputs (a
-# test's monitor run would show on the pull request's checks); tests that need them set
-# their own.
-for _variable in ("GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT"):
     os.environ.pop(_variable, None)
 
 

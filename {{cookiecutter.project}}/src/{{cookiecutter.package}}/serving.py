@@ -287,7 +287,7 @@ def stop(server: Server | None) -> None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(server.pid, sig)
         started |= _descendants(serve)
-        for process in started | _bentoml_listeners(server):
+        for process in started | _own_listeners(server):
             with contextlib.suppress(psutil.Error):
                 process.send_signal(sig)  # psutil checks it is still that process
         deadline = time.monotonic() + grace
@@ -305,7 +305,7 @@ def _up(process: psutil.Process | None) -> bool:
 def _serving(server: Server) -> bool:
     """Whether the server's port is still held by one of its own processes (the cheap
     connect first: it is free once the server is gone)."""
-    return listening(server.port) and bool(_bentoml_listeners(server))
+    return listening(server.port) and bool(_own_listeners(server))
 
 
 def _descendants(process: psutil.Process | None) -> set[psutil.Process]:
@@ -315,7 +315,7 @@ def _descendants(process: psutil.Process | None) -> set[psutil.Process]:
     return set()
 
 
-def _bentoml_listeners(server: Server) -> set[psutil.Process]:
+def _own_listeners(server: Server) -> set[psutil.Process]:
     """The server's own processes listening on its port; never another program there."""
     found = set()
     for connection in psutil.net_connections("tcp"):

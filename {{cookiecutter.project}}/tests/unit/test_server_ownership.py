@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.package }} import serving
+from {{ cookiecutter.package }}.config import Paths
 
 pytestmark = pytest.mark.unit
 
@@ -55,13 +56,14 @@ def listener() -> Iterator[Start]:
 
 
 def recorded(tmp_path: Path, pid: int, port: int) -> serving.Server:
-    """The state a server on `port` left: its BentoML home is <state>/homes/test-<port>."""
-    log = tmp_path / "state" / "logs" / f"test-{port}.log"
+    """The state a server on `port` left."""
+    log = serving.log_file(Paths(tmp_path), "test", port)
     return serving.Server(pid, port, "churn-model:old", str(log), time.time())
 
 
 def home_of(server: serving.Server) -> Path:
-    return Path(server.log).parent.parent / "homes" / Path(server.log).stem
+    """The BentoML home the server ran with (`serving.start` gives each its own)."""
+    return serving._home_of(Path(server.log))
 
 
 def test_a_stale_record_whose_pid_and_port_another_program_has_is_left_alone(tmp_path, listener):
