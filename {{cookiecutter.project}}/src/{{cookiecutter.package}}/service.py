@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,11 @@ class ModelService:
     bento_model = BentoModel(_STORED.tag)
 
     def __init__(self) -> None:
+        # The bento's own environment has no scikit-learn (pyproject's `bento` group), but a
+        # project venv does, and LightGBM imports it whenever it can: ~1 s of every start of a
+        # local server. The worker goes without it, as it does where the bento is deployed
+        # (None in sys.modules makes an import fail; typeshed does not know that use).
+        sys.modules.setdefault("sklearn", None)  # type: ignore[arg-type]
         from .model import Model  # LightGBM and pandas: the worker's, not the arbiter's
 
         folder = Path(self.bento_model.path)

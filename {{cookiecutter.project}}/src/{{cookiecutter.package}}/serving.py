@@ -8,6 +8,7 @@ process serves a name (an environment of the local target, or its candidate).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -135,11 +136,24 @@ def _own(server: Server, pid: int) -> psutil.Process | None:
     return None
 
 
+@functools.cache
+def _probe_client() -> httpx.Client:
+    # One per process: a client per request loaded the CA bundle each time (~60 ms of CPU,
+    # and readiness is polled every 50 ms). No kept-alive connection: each probe opens its
+    # own, so it sees whatever listens on the port now.
+    return httpx.Client(limits=httpx.Limits(max_keepalive_connections=0))
+
+
+def readyz(url: str, timeout: float = 3) -> int:
+    """The status `url`/readyz answers with; httpx.HTTPError when nothing answers."""
+    return _probe_client().get(f"{url}/readyz", timeout=timeout).status_code
+
+
 def healthy(server: Server | None) -> TypeGuard[Server]:
     if server is None or not running(server):
         return False
     try:
-        return httpx.get(f"{server.url}/readyz", timeout=3).status_code == 200
+        return readyz(server.url) == 200
     except httpx.HTTPError:
         return False
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 
 from {{ cookiecutter.package }} import features, smoke
@@ -100,3 +102,20 @@ def test_the_service_definition_loads_no_model_library(bento):
 
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_the_served_worker_goes_without_scikit_learn_as_where_the_bento_is_deployed(server):
+    # The bento's environment has no scikit-learn; in the project's venv LightGBM would
+    # import it into every worker (service.py). A loaded package maps its extension modules.
+    port = int(server.rsplit(":", 1)[1])
+    [worker] = [
+        psutil.Process(connection.pid)
+        for connection in psutil.net_connections("tcp")
+        if connection.status == psutil.CONN_LISTEN
+        and connection.laddr.port == port
+        and "_bentoml_impl.worker" in " ".join(psutil.Process(connection.pid).cmdline())
+    ]
+    mapped = [Path(region.path).parts for region in worker.memory_maps()]
+
+    assert any("lightgbm" in parts for parts in mapped)  # the model's library: it is there
+    assert not any("sklearn" in parts for parts in mapped)

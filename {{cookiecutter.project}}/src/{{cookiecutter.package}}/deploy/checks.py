@@ -18,6 +18,7 @@ from ..config import Params, Paths
 from ..evaluation_report import EvaluationReport
 from ..model import Model
 from ..model_card import EVALUATION_FILE
+from ..serving import readyz
 from .environments import Environment
 
 
@@ -54,7 +55,7 @@ def metric_gate_failures(environment: Environment, metrics: dict[str, float]) ->
 
 def health(url: str) -> dict[str, Any]:
     try:
-        status = httpx.get(f"{url}/readyz", timeout=10).status_code
+        status = readyz(url, timeout=10)
     except httpx.HTTPError as error:
         status, detail = None, str(error)
     else:

@@ -50,6 +50,7 @@ from ..serving import (
     free_port,
     listening,
     own_home,
+    readyz,
 )
 from .environments import Environment, HostDeploy
 
@@ -467,7 +468,7 @@ def _start_colour(where: Layout, colour: str, bento: str, python: Path) -> dict[
                 f"{error_cause(text)} (log: {log})"
             )
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=3).status_code == 200:
+            if readyz(f"http://127.0.0.1:{port}") == 200:
                 return started
         if time.monotonic() > deadline:
             _set_program(where, colour, None)
@@ -528,7 +529,7 @@ def serving(environment: Environment) -> str | None:
     """The bento the environment serves, if its front door answers."""
     live = read_live(layout(environment))
     try:
-        answered = httpx.get(f"{front(environment)}/readyz", timeout=3).status_code == 200
+        answered = readyz(front(environment)) == 200
     except httpx.HTTPError:
         answered = False
     return live["bento"] if live and answered else None
