@@ -98,19 +98,39 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         shards.store(_measured, PROJECT_ROOT)
 
 
+# pytest's cache folder for the empty MLflow store (set in pytest_configure; None when
+# pytest runs without its cache, as a test's own `pytest --collect-only -p no:cacheprovider`).
+_schema_cache: Path | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _schema_cache
+    if (cache := getattr(config, "cache", None)) is not None:
+        _schema_cache = cache.mkdir("mlflow-empty-store")
+
+
 @functools.cache
 def _migrated_store() -> Path:
-    """An empty MLflow SQLite store, made once per test process."""
+    """An empty MLflow SQLite store. MLflow makes one by running its schema migrations
+    (~1.5 s), so it is made once per MLflow version and kept in pytest's cache for every
+    later test process, the other xdist worker's and later runs' (--cache-clear drops it)."""
+    kept = _schema_cache / f"mlflow-{mlflow.__version__}.db" if _schema_cache else None
+    if kept is not None and kept.exists():
+        return kept
     folder = Path(tempfile.mkdtemp(prefix="mlflow-schema-"))
     atexit.register(shutil.rmtree, folder, True)
     store = folder / "mlruns.db"
     mlflow.MlflowClient(f"sqlite:///{store}").search_experiments()
+    if kept is not None:  # whole or not at all: the other worker may be writing it too
+        staged = kept.with_name(f"{kept.name}.{os.getpid()}")
+        shutil.copy(store, staged)
+        os.replace(staged, kept)
     return store
 
 
 def seed_store(root: Path) -> Path:
     """`root`'s MLflow store, created empty if it has none: as a copy, since MLflow creates
-    a SQLite store by running its schema migrations (~0.8 s) and the tests make dozens."""
+    a SQLite store by running its schema migrations and the tests make dozens."""
     store = root / "mlruns.db"
     if not store.exists():
         root.mkdir(parents=True, exist_ok=True)
