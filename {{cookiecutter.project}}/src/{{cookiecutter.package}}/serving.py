@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TypeGuard
+from typing import Any, TypeGuard
 
 import httpx
 import psutil
@@ -34,6 +34,8 @@ PASSING_READY_TIMEOUT = 120.0
 # BentoML's line when the service's setup raised; it then restarts the worker every few
 # seconds rather than exit, so only the log tells that waiting is pointless.
 STARTUP_FAILED = "Application startup failed"
+# What `bentoml serve` logs when another program bound its port first.
+ADDRESS_IN_USE = "Address already in use"
 STOP_TIMEOUT = 15.0
 # Between looks at a starting or stopping server: each tenth of a second waited past the
 # moment it is ready (or gone) is added to every deploy's switch.
@@ -149,11 +151,18 @@ def readyz(url: str, timeout: float = 3) -> int:
     return _probe_client().get(f"{url}/readyz", timeout=timeout).status_code
 
 
+class PortTaken(RuntimeError):
+    """Another program holds the port a server was to listen on."""
+
+
 def healthy(server: Server | None) -> TypeGuard[Server]:
+    """The server runs, answers /readyz, and is what listens on its port: an answer from
+    another program that took the port (another server, say, given the same free port)
+    is not this server's."""
     if server is None or not running(server):
         return False
     try:
-        return readyz(server.url) == 200
+        return readyz(server.url) == 200 and bool(_own_listeners(server))
     except httpx.HTTPError:
         return False
 
@@ -207,7 +216,7 @@ def start(
     checks) never mix their traffic.
     """
     if listening(port):
-        raise RuntimeError(f"port {port} on 127.0.0.1 is already in use: cannot serve {label}")
+        raise PortTaken(f"port {port} on 127.0.0.1 is already in use: cannot serve {label}")
     log = log_file(paths, label, port)
     log.parent.mkdir(parents=True, exist_ok=True)
     env = env or _serving_env(paths, record_as)
@@ -264,9 +273,11 @@ def wait_ready(server: Server, process: subprocess.Popen[bytes], timeout: float)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(
+            log = _log_text(server)
+            failure = PortTaken if ADDRESS_IN_USE in log else RuntimeError
+            raise failure(
                 f"bentoml serve {server.bento} exited with code {process.returncode} before "
-                f"it was ready: {error_cause(_log_text(server))} (log: {server.log})"
+                f"it was ready: {error_cause(log)} (log: {server.log})"
             )
         if STARTUP_FAILED in (log := _log_text(server)):
             raise RuntimeError(
@@ -348,12 +359,32 @@ def serve_foreground(bento: str, port: int) -> None:
     os.execv(command[0], command)
 
 
+def start_on_free_port(
+    paths: Paths, bento: str, label: str, attempts: int = 3, **options: Any
+) -> Server:
+    """`start` on a port the kernel reports free, or on another if a program binds that one
+    first: free ports come from the range every program's connections draw from, and
+    servers started side by side (parallel test workers, CI jobs on one runner) may be
+    handed the same one."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return start(paths, bento, free_port(), label, **options)
+        except PortTaken:
+            if attempt == attempts:
+                raise
+    raise AssertionError("attempts must be at least 1")
+
+
 @contextlib.contextmanager
 def running_server(
     paths: Paths, bento_tag: str, port: int | None = None, timeout: float = PASSING_READY_TIMEOUT
 ) -> Iterator[str]:
     """Serve the bento on 127.0.0.1 in a subprocess; yield its base URL; always stop it."""
-    server = start(paths, bento_tag, port or free_port(), "serve", timeout=timeout)
+    server = (
+        start(paths, bento_tag, port, "serve", timeout=timeout)
+        if port
+        else start_on_free_port(paths, bento_tag, "serve", timeout=timeout)
+    )
     try:
         yield server.url
     finally:

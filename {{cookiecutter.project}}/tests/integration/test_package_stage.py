@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from {{ cookiecutter.package }} import package, serving
@@ -95,3 +98,48 @@ def test_a_bento_whose_service_fails_to_start_is_reported_at_once_in_one_line(
     message = str(caught.value)
     assert "\n" not in message and "LightGBMError" in message, message
     assert "not ready" not in message  # it did not wait for the timeout
+
+
+# Answers 200 to any GET, as a server of another project would answer /readyz.
+ANSWERS_EVERYTHING = """
+import http.server, sys
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"not yours")
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+def test_a_free_port_another_program_binds_first_is_left_to_it_and_another_one_served(
+    paths, bento, monkeypatch
+):
+    other = subprocess.Popen(
+        [sys.executable, "-c", ANSWERS_EVERYTHING], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        taken = int(other.stdout.readline())
+        ports = iter([taken, serving.free_port()])
+        monkeypatch.setattr(serving, "free_port", lambda: next(ports))
+        # The other program binds the port between `start`'s check and `bentoml serve`'s bind.
+        first_check = iter([True])
+        listening = serving.listening
+        monkeypatch.setattr(
+            serving, "listening", lambda port: not next(first_check, False) and listening(port)
+        )
+
+        server = serving.start_on_free_port(paths, bento["tag"], "serve")
+        try:
+            answer = httpx.post(f"{server.url}/metadata", json={}, timeout=30)
+        finally:
+            serving.stop(server)
+
+        assert server.port != taken
+        assert answer.json()["bento_tag"] == bento["tag"]
+        assert httpx.get(f"http://127.0.0.1:{taken}/readyz", timeout=10).text == "not yours"
+    finally:
+        other.kill()
+        other.wait()

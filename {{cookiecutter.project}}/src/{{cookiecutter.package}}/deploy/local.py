@@ -9,7 +9,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..config import Paths
-from ..serving import clear_state, free_port, healthy, listening, read_state, start, stop
+from ..serving import (
+    clear_state,
+    healthy,
+    listening,
+    read_state,
+    start,
+    start_on_free_port,
+    stop,
+)
 
 
 def candidate(environment: str) -> str:
@@ -46,8 +54,8 @@ def replace(
             f"port {port} on 127.0.0.1 is in use by a process this project did not start "
             f"for {environment}: stop it or change deploy.port in environments/{environment}.yaml"
         )
-    checked = start(
-        paths, bento, free_port(), f"{environment}-candidate", record_as=candidate(environment)
+    checked = start_on_free_port(
+        paths, bento, f"{environment}-candidate", record_as=candidate(environment)
     )
     try:
         checks = verify(checked.url, True)
