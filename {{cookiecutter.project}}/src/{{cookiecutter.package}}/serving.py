@@ -162,9 +162,25 @@ def healthy(server: Server | None) -> TypeGuard[Server]:
     if server is None or not running(server):
         return False
     try:
-        return readyz(server.url) == 200 and bool(_own_listeners(server))
+        return readyz(server.url) == 200 and _listens(server)
     except httpx.HTTPError:
         return False
+
+
+def _listens(server: Server) -> bool:
+    """Whether the server's `bentoml serve` (which binds the port) or a process it started
+    listens on the server's port. Asked of those processes alone: a machine-wide scan of
+    connections needs root on macOS."""
+    if (serve := _serve_process(server)) is None:
+        return False
+    for process in {serve, *_descendants(serve)}:
+        with contextlib.suppress(psutil.Error):
+            if any(
+                c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == server.port
+                for c in process.net_connections("tcp")
+            ):
+                return True
+    return False
 
 
 def _tail(log: str) -> str:
