@@ -52,6 +52,7 @@ COMMON_FILES = [
     "src/{package}/cli.py",
     "src/{package}/config.py",
     "src/{package}/data.py",
+    "src/{package}/data_docs.py",
     "src/{package}/lock.py",
     "src/{package}/deploy/__init__.py",
     "src/{package}/deploy/checks.py",

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from .config import Params
 from .model_card import Feature, FeatureSpec
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 def derive_spec(frame: pd.DataFrame, params: Params) -> FeatureSpec:
     """Every column but the target and id columns is a feature."""
+    import pandas as pd  # here and in to_features: the served worker has no pandas (to_matrix)
+
     excluded = {params.data.target, *params.data.id_columns}
     features = []
     for column in frame.columns:
@@ -43,6 +47,8 @@ def derive_spec(frame: pd.DataFrame, params: Params) -> FeatureSpec:
 
 def to_features(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     """Model input: the feature columns in training order, categories fixed to training's."""
+    import pandas as pd
+
     columns: dict[str, pd.Categorical | pd.Series[float]] = {}
     for feature in spec.features:
         values = frame[feature.name]

@@ -6,15 +6,17 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
 import numpy as np
-import pandas as pd
 
 from . import single_row
 from .features import to_features, to_matrix
 from .model_card import CARD_FILE, MODEL_FILE, FeatureSpec
+
+if TYPE_CHECKING:  # the serving path (`predict_rows`) runs without pandas: see service.py
+    import pandas as pd
 
 # The keys of a prediction response: labels (or values), and class probabilities.
 PREDICTIONS, PROBABILITIES = "predictions", "probabilities"

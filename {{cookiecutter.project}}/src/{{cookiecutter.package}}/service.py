@@ -3,7 +3,7 @@
 Import chain kept light on purpose (no mlflow, great_expectations or matplotlib): this
 module is what the bento imports when it starts. `bentoml serve` imports it twice: in its
 arbiter process, only for the service's definition, and in the worker that predicts. So
-the model's libraries (LightGBM, pandas) load in the worker alone, in
+the model's library (LightGBM) loads in the worker alone, in
 `ModelService.__init__`, and a server is ready sooner (docs/serving.md). The model
 (booster + card) comes from the BentoML model store: the project store at build time, the
 bento's own store when served, so the bento serves exactly the model packed into it.
@@ -12,6 +12,7 @@ bento's own store when served, so the bento serves exactly the model packed into
 from __future__ import annotations
 
 import gc
+import importlib.abc
 import json
 import os
 import sys
@@ -81,12 +82,12 @@ class ModelService:
     bento_model = BentoModel(_STORED.tag)
 
     def __init__(self) -> None:
-        # The bento's own environment has no scikit-learn (pyproject's `bento` group), but a
-        # project venv does, and LightGBM imports it whenever it can: ~1 s of every start of a
-        # local server. The worker goes without it, as it does where the bento is deployed
-        # (None in sys.modules makes an import fail; typeshed does not know that use).
-        sys.modules.setdefault("sklearn", None)  # type: ignore[arg-type]
-        from .model import Model  # LightGBM and pandas: the worker's, not the arbiter's
+        # The bento's own environment has no scikit-learn or pandas (pyproject's `bento`
+        # group): the serving path needs neither. A project venv has both, and LightGBM
+        # imports them whenever it can: ~1.5 s of every start of a local server. The worker
+        # goes without them, as it does where the bento is deployed.
+        _unimportable("sklearn", "pandas")
+        from .model import Model  # LightGBM: the worker's, not the arbiter's
 
         folder = Path(self.bento_model.path)
         self.model = Model.load_packaged(folder)
@@ -144,6 +145,25 @@ ModelService.add_asgi_middleware(JSONBodiesOnly, max_body_bytes=MAX_BODY_BYTES) 
 ModelService.add_asgi_middleware(  # type: ignore[attr-defined]
     PredictFastPath, request_model=PredictRequest, max_body_bytes=MAX_BODY_BYTES, path="/predict"
 )
+
+
+class _Unimportable(importlib.abc.MetaPathFinder):
+    """Imports of these packages fail as if they were not installed. Not None in
+    sys.modules, which also blocks an import: BentoML's type checks read that entry."""
+
+    def __init__(self, names: set[str]) -> None:
+        self.names = names
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:
+        if fullname.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
+
+
+def _unimportable(*names: str) -> None:
+    """Make packages this process has not imported yet unimportable (those it has, say a
+    test's process, are left alone)."""
+    if missing := {name for name in names if name not in sys.modules}:
+        sys.meta_path.insert(0, _Unimportable(missing))
 
 
 def _monitoring(model_version: str) -> tuple[Recorder | None, PredictionMetrics | None]:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 
 SUITE_NAME = "raw"
+VIEWS = f"{__package__}.data_docs"
 
 
 def _expectations(suite: dict[str, Any]) -> list[Expectation]:
@@ -51,7 +52,16 @@ def run_suite(suite: dict[str, Any], frame: pd.DataFrame, docs: Path) -> dict[st
                 "class_name": "TupleFilesystemStoreBackend",
                 "base_directory": str(docs),
             },
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            # GX's pages, their templates compiled once (data_docs.py).
+            "site_index_builder": {
+                "class_name": "DefaultSiteIndexBuilder",
+                "view": {"module_name": VIEWS, "class_name": "IndexPageView"},
+            },
+            # SiteBuilder takes it; GX's TypedDict says it "may be incomplete", and is.
+            "site_section_builders": {  # type: ignore[typeddict-unknown-key]
+                section: {"view": {"module_name": VIEWS, "class_name": "PageView"}}
+                for section in ("expectations", "validations")
+            },
         },
     )
     batch = (

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
+import jinja2
 import numpy as np
 import pandas as pd
 import pytest
 
-from {{ cookiecutter.package }} import validation
+from {{ cookiecutter.package }} import data_docs, validation
 from {{ cookiecutter.package }}.config import Paths, load_params
 
 pytestmark = pytest.mark.data
@@ -45,7 +46,16 @@ def failing(report: dict, expectation: str, column: str | None) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def default_run(params, paths, raw_data) -> tuple[dict, dict]:
+def compiled(tmp_path_factory):
+    """The module's validations compile Data Docs templates into a cache of their own."""
+    folder = tmp_path_factory.mktemp("compiled-templates")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(data_docs, "_COMPILED", jinja2.FileSystemBytecodeCache(str(folder)))
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def default_run(params, paths, raw_data, compiled) -> tuple[dict, dict]:
     """`make validate` on the materialised default data: the outcome and result.json."""
     outcome = validation.validate(params, paths, None)
     return outcome, json.loads((paths.validation_reports / "result.json").read_text())
@@ -67,6 +77,19 @@ def test_data_docs_are_written_and_show_the_run(default_run, paths):
     assert outcome["docs_index"] == str(index)
     assert "validations/raw/" in index.read_text()
     assert list((paths.validation_reports / "docs" / "validations").rglob("*.html"))
+
+
+def test_data_docs_templates_compile_once_then_load_from_the_cache(
+    default_run, params, paths, compiled
+):
+    written = {file.name: file.stat().st_mtime_ns for file in compiled.iterdir()}
+    assert written  # GX's page templates, compiled by data_docs' views
+
+    validation.validate(params, paths, None)
+
+    # Each template was found in the cache: none compiled, none written again.
+    assert {file.name: file.stat().st_mtime_ns for file in compiled.iterdir()} == written
+    assert "validations/raw/" in (paths.validation_reports / "docs" / "index.html").read_text()
 
 
 def test_the_table_lists_every_expectation_with_its_status(default_run):

@@ -104,9 +104,9 @@ def test_the_service_definition_loads_no_model_library(bento):
     assert done.stdout.strip() == "[]"
 
 
-def test_the_served_worker_goes_without_scikit_learn_as_where_the_bento_is_deployed(server):
-    # The bento's environment has no scikit-learn; in the project's venv LightGBM would
-    # import it into every worker (service.py). A loaded package maps its extension modules.
+def test_the_served_worker_goes_without_scikit_learn_and_pandas_as_where_it_is_deployed(server):
+    # The bento's environment has neither; in the project's venv LightGBM would import both
+    # into every worker (service.py). A loaded package maps its extension modules.
     port = int(server.rsplit(":", 1)[1])
     [worker] = [
         psutil.Process(connection.pid)
@@ -118,4 +118,4 @@ def test_the_served_worker_goes_without_scikit_learn_as_where_the_bento_is_deplo
     mapped = [Path(region.path).parts for region in worker.memory_maps()]
 
     assert any("lightgbm" in parts for parts in mapped)  # the model's library: it is there
-    assert not any("sklearn" in parts for parts in mapped)
+    assert not any("sklearn" in parts or "pandas" in parts for parts in mapped)
