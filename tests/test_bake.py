@@ -365,6 +365,16 @@ def test_ci_targets_exist_in_the_makefile(baked):
             assert re.search(rf"^{target}:.*## ", makefile, re.M), target
 
 
+def test_make_targets_run_python_with_bytecode_caching_on(baked):
+    """Where CI sets PYTHONDONTWRITEBYTECODE, every Python process a target starts would
+    recompile its imports: the Makefile does not pass it on."""
+    rule = 'shown: ; @echo "[$${PYTHONDONTWRITEBYTECODE-}]"'
+    command = ["env", "PYTHONDONTWRITEBYTECODE=1", "make", "--no-print-directory"]
+    shown = run([*command, "--eval", rule, "shown"], cwd=baked.project_path)
+    assert shown.returncode == 0, shown.stdout
+    assert shown.stdout.strip() == "[]"
+
+
 def test_git_init_stages_every_file(baked):
     assert (baked.project_path / ".git").is_dir()
     assert staged_cleanly(baked.project_path) == []
