@@ -10,12 +10,35 @@ names these views in the Data Docs site it configures.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from great_expectations.render.view.view import DefaultJinjaIndexPageView, DefaultJinjaPageView
 from jinja2 import FileSystemBytecodeCache
+from jinja2.bccache import Bucket
 
-_COMPILED = FileSystemBytecodeCache()
+
+class TemplateCache(FileSystemBytecodeCache):
+    """Jinja's file cache, where a cache that cannot be read or written is no cache: a
+    full or read-only temp folder must never fail a validation."""
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        with contextlib.suppress(OSError, EOFError, ValueError, TypeError):
+            super().load_bytecode(bucket)
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        with contextlib.suppress(OSError):
+            super().dump_bytecode(bucket)
+
+
+def _cache() -> TemplateCache | None:
+    try:  # Jinja refuses a cache folder another user owns or others may write to
+        return TemplateCache()
+    except (OSError, RuntimeError):
+        return None
+
+
+_COMPILED = _cache()
 
 
 class PageView(DefaultJinjaPageView):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import jinja2
 import numpy as np
 import pandas as pd
 import pytest
@@ -50,7 +49,7 @@ def compiled(tmp_path_factory):
     """The module's validations compile Data Docs templates into a cache of their own."""
     folder = tmp_path_factory.mktemp("compiled-templates")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(data_docs, "_COMPILED", jinja2.FileSystemBytecodeCache(str(folder)))
+        patch.setattr(data_docs, "_COMPILED", data_docs.TemplateCache(str(folder)))
         yield folder
 
 
@@ -89,6 +88,19 @@ def test_data_docs_templates_compile_once_then_load_from_the_cache(
 
     # Each template was found in the cache: none compiled, none written again.
     assert {file.name: file.stat().st_mtime_ns for file in compiled.iterdir()} == written
+    assert "validations/raw/" in (paths.validation_reports / "docs" / "index.html").read_text()
+
+
+def test_a_template_cache_that_cannot_be_written_fails_no_validation(
+    params, paths, raw_data, tmp_path, monkeypatch
+):
+    not_a_folder = tmp_path / "cache"
+    not_a_folder.write_text("a file where the cache folder should be")
+    monkeypatch.setattr(data_docs, "_COMPILED", data_docs.TemplateCache(str(not_a_folder)))
+
+    outcome = validation.validate(params, paths, None)
+
+    assert outcome["success"], validation.format_failures(outcome)
     assert "validations/raw/" in (paths.validation_reports / "docs" / "index.html").read_text()
 
 
