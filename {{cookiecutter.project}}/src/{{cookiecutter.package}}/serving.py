@@ -322,21 +322,29 @@ def stop(server: Server | None) -> None:
     if server is None:
         return
     serve = _serve_process(server)
-    started = _descendants(serve)
+    signalled = _descendants(serve)
     for sig, grace in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, 5.0)):
         if serve is not None and serve.is_running():  # is_running: still that process
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(server.pid, sig)
-        started |= _descendants(serve)
-        for process in started | _own_listeners(server):
+        signalled |= _descendants(serve) | _own_listeners(server)
+        for process in signalled:
             with contextlib.suppress(psutil.Error):
                 process.send_signal(sig)  # psutil checks it is still that process
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and (_up(serve) or _serving(server)):
+        while time.monotonic() < deadline and _left(server, {serve, *signalled}):
             time.sleep(POLL_SECONDS)
-        if not _up(serve) and not _serving(server):
+        if not _left(server, {serve, *signalled}):
             shutil.rmtree(_home_of(Path(server.log)), ignore_errors=True)
             return
+
+
+def _left(server: Server, signalled: set[psutil.Process | None]) -> bool:
+    """Whether a signalled process is still up, or the server's port still held by one of
+    its own. Each process must be gone, not only unseen on the port: an exiting worker's
+    environment (what tells it is the server's) is unreadable a moment before its socket
+    closes, and the port still took connections."""
+    return any(map(_up, signalled)) or _serving(server)
 
 
 def _up(process: psutil.Process | None) -> bool:
