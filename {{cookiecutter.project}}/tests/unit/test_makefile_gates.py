@@ -159,3 +159,25 @@ def test_a_winner_alone_is_packaged_and_checked(project, winner):
         assert calls[len(TRAINING) + 1 :] == []
         assert "the challenger lost: nothing packaged" in done.stdout
     assert not (project / "dist" / "bento.json").exists()
+
+
+# Each argument on a line of its own: a marker expression must reach pytest as one.
+ARGUMENTS = """#!/bin/sh
+printf '%s\\n' "$@" > arguments.log
+"""
+
+
+@pytest.mark.parametrize(
+    "mark", ["integration", "not integration", 'unit or $(shell touch made) "; touch ran; "']
+)
+def test_make_test_hands_a_marker_expression_to_pytest_whole_and_as_text(project, mark):
+    run = project / "run.sh"
+    run.write_text(ARGUMENTS)
+    run.chmod(0o755)
+
+    done, _ = make(project, "test", f"RUN={run}", f"MARK={mark}")
+
+    assert done.returncode == 0, done.stderr
+    passed = (project / "arguments.log").read_text().splitlines()
+    assert passed[passed.index("-m") + 1] == mark
+    assert not (project / "made").exists() and not (project / "ran").exists()
