@@ -331,10 +331,12 @@ def stop(server: Server | None) -> None:
         for process in signalled:
             with contextlib.suppress(psutil.Error):
                 process.send_signal(sig)  # psutil checks it is still that process
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and _left(server, {serve, *signalled}):
+        watched, deadline = {serve, *signalled}, time.monotonic() + grace
+        while _left(server, watched):
+            if time.monotonic() >= deadline:
+                break  # to the next, harder signal
             time.sleep(POLL_SECONDS)
-        if not _left(server, {serve, *signalled}):
+        else:  # all gone
             shutil.rmtree(_home_of(Path(server.log)), ignore_errors=True)
             return
 
